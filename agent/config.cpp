@@ -1,0 +1,220 @@
+#include "agent/config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <uv.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace tunnel {
+namespace {
+
+struct CurlUrlFree {
+  void operator()(CURLU* u) const noexcept { curl_url_cleanup(u); }
+};
+struct CurlStrFree {
+  void operator()(char* s) const noexcept { curl_free(s); }
+};
+
+bool is_ip_literal(const std::string& host) {
+  sockaddr_in v4{};
+  sockaddr_in6 v6{};
+  return uv_ip4_addr(host.c_str(), 0, &v4) == 0 || uv_ip6_addr(host.c_str(), 0, &v6) == 0;
+}
+
+std::optional<std::string> read_secret_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read the secret file {}: check the path and its permissions", path);
+    return std::nullopt;
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  std::string secret = content.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) {
+    error = fmt::format("the secret file {} is empty: put the secret on its first line", path);
+    return std::nullopt;
+  }
+  if (secret.find_first_of("\r\n") != std::string::npos) {
+    error = fmt::format("the secret file {} has more than one line: keep only the secret", path);
+    return std::nullopt;
+  }
+  return secret;
+}
+
+}  // namespace
+
+std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error) {
+  ListenAddress out;
+  std::string port_text = text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      error = fmt::format("bad listen address '{}': write an IPv6 address as [ADDR]:PORT", text);
+      return std::nullopt;
+    }
+    out.host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else if (auto colon = text.rfind(':'); colon != std::string::npos) {
+    out.host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (out.host.find(':') != std::string::npos) {
+      error = fmt::format("bad listen address '{}': write an IPv6 address as [ADDR]:PORT", text);
+      return std::nullopt;
+    }
+  }
+  if (out.host == "localhost") out.host = "127.0.0.1";
+  if (out.host.empty() || !is_ip_literal(out.host)) {
+    error = fmt::format("bad listen address '{}': the host must be an IP address (e.g. 127.0.0.1)", text);
+    return std::nullopt;
+  }
+  int port = -1;
+  if (!port_text.empty() && port_text.size() <= 5 &&
+      port_text.find_first_not_of("0123456789") == std::string::npos) {
+    port = std::stoi(port_text);
+  }
+  if (port < 0 || port > 65535) {
+    error = fmt::format("bad listen port in '{}': give a number from 0 to 65535 (0 picks a free port)", text);
+    return std::nullopt;
+  }
+  out.port = port;
+  return out;
+}
+
+bool check_endpoint_url(const std::string& url, std::string& error) {
+  std::unique_ptr<CURLU, CurlUrlFree> handle(curl_url());
+  if (!handle) {
+    error = "out of memory";
+    return false;
+  }
+  CURLUcode rc = curl_url_set(handle.get(), CURLUPART_URL, url.c_str(), 0);
+  if (rc != CURLUE_OK) {
+    error = fmt::format("invalid endpoint URL '{}': {}", url, curl_url_strerror(rc));
+    return false;
+  }
+  char* raw = nullptr;
+  curl_url_get(handle.get(), CURLUPART_SCHEME, &raw, 0);
+  std::unique_ptr<char, CurlStrFree> scheme(raw);
+  std::string s = scheme ? scheme.get() : "";
+  if (s != "http" && s != "https") {
+    error = fmt::format("invalid endpoint URL '{}': the scheme must be http or https", url);
+    return false;
+  }
+  raw = nullptr;
+  if (curl_url_get(handle.get(), CURLUPART_HOST, &raw, 0) != CURLUE_OK || raw == nullptr || raw[0] == '\0') {
+    curl_free(raw);
+    error = fmt::format("invalid endpoint URL '{}': it has no host", url);
+    return false;
+  }
+  curl_free(raw);
+  raw = nullptr;
+  if (curl_url_get(handle.get(), CURLUPART_PASSWORD, &raw, 0) == CURLUE_OK && raw != nullptr) {
+    curl_free(raw);
+    error = "the endpoint URL must not carry a password: give the secret with --secret-file or TUNNEL_SECRET";
+    return false;
+  }
+  return true;
+}
+
+ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv) {
+  CLI::App app{
+      "tunnel-agent: carries local TCP connections (e.g. a debugger's JDWP) to a remote Spring Boot\n"
+      "DevTools HttpTunnelServer endpoint over plain long-poll HTTP(S) requests.\n\n"
+      "Example:\n"
+      "  TUNNEL_SECRET=mysecret tunnel-agent https://app.example.com/.~~spring-boot!~/debug\n"
+      "  jdb -attach 127.0.0.1:8000\n",
+      "tunnel-agent"};
+  app.set_version_flag("--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
+  app.get_formatter()->column_width(32);
+
+  Config config;
+  std::string listen_text = "127.0.0.1:8000";
+  std::string on_busy = "wait";
+  std::string secret_file;
+  int verbose = 0;
+  bool quiet = false;
+  double connect_timeout_s = 15;
+  double request_timeout_s = 60;
+
+  app.add_option("URL", config.url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug")->required();
+  app.add_option("-l,--listen", listen_text,
+                 "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
+      ->capture_default_str();
+  app.add_option("--secret-header", config.secret_header, "header that carries the secret")->capture_default_str();
+  app.add_option("--secret-file", secret_file,
+                 "file whose first line is the secret (else the environment variable TUNNEL_SECRET)");
+  app.add_option("--on-busy", on_busy,
+                 "a second local connection while a session runs: wait for it to end, or refuse it")
+      ->check(CLI::IsMember({"wait", "refuse"}))
+      ->capture_default_str();
+  app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for a TCP/TLS connection")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_option("--request-timeout", request_timeout_s,
+                 "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  app.add_flag("-v,--verbose", verbose, "log every HTTP exchange; twice: also libcurl's own trace");
+  app.add_flag("-q,--quiet", quiet, "log errors only");
+  app.footer(
+      "Environment:\n"
+      "  TUNNEL_SECRET   the secret, when --secret-file is not given (never logged)\n\n"
+      "The agent listens on loopback only unless --listen names another address. It logs to stderr\n"
+      "and exits 0 on Ctrl-C or SIGTERM after telling the server to drop live sessions.");
+
+  ParseResult result;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    result.message = app.help();
+    return result;
+  } catch (const CLI::CallForVersion&) {
+    result.message = app.version() + "\n";
+    return result;
+  } catch (const CLI::ParseError& e) {
+    result.exit_code = 2;
+    result.message = fmt::format("tunnel-agent: {}\nRun 'tunnel-agent --help' for the options.\n", e.what());
+    return result;
+  }
+
+  auto fail = [&](const std::string& why) {
+    result.exit_code = 2;
+    result.message = fmt::format("tunnel-agent: {}\n", why);
+    return result;
+  };
+
+  std::string error;
+  auto listen = parse_listen_address(listen_text, error);
+  if (!listen) return fail(error);
+  config.listen = *listen;
+  if (!check_endpoint_url(config.url, error)) return fail(error);
+  if (config.secret_header.empty() || config.secret_header.find_first_of(": \r\n") != std::string::npos) {
+    return fail(fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
+  }
+  if (!secret_file.empty()) {
+    auto secret = read_secret_file(secret_file, error);
+    if (!secret) return fail(error);
+    config.secret = std::move(*secret);
+    config.secret_source = "--secret-file " + secret_file;
+  } else if (const char* env = getenv("TUNNEL_SECRET"); env != nullptr && env[0] != '\0') {
+    config.secret = std::string(env);
+    config.secret_source = "TUNNEL_SECRET";
+  }
+  if (config.secret && config.secret->find_first_of("\r\n") != std::string::npos) {
+    return fail("the secret contains a line break: it cannot be sent in an HTTP header");
+  }
+  config.on_busy = on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
+  if (quiet && verbose > 0) return fail("-q and -v contradict each other: give one of them");
+  config.log_level = quiet ? log::Level::error : verbose > 0 ? log::Level::debug : log::Level::info;
+  config.curl_trace = verbose > 1;
+  config.connect_timeout_ms = static_cast<long>(connect_timeout_s * 1000);
+  config.request_timeout_ms = static_cast<long>(request_timeout_s * 1000);
+  result.config = std::move(config);
+  return result;
+}
+
+}  // namespace tunnel

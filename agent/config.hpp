@@ -1,0 +1,49 @@
+// The agent's settings, from the command line and the environment. Parsing is pure (no sockets),
+// so every rule here is unit-tested.
+#pragma once
+
+#include "common/log.hpp"
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace tunnel {
+
+enum class BusyPolicy { wait, refuse };
+
+struct ListenAddress {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+};
+
+struct Config {
+  ListenAddress listen;
+  std::string url;
+  std::string secret_header = "X-AUTH-TOKEN";
+  std::optional<std::string> secret;  // never printed
+  std::string secret_source;          // "--secret-file PATH" or "TUNNEL_SECRET", for messages
+  BusyPolicy on_busy = BusyPolicy::wait;
+  log::Level log_level = log::Level::info;
+  bool curl_trace = false;  // -vv
+  long connect_timeout_ms = 15000;
+  long request_timeout_ms = 60000;
+};
+
+struct ParseResult {
+  std::optional<Config> config;  // set when the agent should run
+  int exit_code = 0;             // otherwise: exit with this...
+  std::string message;           // ...after printing this (stdout when exit_code is 0, else stderr)
+};
+
+using GetEnv = std::function<const char*(const char*)>;
+
+ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv);
+
+// "[HOST:]PORT", "[v6]:PORT"; HOST must be an IP address or "localhost". Empty optional if invalid.
+std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error);
+
+// Checks an endpoint URL with libcurl's URL parser: http or https, with a host.
+bool check_endpoint_url(const std::string& url, std::string& error);
+
+}  // namespace tunnel

@@ -1,0 +1,135 @@
+#include "agent/listener.hpp"
+
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+
+namespace tunnel {
+
+std::string socket_name(const uv_tcp_t* tcp, bool peer) {
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  int rc = peer ? uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len)
+                : uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (rc != 0) return "?";
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&addr);
+    uv_ip6_name(a, ip, sizeof ip);
+    return fmt::format("[{}]:{}", ip, ntohs(a->sin6_port));
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+  uv_ip4_name(a, ip, sizeof ip);
+  return fmt::format("{}:{}", ip, ntohs(a->sin_port));
+}
+
+Listener::Listener(uv_loop_t* loop, CurlUvDriver& driver, ListenAddress address, BusyPolicy on_busy,
+                   SessionSettings settings)
+    : loop_(loop), driver_(driver), address_(std::move(address)), on_busy_(on_busy), settings_(std::move(settings)) {}
+
+Listener::~Listener() = default;
+
+bool Listener::start(std::string& error) {
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(address_.host.c_str(), address_.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
+      uv_ip6_addr(address_.host.c_str(), address_.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
+    error = fmt::format("cannot listen on {}: not an IP address", address_.host);
+    return false;
+  }
+  int rc = server_.init(loop_, uv_tcp_init);
+  if (rc == 0) {
+    server_.get()->data = this;
+    rc = uv_tcp_bind(server_.get(), reinterpret_cast<const sockaddr*>(&addr), 0);
+  }
+  if (rc == 0) rc = uv_listen(server_.as_stream(), 16, &Listener::on_uv_connection);
+  if (rc != 0) {
+    std::string hint = rc == UV_EADDRINUSE    ? "another program uses that port: pick another with --listen"
+                       : rc == UV_EADDRNOTAVAIL ? "that address is not on this machine"
+                       : rc == UV_EACCES        ? "ports below 1024 need privileges: pick another with --listen"
+                                                : "check the --listen address";
+    std::string where = address_.host.find(':') != std::string::npos
+                            ? fmt::format("[{}]:{}", address_.host, address_.port)
+                            : fmt::format("{}:{}", address_.host, address_.port);
+    error = fmt::format("cannot listen on {}: {}; {}", where, uv_strerror(rc), hint);
+    server_.close();
+    return false;
+  }
+  std::string bound = socket_name(server_.get(), false);
+  bound_port_ = std::stoi(bound.substr(bound.rfind(':') + 1));
+  log::info("listening on {}, tunnelling to {}", bound, settings_.http.url);
+  return true;
+}
+
+// Called by libuv when a local client connects.
+void Listener::on_uv_connection(uv_stream_t* server, int status) noexcept {
+  static_cast<Listener*>(server->data)->on_connection(status);
+}
+
+void Listener::on_connection(int status) {
+  if (status < 0) {
+    log::warn("accepting a local connection failed: {}", uv_strerror(status));
+    return;
+  }
+  Waiting next;
+  if (next.client.init(loop_, uv_tcp_init) != 0) return;
+  if (uv_accept(server_.as_stream(), next.client.as_stream()) != 0) return;
+  next.peer = socket_name(next.client.get(), true);
+  if (stopping_) return;  // closed by the owner going out of scope
+  if (!session_) {
+    start_session(std::move(next));
+  } else if (on_busy_ == BusyPolicy::refuse) {
+    log::warn("refused local connection from {}: session {} is still running and --on-busy=refuse is set "
+              "(the endpoint carries one connection at a time)",
+              next.peer, session_->id());
+  } else {
+    log::info("local connection from {} waits: session {} is still running (the endpoint carries one "
+              "connection at a time; --on-busy=refuse turns it away instead)",
+              next.peer, session_->id());
+    waiting_.push_back(std::move(next));
+  }
+}
+
+void Listener::start_session(Waiting next) {
+  const uint64_t id = next_session_id_++;
+  session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, std::move(next.client), id,
+                                             std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
+  session_->start();
+}
+
+void Listener::on_session_closed() {
+  session_.reset();
+  if (stopping_) {
+    maybe_stopped();
+    return;
+  }
+  if (!waiting_.empty()) {
+    Waiting next = std::move(waiting_.front());
+    waiting_.pop_front();
+    start_session(std::move(next));
+  }
+}
+
+void Listener::stop(std::function<void()> on_stopped) {
+  if (stopping_) return;
+  stopping_ = true;
+  on_stopped_ = std::move(on_stopped);
+  server_.close();
+  if (!waiting_.empty()) {
+    log::info("dropping {} waiting local connection(s)", waiting_.size());
+    waiting_.clear();  // each closes its socket
+  }
+  if (session_) {
+    session_->stop();
+  } else {
+    maybe_stopped();
+  }
+}
+
+void Listener::maybe_stopped() {
+  if (session_ || !on_stopped_) return;
+  auto done = std::move(on_stopped_);
+  on_stopped_ = nullptr;
+  done();
+}
+
+}  // namespace tunnel

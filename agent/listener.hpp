@@ -1,0 +1,61 @@
+// A local TCP listener that feeds accepted connections to tunnel sessions, one at a time: the
+// server behind an endpoint has one target connection, so two sessions would mix their bytes.
+#pragma once
+
+#include "agent/config.hpp"
+#include "agent/tunnel_session.hpp"
+#include "common/curl_uv_driver.hpp"
+#include "common/uv_handle.hpp"
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace tunnel {
+
+class Listener {
+ public:
+  Listener(uv_loop_t* loop, CurlUvDriver& driver, ListenAddress address, BusyPolicy on_busy,
+           SessionSettings settings);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Binds and listens; logs "listening on HOST:PORT". On failure returns false with a message.
+  bool start(std::string& error);
+  // Stops accepting, drops waiting connections, ends the live session; `on_stopped` runs once
+  // nothing of this listener is left.
+  void stop(std::function<void()> on_stopped);
+  int bound_port() const { return bound_port_; }
+
+ private:
+  struct Waiting {
+    UvHandle<uv_tcp_t> client;
+    std::string peer;
+  };
+
+  static void on_uv_connection(uv_stream_t* server, int status) noexcept;
+  void on_connection(int status);
+  void start_session(Waiting next);
+  void on_session_closed();
+  void maybe_stopped();
+
+  uv_loop_t* loop_;
+  CurlUvDriver& driver_;
+  ListenAddress address_;
+  BusyPolicy on_busy_;
+  SessionSettings settings_;
+  UvHandle<uv_tcp_t> server_;
+  int bound_port_ = 0;
+  uint64_t next_session_id_ = 1;
+  std::unique_ptr<TunnelSession> session_;
+  std::deque<Waiting> waiting_;
+  bool stopping_ = false;
+  std::function<void()> on_stopped_;
+};
+
+// "127.0.0.1:54321" or "[::1]:54321" for a connected or bound socket.
+std::string socket_name(const uv_tcp_t* tcp, bool peer);
+
+}  // namespace tunnel

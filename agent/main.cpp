@@ -1,0 +1,111 @@
+// tunnel-agent: local TCP listener -> HttpTunnelServer endpoint. Single thread, one libuv loop.
+#include "agent/config.hpp"
+#include "agent/listener.hpp"
+#include "common/curl_uv_driver.hpp"
+#include "common/log.hpp"
+#include "common/uv_handle.hpp"
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+namespace {
+
+struct App {
+  tunnel::Listener* listener = nullptr;
+  tunnel::CurlUvDriver* driver = nullptr;
+  tunnel::UvHandle<uv_signal_t> sigint;
+  tunnel::UvHandle<uv_signal_t> sigterm;
+  bool stopping = false;
+};
+
+// Called by libuv on SIGINT or SIGTERM.
+void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
+  auto* app = static_cast<App*>(handle->data);
+  if (app->stopping) {
+    tunnel::log::warn("second {}: exiting at once", signum == SIGINT ? "Ctrl-C" : "SIGTERM");
+    std::_Exit(130);
+  }
+  app->stopping = true;
+  tunnel::log::info("stopping ({}): closing the listener and ending live sessions",
+                    signum == SIGINT ? "Ctrl-C" : "SIGTERM");
+  app->listener->stop([app] {
+    app->driver->close();
+    app->sigint.close();
+    app->sigterm.close();
+  });
+}
+
+tunnel::SessionSettings session_settings(const tunnel::Config& config) {
+  tunnel::SessionSettings s;
+  s.http.url = config.url;
+  s.http.connect_timeout_ms = config.connect_timeout_ms;
+  s.http.request_timeout_ms = config.request_timeout_ms;
+  s.http.verbose = config.curl_trace;
+  s.http.sensitive_headers = {config.secret_header};
+  s.secret_header = config.secret_header;
+  s.secret = config.secret;
+  s.secret_source = config.secret_source;
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tunnel::ParseResult parsed = tunnel::parse_command_line(argc, argv, [](const char* name) { return std::getenv(name); });
+  if (!parsed.config) {
+    std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
+    return parsed.exit_code;
+  }
+  const tunnel::Config& config = *parsed.config;
+  tunnel::log::set_level(config.log_level);
+  std::signal(SIGPIPE, SIG_IGN);
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    tunnel::log::error("cannot initialise libcurl");
+    return 1;
+  }
+
+  if (config.secret && config.url.rfind("http://", 0) == 0) {
+    tunnel::log::warn("the secret travels unencrypted over http://: anyone on the path can read it; use https:// "
+                      "where the server offers it");
+  } else if (!config.secret) {
+    tunnel::log::info("no secret given (--secret-file or TUNNEL_SECRET): requests carry no {} header",
+                      config.secret_header);
+  }
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int exit_code = 0;
+  {
+    tunnel::CurlUvDriver driver(&loop);
+    tunnel::Listener listener(&loop, driver, config.listen, config.on_busy, session_settings(config));
+    App app;
+    app.listener = &listener;
+    app.driver = &driver;
+    std::string error;
+    if (!listener.start(error)) {
+      tunnel::log::error("{}", error);
+      exit_code = 1;
+      driver.close();
+    } else {
+      app.sigint.init(&loop, uv_signal_init);
+      app.sigint.get()->data = &app;
+      uv_signal_start(app.sigint.get(), &on_uv_signal, SIGINT);
+      app.sigterm.init(&loop, uv_signal_init);
+      app.sigterm.get()->data = &app;
+      uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
+      uv_run(&loop, UV_RUN_DEFAULT);
+      tunnel::log::info("stopped");
+    }
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // run the close callbacks of everything released above
+  if (uv_loop_close(&loop) != 0) {
+    tunnel::log::error("internal error: handles were left open at exit");
+    exit_code = 70;
+  }
+  curl_global_cleanup();
+  return exit_code;
+}

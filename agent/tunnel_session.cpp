@@ -1,0 +1,469 @@
+#include "agent/tunnel_session.hpp"
+
+#include "common/log.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+namespace tunnel {
+namespace {
+
+using protocol::Answer;
+
+std::string hint_for(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST: return "check the host name in the URL";
+    case CURLE_COULDNT_CONNECT: return "check the URL and that the server is running and reachable";
+    case CURLE_OPERATION_TIMEDOUT: return "the server or the network is too slow; see --request-timeout";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE: return "check the server's TLS certificate";
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE: return "the connection to the server broke";
+    default: return "";
+  }
+}
+
+double seconds_since(uint64_t start_ns) { return static_cast<double>(uv_hrtime() - start_ns) / 1e9; }
+
+}  // namespace
+
+TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings,
+                             UvHandle<uv_tcp_t> client, uint64_t id, std::string peer, ClosedCallback on_closed)
+    : loop_(loop),
+      driver_(driver),
+      settings_(settings),
+      client_(std::move(client)),
+      id_(id),
+      peer_(std::move(peer)),
+      on_closed_(std::move(on_closed)),
+      started_ns_(uv_hrtime()) {
+  client_.get()->data = this;
+  gap_timer_.init(loop_, uv_timer_init);
+  gap_timer_.get()->data = this;
+  phase_timer_.init(loop_, uv_timer_init);
+  phase_timer_.get()->data = this;
+}
+
+TunnelSession::~TunnelSession() {
+  for (auto& r : requests_) {
+    if (r && r->busy) driver_.cancel(r->exchange.easy());
+  }
+}
+
+void TunnelSession::start() {
+  log::info("session {}: opened for local client {} (endpoint {})", id_, peer_, settings_.http.url);
+  uv_tcp_nodelay(client_.get(), 1);
+  set_reading(true);
+  pump();
+}
+
+void TunnelSession::stop() {
+  if (state_ == State::open || state_ == State::draining) {
+    set_reading(false);
+    pending_upload_.clear();  // the agent is going away: the server is told to drop the target
+    stopping_ = true;
+    finish("the agent is stopping", false, true);
+  }
+}
+
+// ---- local socket -------------------------------------------------------------------------
+
+void TunnelSession::set_reading(bool on) {
+  if (on == reading_ || !client_) return;
+  if (on) {
+    int rc = uv_read_start(client_.as_stream(), &TunnelSession::on_uv_alloc, &TunnelSession::on_uv_read);
+    if (rc != 0) {
+      finish(fmt::format("cannot read from the local client: {}", uv_strerror(rc)), true, true);
+      return;
+    }
+  } else {
+    uv_read_stop(client_.as_stream());
+  }
+  reading_ = on;
+}
+
+// Called by libuv for a buffer to read the local socket into.
+void TunnelSession::on_uv_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) noexcept {
+  auto* self = static_cast<TunnelSession*>(handle->data);
+  *buf = uv_buf_init(self->read_buffer_.data(), static_cast<unsigned>(self->read_buffer_.size()));
+}
+
+// Called by libuv with bytes (or EOF, or an error) from the local client.
+void TunnelSession::on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+  auto* self = static_cast<TunnelSession*>(stream->data);
+  if (nread > 0) {
+    self->on_local_data(buf->base, static_cast<size_t>(nread));
+  } else if (nread == UV_EOF) {
+    self->on_local_eof("the local client closed the connection");
+  } else if (nread < 0) {
+    self->on_local_eof(nread == UV_ECONNRESET ? "the local client reset the connection"
+                                              : "reading from the local client failed");
+  }
+}
+
+void TunnelSession::on_local_data(const char* data, size_t size) {
+  if (state_ != State::open) return;
+  try {
+    pending_upload_.insert(pending_upload_.end(), data, data + size);
+  } catch (const std::bad_alloc&) {
+    finish("out of memory buffering local data", true, true);
+    return;
+  }
+  if (pending_upload_.size() >= settings_.upload_window) set_reading(false);
+  pump();
+}
+
+void TunnelSession::on_local_eof(const char* why) {
+  set_reading(false);
+  if (state_ != State::open) return;
+  log::debug("session {}: {}; sending what is left, then disconnecting", id_, why);
+  end_reason_ = why;
+  state_ = State::draining;
+  pump();
+}
+
+void TunnelSession::write_local(std::vector<char> data) {
+  if (data.empty() || !client_) return;
+  const size_t size = data.size();
+  auto* w = new LocalWrite{{}, std::move(data), this};
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(size));
+  int rc = uv_write(&w->req, client_.as_stream(), &buf, 1, &TunnelSession::on_uv_write);
+  if (rc != 0) {
+    delete w;
+    finish(fmt::format("writing to the local client failed: {}", uv_strerror(rc)), true, true);
+    return;
+  }
+  write_backlog_ += size;
+}
+
+// Called by libuv when bytes for the local client have been written (or the write failed).
+void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
+  auto* w = reinterpret_cast<LocalWrite*>(req);
+  TunnelSession* self = w->session;
+  const size_t size = w->data.size();
+  delete w;
+  self->write_backlog_ -= size;
+  if (status == 0) {
+    self->bytes_down_ += size;
+    self->pump();
+  } else if (status != UV_ECANCELED) {
+    self->finish(fmt::format("writing to the local client failed: {}", uv_strerror(status)), true, true);
+  }
+}
+
+// ---- requests -----------------------------------------------------------------------------
+
+TunnelSession::Request* TunnelSession::free_request() {
+  for (auto& r : requests_) {
+    if (!r) r = std::make_unique<Request>(*this, settings_.http);
+    if (!r->busy) return r.get();
+  }
+  return nullptr;
+}
+
+void TunnelSession::pump() {
+  if (state_ != State::open && state_ != State::draining) return;
+  // Local bytes go out as POSTs, as many as the two-request rule allows, each as large as it may be.
+  while (data_outstanding_ < 2 && !pending_upload_.empty()) {
+    send_post();
+    if (state_ != State::open && state_ != State::draining) return;
+  }
+  // Keep one request waiting for the target's bytes, unless the local client is not keeping up.
+  if (state_ == State::open && data_outstanding_ == 0 && write_backlog_ < settings_.download_window) {
+    Request* r = free_request();
+    r->headers = build_headers(Kind::get, 0);
+    r->exchange.prepare_get(r->headers.get());
+    send(*r, Kind::get);
+  }
+  if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
+  if (state_ == State::draining && pending_upload_.empty()) {
+    bool post_outstanding = std::any_of(requests_.begin(), requests_.end(),
+                                        [](const auto& r) { return r && r->busy && r->kind == Kind::post; });
+    if (!post_outstanding) {
+      finish(end_reason_, false, true);
+    } else if (!uv_is_active(reinterpret_cast<uv_handle_t*>(phase_timer_.get()))) {
+      // A POST held by the server may stay unanswered for a long poll; its body reached the
+      // server long before, so after a short grace the disconnect may overtake it.
+      uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.drain_grace_ms, 0);
+    }
+  }
+}
+
+CurlSlist TunnelSession::build_headers(Kind kind, uint64_t seq) const {
+  CurlSlist list;
+  auto add = [&list](const std::string& line) {
+    curl_slist* head = curl_slist_append(list.get(), line.c_str());  // same head once non-empty
+    if (head == nullptr) throw std::bad_alloc();
+    if (!list) list.reset(head);
+  };
+  if (settings_.secret) add(settings_.secret_header + ": " + *settings_.secret);
+  if (kind == Kind::post) {
+    add(fmt::format("Content-Type: {}", protocol::kPayloadType));
+    add(fmt::format("{}: {}", protocol::kSeqHeader, seq));
+  } else if (kind == Kind::disconnect) {
+    add(fmt::format("Content-Type: {}", protocol::kDisconnectType));
+  }
+  if (kind != Kind::get) add("Expect:");  // the server never answers 100-continue
+  return list;
+}
+
+void TunnelSession::send_post() {
+  Request* r = free_request();
+  const size_t take = std::min(pending_upload_.size(), settings_.max_post_body);
+  r->body.clear();
+  if (take == pending_upload_.size()) {
+    std::swap(r->body, pending_upload_);  // no copy; the request's old buffer is reused for pending
+  } else {
+    r->body.assign(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
+    pending_upload_.erase(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
+  }
+  r->seq = next_upload_seq_++;
+  r->headers = build_headers(Kind::post, r->seq);
+  r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.get());
+  bytes_up_ += r->body.size();
+  send(*r, Kind::post);
+}
+
+void TunnelSession::send_disconnect(uint64_t timeout_ms) {
+  Request* r = free_request();
+  r->headers = build_headers(Kind::disconnect, 0);
+  r->exchange.prepare_post(nullptr, 0, r->headers.get());
+  if (!send(*r, Kind::disconnect)) {
+    close_local(true);
+    return;
+  }
+  uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, timeout_ms, 0);
+}
+
+bool TunnelSession::send(Request& r, Kind kind) {
+  r.kind = kind;
+  r.started_ns = uv_hrtime();
+  CURLMcode rc = driver_.start(r.exchange.easy(), &r);
+  if (rc != CURLM_OK) {
+    std::string why = fmt::format("cannot start an HTTP request: {}", curl_multi_strerror(rc));
+    if (kind == Kind::disconnect) {
+      log::error("session {}: {}", id_, why);
+    } else {
+      finish(why, true, false);
+    }
+    return false;
+  }
+  r.busy = true;
+  if (kind != Kind::disconnect) ++data_outstanding_;
+  return true;
+}
+
+void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
+  if (!log::enabled(log::Level::debug)) return;
+  const char* what = r.kind == Kind::get ? "GET" : r.kind == Kind::post ? "POST" : "POST x-disconnect";
+  std::string sent = r.kind == Kind::post ? fmt::format(" x-seq {} ({} bytes)", r.seq, r.body.size()) : "";
+  std::string answer;
+  if (result != CURLE_OK) {
+    answer = describe_curl_error(result, r.exchange.error_detail());
+  } else {
+    answer = fmt::format("{}", r.exchange.status());
+    if (r.exchange.has_header_value()) {
+      answer += fmt::format(" x-seq {} ({} bytes)", r.exchange.header_value(), r.exchange.body().size());
+    }
+  }
+  log::debug("session {}: {}{} -> {} in {:.1f} ms", id_, what, sent, answer,
+             static_cast<double>(uv_hrtime() - r.started_ns) / 1e6);
+}
+
+void TunnelSession::on_request_done(Request& r, CURLcode result) {
+  r.busy = false;
+  if (r.kind != Kind::disconnect) --data_outstanding_;
+  log_exchange(r, result);
+
+  if (r.kind == Kind::disconnect) {
+    if (result != CURLE_OK) {
+      log::warn("session {}: could not tell the server to drop the target connection ({}); it will drop it "
+                "after its disconnect timeout",
+                id_, describe_curl_error(result, r.exchange.error_detail()));
+    }
+    if (state_ == State::disconnecting) close_local(true);
+    return;
+  }
+  if (state_ == State::closing || state_ == State::closed) return;
+
+  if (result != CURLE_OK) {
+    if (state_ == State::disconnecting) return;
+    std::string detail = r.exchange.body_too_large()
+                             ? fmt::format("the server's answer exceeds {} bytes: not a tunnel answer", HttpExchange::kMaxBody)
+                             : describe_curl_error(result, r.exchange.error_detail());
+    std::string hint = hint_for(result);
+    finish(fmt::format("HTTP request to {} failed: {}{}{}", settings_.http.url, detail, hint.empty() ? "" : "; ", hint),
+           true, false);
+    return;
+  }
+
+  const long status = r.exchange.status();
+  switch (protocol::classify_status(status)) {
+    case Answer::payload:
+      on_payload(r);
+      break;
+    case Answer::poll_again:
+    case Answer::released:  // a newer request of ours is held: no replacement needed
+      break;
+    case Answer::target_closed:
+      if (state_ != State::disconnecting) {
+        finish(state_ == State::draining ? end_reason_
+                                         : "the server closed the tunnel (410 Gone): the target closed the connection "
+                                           "or refused it",
+               false, false);
+      }
+      return;
+    case Answer::target_unavailable:
+      finish("the server says the target is not running (503 Service Unavailable): start the JVM with "
+             "-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=...",
+             true, false);
+      return;
+    case Answer::secret_refused:
+      finish(fmt::format("the server refused the secret ({} {}): {}", status, r.exchange.reason(),
+                         settings_.secret ? "check the secret given by " + settings_.secret_source
+                                          : std::string("no secret was given: use --secret-file or TUNNEL_SECRET")),
+             true, false);
+      return;
+    case Answer::unexpected:
+      finish(fmt::format("unexpected answer from {}: HTTP {} {}: not a tunnel response (check the URL's path)",
+                         settings_.http.url, status, r.exchange.reason()),
+             true, false);
+      return;
+  }
+  pump();
+}
+
+void TunnelSession::on_payload(Request& r) {
+  if (!r.exchange.has_header_value()) {
+    finish("the server answered 200 without an x-seq header: not a tunnel response (check the URL)", true, true);
+    return;
+  }
+  auto seq = protocol::parse_seq(r.exchange.header_value());
+  if (!seq) {
+    finish(fmt::format("the server sent a malformed x-seq '{}'", r.exchange.header_value()), true, true);
+    return;
+  }
+  const uint64_t expected = reorderer_.next_expected();
+  auto result = reorderer_.push(*seq, std::move(r.exchange.body()));
+  if (result != protocol::PayloadReorderer::Result::accepted) {
+    finish(protocol::describe(result, *seq, expected) + "; the session ends rather than corrupt the stream", true, true);
+    return;
+  }
+  while (auto ready = reorderer_.pop_ready()) write_local(std::move(*ready));
+  if (reorderer_.has_gap()) {
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(gap_timer_.get()))) {
+      uv_timer_start(gap_timer_.get(), &TunnelSession::on_uv_gap_timeout, settings_.gap_timeout_ms, 0);
+    }
+  } else {
+    uv_timer_stop(gap_timer_.get());
+  }
+}
+
+// Called by libuv when a missing server payload did not arrive in time.
+void TunnelSession::on_uv_gap_timeout(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<TunnelSession*>(timer->data);
+  self->finish(fmt::format("server payload x-seq {} was lost (later ones arrived, it did not): the stream cannot "
+                           "continue without it",
+                           self->reorderer_.next_expected()),
+               true, true);
+}
+
+// Called by libuv when the current phase's deadline passes (drain grace, disconnect, flush).
+void TunnelSession::on_uv_phase_timeout(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<TunnelSession*>(timer->data);
+  switch (self->state_) {
+    case State::draining:
+      self->finish(self->end_reason_, false, true);
+      break;
+    case State::disconnecting:
+      log::warn("session {}: the server did not confirm the disconnect within {} ms", self->id_,
+                self->settings_.disconnect_timeout_ms);
+      self->close_local(true);
+      break;
+    case State::closing:
+      self->close_local(false);  // the local client does not take our last bytes: give up on them
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- ending -------------------------------------------------------------------------------
+
+void TunnelSession::finish(std::string why, bool error, bool disconnect_first) {
+  if (state_ == State::disconnecting || state_ == State::closing || state_ == State::closed) return;
+  end_reason_ = std::move(why);
+  end_is_error_ = error;
+  set_reading(false);
+  uv_timer_stop(gap_timer_.get());
+  uv_timer_stop(phase_timer_.get());
+  if (disconnect_first) {
+    state_ = State::disconnecting;
+    send_disconnect(stopping_ ? kStopDeadlineMs : settings_.disconnect_timeout_ms);
+    return;
+  }
+  close_local(!error);
+}
+
+void TunnelSession::close_local(bool flush) {
+  if (state_ == State::closed) return;
+  const bool already_closing = state_ == State::closing;
+  state_ = State::closing;
+  if (!already_closing) {
+    for (auto& r : requests_) {
+      if (r && r->busy) {
+        driver_.cancel(r->exchange.easy());
+        r->busy = false;
+      }
+    }
+    data_outstanding_ = 0;
+    uv_timer_stop(gap_timer_.get());
+    uv_timer_stop(phase_timer_.get());
+  }
+  if (!client_) return;
+  if (flush && !already_closing && write_backlog_ > 0) {
+    // Let the local client take what it was sent, then FIN; a deadline covers a client that stalls.
+    auto* req = new uv_shutdown_t{};
+    req->data = this;
+    if (uv_shutdown(req, client_.as_stream(), &TunnelSession::on_uv_shutdown) == 0) {
+      uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout,
+                     stopping_ ? kStopDeadlineMs : settings_.flush_timeout_ms, 0);
+      return;
+    }
+    delete req;
+  }
+  uv_timer_stop(phase_timer_.get());
+  gap_timer_.close();
+  phase_timer_.close();
+  client_.close(&TunnelSession::on_client_closed);
+}
+
+// Called by libuv when the local socket is shut down for writing (all our bytes are out).
+void TunnelSession::on_uv_shutdown(uv_shutdown_t* req, int) noexcept {
+  auto* self = static_cast<TunnelSession*>(req->data);
+  delete req;
+  self->close_local(false);
+}
+
+// Called (through UvHandle) by libuv when the local socket is closed: the session's last moment.
+void TunnelSession::on_client_closed(void* data) noexcept {
+  auto* self = static_cast<TunnelSession*>(data);
+  self->state_ = State::closed;
+  std::string summary = fmt::format("after {:.1f} s, {} bytes sent, {} bytes received", seconds_since(self->started_ns_),
+                                    self->bytes_up_, self->bytes_down_);
+  if (self->end_is_error_) {
+    log::error("session {} ({}) failed {}: {}", self->id_, self->peer_, summary, self->end_reason_);
+  } else {
+    log::info("session {} ({}) closed {}: {}", self->id_, self->peer_, summary, self->end_reason_);
+  }
+  auto on_closed = std::move(self->on_closed_);  // the callback may destroy the session
+  on_closed(*self);
+}
+
+}  // namespace tunnel

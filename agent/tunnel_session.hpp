@@ -1,0 +1,138 @@
+// One accepted local connection carried over the tunnel protocol (shared PROTOCOL.md):
+// one request always waiting, local bytes as numbered POSTs, server payloads written back in
+// x-seq order, and at most two data requests outstanding, because the reference server loses a
+// POST body when a third request makes it release that POST early.
+#pragma once
+
+#include "common/curl_uv_driver.hpp"
+#include "common/http_exchange.hpp"
+#include "common/tunnel_protocol.hpp"
+#include "common/uv_handle.hpp"
+
+#include <uv.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tunnel {
+
+struct SessionSettings {
+  HttpOptions http;
+  std::string secret_header;
+  std::optional<std::string> secret;
+  std::string secret_source;           // where the secret came from, for messages
+  size_t max_post_body = 1 << 20;      // the most bytes one POST carries
+  size_t upload_window = 1 << 20;      // stop reading the local socket with this much unsent
+  size_t download_window = 4 << 20;    // stop polling with this much not yet written locally
+  uint64_t gap_timeout_ms = 5000;      // how long a missing server payload may lag behind later ones
+  uint64_t drain_grace_ms = 300;       // after local EOF: wait this long for POSTs before disconnecting
+  uint64_t disconnect_timeout_ms = 2000;
+  uint64_t flush_timeout_ms = 2000;    // how long closing waits for the local client to take our bytes
+};
+
+class TunnelSession {
+ public:
+  using ClosedCallback = std::function<void(TunnelSession&)>;
+
+  TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings,
+                UvHandle<uv_tcp_t> client, uint64_t id, std::string peer, ClosedCallback on_closed);
+  ~TunnelSession();
+  TunnelSession(const TunnelSession&) = delete;
+  TunnelSession& operator=(const TunnelSession&) = delete;
+
+  void start();
+  // The agent is stopping: ask the server to drop the target connection, then close.
+  void stop();
+  uint64_t id() const { return id_; }
+
+ private:
+  enum class State {
+    open,           // both directions flow
+    draining,       // local client sent EOF: flush the last uploads, then disconnect
+    disconnecting,  // x-disconnect sent, waiting for its answer
+    closing,        // local socket closing
+    closed,
+  };
+  enum class Kind { get, post, disconnect };
+
+  struct Request final : Transfer {
+    Request(TunnelSession& s, const HttpOptions& options) : session(s), exchange(options) {
+      exchange.watch_header(std::string(protocol::kSeqHeader));
+    }
+    void on_transfer_done(CURLcode result) noexcept override { session.on_request_done(*this, result); }
+
+    TunnelSession& session;
+    HttpExchange exchange;
+    CurlSlist headers;
+    std::vector<char> body;
+    Kind kind = Kind::get;
+    uint64_t seq = 0;
+    uint64_t started_ns = 0;
+    bool busy = false;
+  };
+  struct LocalWrite {
+    uv_write_t req;
+    std::vector<char> data;
+    TunnelSession* session;
+  };
+
+  static void on_uv_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept;
+  static void on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
+  static void on_uv_write(uv_write_t* req, int status) noexcept;
+  static void on_uv_shutdown(uv_shutdown_t* req, int status) noexcept;
+  static void on_uv_gap_timeout(uv_timer_t* timer) noexcept;
+  static void on_uv_phase_timeout(uv_timer_t* timer) noexcept;
+  static void on_client_closed(void* data) noexcept;
+
+  void on_request_done(Request& request, CURLcode result);
+  void on_local_data(const char* data, size_t size);
+  void on_local_eof(const char* why);
+  void on_payload(Request& request);
+  void pump();
+  Request* free_request();
+  bool send(Request& request, Kind kind);
+  CurlSlist build_headers(Kind kind, uint64_t seq) const;
+  void send_post();
+  void send_disconnect(uint64_t timeout_ms);
+  void write_local(std::vector<char> data);
+  void set_reading(bool on);
+  // Ends the session; `error` empty means a normal end. Idempotent.
+  void finish(std::string why, bool error, bool disconnect_first);
+  void close_local(bool flush);
+  void log_exchange(const Request& request, CURLcode result) const;
+
+  uv_loop_t* loop_;
+  CurlUvDriver& driver_;
+  const SessionSettings& settings_;
+  UvHandle<uv_tcp_t> client_;
+  UvHandle<uv_timer_t> gap_timer_;
+  UvHandle<uv_timer_t> phase_timer_;
+  uint64_t id_;
+  std::string peer_;
+  ClosedCallback on_closed_;
+  State state_ = State::open;
+  bool stopping_ = false;  // the agent stops: shorter deadlines, so that it exits within 2 s
+  static constexpr uint64_t kStopDeadlineMs = 700;
+
+  std::array<std::unique_ptr<Request>, 3> requests_;  // two data requests + the disconnect
+  int data_outstanding_ = 0;
+  uint64_t next_upload_seq_ = 1;
+  std::vector<char> pending_upload_;
+  bool reading_ = false;
+  std::array<char, 64 * 1024> read_buffer_;
+  protocol::PayloadReorderer reorderer_;
+  size_t write_backlog_ = 0;
+
+  uint64_t started_ns_;
+  uint64_t bytes_up_ = 0;    // local client -> target, handed to the server
+  uint64_t bytes_down_ = 0;  // target -> local client, written
+  std::string end_reason_;
+  bool end_is_error_ = false;
+};
+
+}  // namespace tunnel

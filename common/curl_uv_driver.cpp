@@ -1,0 +1,149 @@
+#include "common/curl_uv_driver.hpp"
+
+#include "common/log.hpp"
+
+#include <new>
+
+namespace tunnel {
+
+CurlUvDriver::CurlUvDriver(uv_loop_t* loop) : loop_(loop) {
+  multi_ = curl_multi_init();
+  if (multi_ == nullptr) throw std::bad_alloc();
+  if (timer_.init(loop_, uv_timer_init) != 0) {
+    curl_multi_cleanup(multi_);
+    throw std::bad_alloc();
+  }
+  timer_.get()->data = this;
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &CurlUvDriver::on_curl_socket);
+  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &CurlUvDriver::on_curl_timer);
+  curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+}
+
+CurlUvDriver::~CurlUvDriver() { close(); }
+
+void CurlUvDriver::close() {
+  if (multi_ == nullptr) return;
+  CURLM* multi = std::exchange(multi_, nullptr);
+  curl_multi_cleanup(multi);
+  for (SocketContext* ctx : contexts_) delete ctx;  // each closes its uv_poll_t
+  contexts_.clear();
+  timer_.close();
+}
+
+CURLMcode CurlUvDriver::start(CURL* easy, Transfer* transfer) {
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer);
+  return curl_multi_add_handle(multi_, easy);
+}
+
+void CurlUvDriver::cancel(CURL* easy) {
+  if (multi_ == nullptr) return;
+  curl_multi_remove_handle(multi_, easy);
+  // It may have finished in the batch being reported right now: make sure it is not reported.
+  for (size_t i = 0; i < done_easy_.size(); ++i) {
+    if (done_easy_[i] == easy) done_[i].first = nullptr;
+  }
+}
+
+// Called by libcurl to say which events it wants on a socket, or that it is done with it.
+int CurlUvDriver::on_curl_socket(CURL*, curl_socket_t fd, int what, void* userp, void* socketp) noexcept {
+  auto* self = static_cast<CurlUvDriver*>(userp);
+  auto* ctx = static_cast<SocketContext*>(socketp);
+  if (what == CURL_POLL_REMOVE) {
+    if (ctx != nullptr) self->drop_context(ctx);
+    return 0;
+  }
+  if (ctx == nullptr) {
+    ctx = new (std::nothrow) SocketContext{self, fd, {}};
+    if (ctx == nullptr || ctx->poll.init(self->loop_, uv_poll_init_socket, fd) != 0) {
+      delete ctx;
+      return -1;
+    }
+    ctx->poll.get()->data = ctx;
+    self->contexts_.insert(ctx);
+    curl_multi_assign(self->multi_, fd, ctx);
+  }
+  int events = 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(ctx->poll.get(), events, &CurlUvDriver::on_uv_poll);
+  return 0;
+}
+
+void CurlUvDriver::drop_context(SocketContext* ctx) {
+  if (multi_ != nullptr) curl_multi_assign(multi_, ctx->fd, nullptr);
+  contexts_.erase(ctx);
+  delete ctx;
+}
+
+// Called by libcurl when it wants to be woken after `timeout_ms` (-1: never).
+int CurlUvDriver::on_curl_timer(CURLM*, long timeout_ms, void* userp) noexcept {
+  auto* self = static_cast<CurlUvDriver*>(userp);
+  if (timeout_ms < 0) {
+    uv_timer_stop(self->timer_.get());
+    return 0;
+  }
+  if (timeout_ms == 0 && self->in_perform_) {
+    // Inside perform() we act on it before returning to the loop: a response's follow-up request
+    // leaves in the same loop turn.
+    self->timeout_now_ = true;
+    return 0;
+  }
+  // 0 ms means "as soon as possible": a 0 ms uv timer fires at the start of the next loop turn.
+  uv_timer_start(self->timer_.get(), &CurlUvDriver::on_uv_timeout, static_cast<uint64_t>(timeout_ms), 0);
+  return 0;
+}
+
+// Called by libuv when a socket libcurl watches is ready (or failed).
+void CurlUvDriver::on_uv_poll(uv_poll_t* poll, int status, int events) noexcept {
+  auto* ctx = static_cast<SocketContext*>(poll->data);
+  CurlUvDriver* self = ctx->driver;  // ctx may be freed inside perform()
+  int flags = 0;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  self->perform(ctx->fd, flags);
+}
+
+// Called by libuv when libcurl's timeout expires.
+void CurlUvDriver::on_uv_timeout(uv_timer_t* timer) noexcept {
+  static_cast<CurlUvDriver*>(timer->data)->perform(CURL_SOCKET_TIMEOUT, 0);
+}
+
+void CurlUvDriver::perform(curl_socket_t fd, int flags) {
+  if (multi_ == nullptr || in_perform_) return;
+  in_perform_ = true;
+  int running = 0;
+  curl_multi_socket_action(multi_, fd, flags, &running);
+  for (;;) {
+    CURLMsg* msg = nullptr;
+    int left = 0;
+    while (multi_ != nullptr && (msg = curl_multi_info_read(multi_, &left)) != nullptr) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      CURL* easy = msg->easy_handle;
+      CURLcode result = msg->data.result;
+      Transfer* transfer = nullptr;
+      curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&transfer));
+      curl_multi_remove_handle(multi_, easy);  // `msg` is invalid from here on
+      done_.emplace_back(transfer, result);
+      done_easy_.push_back(easy);
+    }
+    if (done_.empty() && !timeout_now_) break;
+    // Report after the drain, so that what the callbacks start is added afresh (no re-entrancy).
+    for (size_t i = 0; i < done_.size(); ++i) {
+      if (done_[i].first != nullptr) done_[i].first->on_transfer_done(done_[i].second);
+    }
+    done_.clear();
+    done_easy_.clear();
+    if (timeout_now_) {
+      timeout_now_ = false;
+      if (multi_ != nullptr) curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+  }
+  in_perform_ = false;
+}
+
+}  // namespace tunnel

@@ -1,0 +1,79 @@
+// One reusable HTTP request/response slot: an easy handle plus the buffers for its answer.
+// Reusing it keeps connections warm and spares an allocation per request.
+#pragma once
+
+#include <curl/curl.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tunnel {
+
+// How every request of a tunnel reaches its endpoint. Proxy and TLS settings join this struct.
+struct HttpOptions {
+  std::string url;
+  long connect_timeout_ms = 15000;
+  long request_timeout_ms = 60000;  // a long poll is answered within two server poll timeouts
+  bool verbose = false;             // libcurl's own trace on stderr (-vv), secrets masked
+  std::vector<std::string> sensitive_headers;  // their values never reach the trace
+};
+
+struct CurlSlistFree {
+  void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
+};
+using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFree>;
+
+class HttpExchange {
+ public:
+  // The most body a response may have: tunnel payloads are ~100 KB; more is not a tunnel answer.
+  static constexpr size_t kMaxBody = 16 * 1024 * 1024;
+
+  explicit HttpExchange(const HttpOptions& options);
+  ~HttpExchange();
+  HttpExchange(const HttpExchange&) = delete;
+  HttpExchange& operator=(const HttpExchange&) = delete;
+
+  CURL* easy() const { return easy_; }
+
+  // The value of this response header (case-insensitive name) is kept for header_value().
+  void watch_header(std::string lowercase_name) { watched_name_ = std::move(lowercase_name); }
+
+  // Make the next request a GET / a POST of `size` bytes at `data` (kept alive by the caller until
+  // the transfer ends). `headers` stays owned by the caller, alive until the transfer ends.
+  void prepare_get(curl_slist* headers);
+  void prepare_post(const char* data, size_t size, curl_slist* headers);
+
+  // The answer, valid once the transfer is done.
+  long status() const;
+  const std::string& reason() const { return reason_; }
+  bool has_header_value() const { return watched_seen_; }
+  const std::string& header_value() const { return watched_value_; }
+  std::vector<char>& body() { return body_; }
+  const std::vector<char>& body() const { return body_; }
+  bool body_too_large() const { return body_too_large_; }
+  const char* error_detail() const { return error_buffer_; }
+
+ private:
+  void reset_answer();
+  static size_t on_curl_header(char* data, size_t size, size_t count, void* userp) noexcept;
+  static size_t on_curl_write(char* data, size_t size, size_t count, void* userp) noexcept;
+  static int on_curl_debug(CURL* easy, curl_infotype type, char* data, size_t size, void* userp) noexcept;
+
+  CURL* easy_;
+  std::vector<std::string> sensitive_headers_;
+  std::string watched_name_;
+  std::string watched_value_;
+  bool watched_seen_ = false;
+  std::string reason_;
+  std::vector<char> body_;
+  bool body_too_large_ = false;
+  char error_buffer_[CURL_ERROR_SIZE] = {};
+};
+
+// "Connection refused (while connecting to 127.0.0.1:8080)"-style text for a failed transfer.
+std::string describe_curl_error(CURLcode code, const char* detail);
+
+}  // namespace tunnel

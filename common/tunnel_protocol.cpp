@@ -1,0 +1,69 @@
+#include "common/tunnel_protocol.hpp"
+
+#include <fmt/format.h>
+
+#include <limits>
+
+namespace tunnel::protocol {
+
+Answer classify_status(long status) {
+  switch (status) {
+    case 200: return Answer::payload;
+    case 204: return Answer::poll_again;
+    case 429: return Answer::released;
+    case 410: return Answer::target_closed;
+    case 503: return Answer::target_unavailable;
+    case 401:
+    case 403: return Answer::secret_refused;
+    default: return Answer::unexpected;
+  }
+}
+
+std::optional<uint64_t> parse_seq(std::string_view text) {
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (value == 0 || value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+  return value;
+}
+
+PayloadReorderer::Result PayloadReorderer::push(uint64_t seq, std::vector<char> payload) {
+  if (seq < next_) {
+    // Going back to 1 is the server's new target connection; any other old number is a repeat.
+    return seq == 1 ? Result::went_back : Result::duplicate;
+  }
+  if (seq - next_ > max_early_) return Result::too_far;
+  auto [it, inserted] = early_.try_emplace(seq, std::move(payload));
+  (void)it;
+  return inserted ? Result::accepted : Result::duplicate;
+}
+
+std::optional<std::vector<char>> PayloadReorderer::pop_ready() {
+  auto it = early_.begin();
+  if (it == early_.end() || it->first != next_) return std::nullopt;
+  std::vector<char> out = std::move(it->second);
+  early_.erase(it);
+  ++next_;
+  return out;
+}
+
+std::string describe(PayloadReorderer::Result result, uint64_t seq, uint64_t expected) {
+  switch (result) {
+    case PayloadReorderer::Result::accepted: return fmt::format("x-seq {} accepted", seq);
+    case PayloadReorderer::Result::went_back:
+      return fmt::format(
+          "the server's x-seq went back to 1 after {}: it opened a new target connection, so the old "
+          "stream is gone",
+          expected - 1);
+    case PayloadReorderer::Result::duplicate:
+      return fmt::format("the server repeated x-seq {} (expected {})", seq, expected);
+    case PayloadReorderer::Result::too_far:
+      return fmt::format("the server sent x-seq {} while {} is still missing", seq, expected);
+  }
+  return "?";
+}
+
+}  // namespace tunnel::protocol
