@@ -42,18 +42,22 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
       id_(id),
       peer_(std::move(peer)),
       on_closed_(std::move(on_closed)),
+      reorderer_(settings.download_window),
       started_ns_(uv_hrtime()) {
   client_.get()->data = this;
   gap_timer_.init(loop_, uv_timer_init);
   gap_timer_.get()->data = this;
   phase_timer_.init(loop_, uv_timer_init);
   phase_timer_.get()->data = this;
+  pump_timer_.init(loop_, uv_timer_init);
+  pump_timer_.get()->data = this;
 }
 
 TunnelSession::~TunnelSession() {
-  for (auto& r : requests_) {
-    if (r && r->busy) driver_.cancel(r->exchange.easy());
+  for (auto& r : pool_) {
+    if (r->busy) driver_.cancel(r->exchange.easy());
   }
+  if (disconnect_ && disconnect_->busy) driver_.cancel(disconnect_->exchange.easy());
 }
 
 void TunnelSession::start() {
@@ -159,33 +163,109 @@ void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
 
 // ---- requests -----------------------------------------------------------------------------
 
-TunnelSession::Request* TunnelSession::free_request() {
-  for (auto& r : requests_) {
-    if (!r) r = std::make_unique<Request>(*this, settings_.http);
-    if (!r->busy) return r.get();
+TunnelSession::Request& TunnelSession::idle_request() {
+  for (auto& r : pool_) {
+    if (!r->busy) return *r;
   }
-  return nullptr;
+  pool_.push_back(std::make_unique<Request>(*this, settings_.http));
+  return *pool_.back();
 }
 
+bool TunnelSession::settled(const Request& r, uint64_t now) const {
+  if (r.kind == Kind::get) return true;  // no body to lose
+  const uint64_t sent = r.exchange.body_sent_ns();
+  if (sent == 0) return false;
+  const uint64_t rtt = fastest_exchange_ns_ == UINT64_MAX ? 0 : fastest_exchange_ns_;
+  return now - sent >= settings_.settle_ms * 1000000 + 2 * rtt;
+}
+
+bool TunnelSession::may_add_request(uint64_t now, uint64_t& retry_ns) const {
+  retry_ns = 0;
+  const Request* oldest = nullptr;
+  int in_flight = 0;
+  for (const auto& r : pool_) {
+    if (!r->busy) continue;
+    ++in_flight;
+    if (oldest == nullptr || r->started_ns < oldest->started_ns) oldest = r.get();
+  }
+  if (in_flight < 2) return true;
+  if (in_flight > 2) return false;  // a release is on its way back: wait for it
+  // A third request makes the server release the oldest held one with 429. Only safe when that
+  // one has no body the server might not have read yet (PROTOCOL.md: "A held POST answered before
+  // the server has read its body loses that body").
+  if (settled(*oldest, now)) return true;
+  if (oldest->exchange.body_sent_ns() == 0) {
+    retry_ns = settings_.settle_ms * 1000000;  // still uploading: look again shortly
+  } else {
+    const uint64_t rtt = fastest_exchange_ns_ == UINT64_MAX ? 0 : fastest_exchange_ns_;
+    retry_ns = oldest->exchange.body_sent_ns() + settings_.settle_ms * 1000000 + 2 * rtt - now;
+  }
+  return false;
+}
+
+// The request rules, from the reference server's behaviour (PROTOCOL.md, docs/PROTOCOL-NOTES.md):
+//  - keep a request held at all times, so the target's bytes have somewhere to go;
+//  - local bytes go out at once as a POST; two small POSTs may be held together (request/reply
+//    traffic such as JDWP then needs no 429 at all);
+//  - a POST's body is written to the target while the server holds that POST, and the target may
+//    stop reading until its output is drained: so a big POST, or one left alone for a while,
+//    gets a GET beside it, which keeps the target's output flowing;
+//  - a third request releases the oldest held one (429): only when that one is settled;
+//  - a needed GET goes before a POST: three POSTs held while the server writes to a target that
+//    is not reading would leave nothing to carry the target's output, and nothing would move.
 void TunnelSession::pump() {
   if (state_ != State::open && state_ != State::draining) return;
-  // Local bytes go out as POSTs, as many as the two-request rule allows, each as large as it may be.
-  while (data_outstanding_ < 2 && !pending_upload_.empty()) {
-    send_post();
+  for (;;) {
+    const uint64_t now = uv_hrtime();
+    const uint64_t lone_ns = settings_.lone_post_ms * 1000000;
+    bool get_in_flight = false;
+    bool needs_companion = false;
+    uint64_t companion_in_ns = UINT64_MAX;  // when the oldest small POST will have been alone too long
+    int in_flight = 0;
+    for (const auto& r : pool_) {
+      if (!r->busy) continue;
+      ++in_flight;
+      if (r->kind == Kind::get) {
+        get_in_flight = true;
+      } else if (r->body.size() >= settings_.big_post_bytes || now - r->started_ns >= lone_ns) {
+        needs_companion = true;
+      } else {
+        companion_in_ns = std::min(companion_in_ns, r->started_ns + lone_ns - now);
+      }
+    }
+    const bool want_post = !pending_upload_.empty();
+    const bool want_get = !get_in_flight && write_backlog_ < settings_.download_window &&
+                          (in_flight == 0 || needs_companion);
+    if (!want_post && !want_get) {
+      // A lone small POST: come back when it has been alone long enough to need a GET beside it.
+      if (!get_in_flight && companion_in_ns != UINT64_MAX && write_backlog_ < settings_.download_window) {
+        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, companion_in_ns / 1000000 + 1, 0);
+      }
+      break;
+    }
+    uint64_t retry_ns = 0;
+    if (!may_add_request(now, retry_ns)) {
+      if (retry_ns > 0) {
+        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, std::max<uint64_t>(1, retry_ns / 1000000), 0);
+      }
+      break;
+    }
+    if (!want_get) {
+      send_post();
+    } else {  // the GET first: a third POST in its place could leave every held request blocked
+      Request& r = idle_request();
+      r.body.clear();
+      r.headers = build_headers(Kind::get, 0);
+      r.exchange.prepare_get(r.headers.get());
+      send(r, Kind::get);
+    }
     if (state_ != State::open && state_ != State::draining) return;
-  }
-  // Keep one request waiting for the target's bytes, unless the local client is not keeping up.
-  if (state_ == State::open && data_outstanding_ == 0 && write_backlog_ < settings_.download_window) {
-    Request* r = free_request();
-    r->headers = build_headers(Kind::get, 0);
-    r->exchange.prepare_get(r->headers.get());
-    send(*r, Kind::get);
   }
   if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
   if (state_ == State::draining && pending_upload_.empty()) {
-    bool post_outstanding = std::any_of(requests_.begin(), requests_.end(),
-                                        [](const auto& r) { return r && r->busy && r->kind == Kind::post; });
-    if (!post_outstanding) {
+    bool post_in_flight = std::any_of(pool_.begin(), pool_.end(),
+                                      [](const auto& r) { return r->busy && r->kind == Kind::post; });
+    if (!post_in_flight) {
       finish(end_reason_, false, true);
     } else if (!uv_is_active(reinterpret_cast<uv_handle_t*>(phase_timer_.get()))) {
       // A POST held by the server may stay unanswered for a long poll; its body reached the
@@ -193,6 +273,11 @@ void TunnelSession::pump() {
       uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.drain_grace_ms, 0);
     }
   }
+}
+
+// Called by libuv when a held request may have become safe to release, or a POST needs company.
+void TunnelSession::on_uv_pump_timeout(uv_timer_t* timer) noexcept {
+  static_cast<TunnelSession*>(timer->data)->pump();
 }
 
 CurlSlist TunnelSession::build_headers(Kind kind, uint64_t seq) const {
@@ -214,7 +299,7 @@ CurlSlist TunnelSession::build_headers(Kind kind, uint64_t seq) const {
 }
 
 void TunnelSession::send_post() {
-  Request* r = free_request();
+  Request* r = &idle_request();
   const size_t take = std::min(pending_upload_.size(), settings_.max_post_body);
   r->body.clear();
   if (take == pending_upload_.size()) {
@@ -231,7 +316,8 @@ void TunnelSession::send_post() {
 }
 
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
-  Request* r = free_request();
+  if (!disconnect_) disconnect_ = std::make_unique<Request>(*this, settings_.http);
+  Request* r = disconnect_.get();
   r->headers = build_headers(Kind::disconnect, 0);
   r->exchange.prepare_post(nullptr, 0, r->headers.get());
   if (!send(*r, Kind::disconnect)) {
@@ -255,7 +341,10 @@ bool TunnelSession::send(Request& r, Kind kind) {
     return false;
   }
   r.busy = true;
-  if (kind != Kind::disconnect) ++data_outstanding_;
+  if (log::enabled(log::Level::debug)) {
+    log::debug("session {}: sending {}{}", id_, kind == Kind::get ? "GET" : kind == Kind::post ? "POST" : "POST x-disconnect",
+               kind == Kind::post ? fmt::format(" x-seq {} ({} bytes)", r.seq, r.body.size()) : "");
+  }
   return true;
 }
 
@@ -278,8 +367,11 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
 
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
-  if (r.kind != Kind::disconnect) --data_outstanding_;
   log_exchange(r, result);
+  if (result == CURLE_OK) {
+    // The quickest answer seen approximates the network round trip (used for "settled").
+    fastest_exchange_ns_ = std::min(fastest_exchange_ns_, uv_hrtime() - r.started_ns);
+  }
 
   if (r.kind == Kind::disconnect) {
     if (result != CURLE_OK) {
@@ -403,6 +495,7 @@ void TunnelSession::finish(std::string why, bool error, bool disconnect_first) {
   set_reading(false);
   uv_timer_stop(gap_timer_.get());
   uv_timer_stop(phase_timer_.get());
+  uv_timer_stop(pump_timer_.get());
   if (disconnect_first) {
     state_ = State::disconnecting;
     send_disconnect(stopping_ ? kStopDeadlineMs : settings_.disconnect_timeout_ms);
@@ -416,15 +509,19 @@ void TunnelSession::close_local(bool flush) {
   const bool already_closing = state_ == State::closing;
   state_ = State::closing;
   if (!already_closing) {
-    for (auto& r : requests_) {
-      if (r && r->busy) {
+    for (auto& r : pool_) {
+      if (r->busy) {
         driver_.cancel(r->exchange.easy());
         r->busy = false;
       }
     }
-    data_outstanding_ = 0;
+    if (disconnect_ && disconnect_->busy) {
+      driver_.cancel(disconnect_->exchange.easy());
+      disconnect_->busy = false;
+    }
     uv_timer_stop(gap_timer_.get());
     uv_timer_stop(phase_timer_.get());
+    uv_timer_stop(pump_timer_.get());
   }
   if (!client_) return;
   if (flush && !already_closing && write_backlog_ > 0) {
@@ -441,6 +538,7 @@ void TunnelSession::close_local(bool flush) {
   uv_timer_stop(phase_timer_.get());
   gap_timer_.close();
   phase_timer_.close();
+  pump_timer_.close();
   client_.close(&TunnelSession::on_client_closed);
 }
 

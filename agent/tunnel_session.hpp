@@ -26,9 +26,12 @@ struct SessionSettings {
   std::string secret_header;
   std::optional<std::string> secret;
   std::string secret_source;           // where the secret came from, for messages
-  size_t max_post_body = 1 << 20;      // the most bytes one POST carries
+  size_t max_post_body = 256 << 10;    // the most bytes one POST carries (see docs/PROTOCOL-NOTES.md)
   size_t upload_window = 1 << 20;      // stop reading the local socket with this much unsent
   size_t download_window = 4 << 20;    // stop polling with this much not yet written locally
+  size_t big_post_bytes = 64 << 10;    // a POST this large always has a GET beside it (see pump())
+  uint64_t lone_post_ms = 50;          // a smaller POST gets a GET beside it after this long alone
+  uint64_t settle_ms = 2;              // + 2x the fastest exchange: when a held POST's body is surely read
   uint64_t gap_timeout_ms = 5000;      // how long a missing server payload may lag behind later ones
   uint64_t drain_grace_ms = 300;       // after local EOF: wait this long for POSTs before disconnecting
   uint64_t disconnect_timeout_ms = 2000;
@@ -94,7 +97,11 @@ class TunnelSession {
   void on_local_eof(const char* why);
   void on_payload(Request& request);
   void pump();
-  Request* free_request();
+  Request& idle_request();
+  // May one more request go out now? If not, `retry_ns` says when to ask again (0: on an event).
+  bool may_add_request(uint64_t now, uint64_t& retry_ns) const;
+  bool settled(const Request& request, uint64_t now) const;
+  static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
   CurlSlist build_headers(Kind kind, uint64_t seq) const;
   void send_post();
@@ -119,8 +126,11 @@ class TunnelSession {
   bool stopping_ = false;  // the agent stops: shorter deadlines, so that it exits within 2 s
   static constexpr uint64_t kStopDeadlineMs = 700;
 
-  std::array<std::unique_ptr<Request>, 3> requests_;  // two data requests + the disconnect
-  int data_outstanding_ = 0;
+  // Requests in flight; see pump() for the rules that keep the reference server safe.
+  std::vector<std::unique_ptr<Request>> pool_;
+  std::unique_ptr<Request> disconnect_;
+  UvHandle<uv_timer_t> pump_timer_;  // wakes pump() when a held request becomes safe to release
+  uint64_t fastest_exchange_ns_ = UINT64_MAX;
   uint64_t next_upload_seq_ = 1;
   std::vector<char> pending_upload_;
   bool reading_ = false;

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
+
+#include <uv.h>
 #include <new>
 
 namespace tunnel {
@@ -30,7 +33,11 @@ HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init())
   curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy_, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-  curl_easy_setopt(easy_, CURLOPT_PIPEWAIT, 1L);  // prefer multiplexing on an HTTP/2 connection
+  if (options.url.rfind("https://", 0) == 0) {
+    // Wait for the TLS handshake (ALPN) to say whether HTTP/2 can multiplex this request on the
+    // existing connection. Over plain http:// curl would wait for a whole response instead.
+    curl_easy_setopt(easy_, CURLOPT_PIPEWAIT, 1L);
+  }
   curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, options.connect_timeout_ms);
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, options.request_timeout_ms);
   curl_easy_setopt(easy_, CURLOPT_USERAGENT, "tunnel-agent/" TUNNEL_AGENT_VERSION);
@@ -88,22 +95,50 @@ void HttpExchange::reset_answer() {
 
 void HttpExchange::prepare_get(curl_slist* headers) {
   reset_answer();
+  body_sent_ns_ = 0;
   curl_easy_setopt(easy_, CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, headers);
 }
 
 void HttpExchange::prepare_post(const char* data, size_t size, curl_slist* headers) {
   reset_answer();
+  upload_ = data;
+  upload_size_ = size;
+  upload_offset_ = 0;
+  body_sent_ns_ = size == 0 ? uv_hrtime() : 0;
   curl_easy_setopt(easy_, CURLOPT_POST, 1L);
+  curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, nullptr);
+  curl_easy_setopt(easy_, CURLOPT_READFUNCTION, &HttpExchange::on_curl_read);
+  curl_easy_setopt(easy_, CURLOPT_READDATA, this);
+  curl_easy_setopt(easy_, CURLOPT_SEEKFUNCTION, &HttpExchange::on_curl_seek);
+  curl_easy_setopt(easy_, CURLOPT_SEEKDATA, this);
   curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(size));
-  curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, size == 0 ? "" : data);
   curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, headers);
+}
+
+// Called by libcurl for the next part of a POST body; notes when it has taken the last byte.
+size_t HttpExchange::on_curl_read(char* buffer, size_t size, size_t count, void* userp) noexcept {
+  auto* self = static_cast<HttpExchange*>(userp);
+  const size_t n = std::min(size * count, self->upload_size_ - self->upload_offset_);
+  if (n > 0) std::memcpy(buffer, self->upload_ + self->upload_offset_, n);
+  self->upload_offset_ += n;
+  if (self->upload_offset_ == self->upload_size_ && self->body_sent_ns_ == 0) self->body_sent_ns_ = uv_hrtime();
+  return n;
 }
 
 long HttpExchange::status() const {
   long code = 0;
   curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
   return code;
+}
+
+// Called by libcurl to rewind the POST body, when it sends the request again on a new connection.
+int HttpExchange::on_curl_seek(void* userp, curl_off_t offset, int origin) noexcept {
+  auto* self = static_cast<HttpExchange*>(userp);
+  if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > self->upload_size_) return CURL_SEEKFUNC_FAIL;
+  self->upload_offset_ = static_cast<size_t>(offset);
+  self->body_sent_ns_ = 0;
+  return CURL_SEEKFUNC_OK;
 }
 
 // Called by libcurl for each response header line (status line included), also of a proxy's answer.

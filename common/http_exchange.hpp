@@ -45,6 +45,8 @@ class HttpExchange {
   // the transfer ends). `headers` stays owned by the caller, alive until the transfer ends.
   void prepare_get(curl_slist* headers);
   void prepare_post(const char* data, size_t size, curl_slist* headers);
+  // uv_hrtime() at which libcurl took the last byte of the POST body (0: not yet; GETs: never).
+  uint64_t body_sent_ns() const { return body_sent_ns_; }
 
   // The answer, valid once the transfer is done.
   long status() const;
@@ -60,6 +62,8 @@ class HttpExchange {
   void reset_answer();
   static size_t on_curl_header(char* data, size_t size, size_t count, void* userp) noexcept;
   static size_t on_curl_write(char* data, size_t size, size_t count, void* userp) noexcept;
+  static size_t on_curl_read(char* buffer, size_t size, size_t count, void* userp) noexcept;
+  static int on_curl_seek(void* userp, curl_off_t offset, int origin) noexcept;
   static int on_curl_debug(CURL* easy, curl_infotype type, char* data, size_t size, void* userp) noexcept;
 
   CURL* easy_;
@@ -70,6 +74,10 @@ class HttpExchange {
   std::string reason_;
   std::vector<char> body_;
   bool body_too_large_ = false;
+  const char* upload_ = nullptr;
+  size_t upload_size_ = 0;
+  size_t upload_offset_ = 0;
+  uint64_t body_sent_ns_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };
 

@@ -35,16 +35,20 @@ PayloadReorderer::Result PayloadReorderer::push(uint64_t seq, std::vector<char> 
     // Going back to 1 is the server's new target connection; any other old number is a repeat.
     return seq == 1 ? Result::went_back : Result::duplicate;
   }
-  if (seq - next_ > max_early_) return Result::too_far;
-  auto [it, inserted] = early_.try_emplace(seq, std::move(payload));
-  (void)it;
-  return inserted ? Result::accepted : Result::duplicate;
+  if (early_.count(seq) != 0) return Result::duplicate;
+  const size_t size = payload.size();
+  // The next expected payload itself always fits: it leaves at once through pop_ready().
+  if (seq != next_ && early_bytes_ + size > max_early_bytes_) return Result::too_far;
+  early_.emplace(seq, std::move(payload));
+  early_bytes_ += size;
+  return Result::accepted;
 }
 
 std::optional<std::vector<char>> PayloadReorderer::pop_ready() {
   auto it = early_.begin();
   if (it == early_.end() || it->first != next_) return std::nullopt;
   std::vector<char> out = std::move(it->second);
+  early_bytes_ -= out.size();
   early_.erase(it);
   ++next_;
   return out;
@@ -61,7 +65,8 @@ std::string describe(PayloadReorderer::Result result, uint64_t seq, uint64_t exp
     case PayloadReorderer::Result::duplicate:
       return fmt::format("the server repeated x-seq {} (expected {})", seq, expected);
     case PayloadReorderer::Result::too_far:
-      return fmt::format("the server sent x-seq {} while {} is still missing", seq, expected);
+      return fmt::format("the server sent x-seq {} while {} is still missing, and too much is waiting behind it",
+                         seq, expected);
   }
   return "?";
 }

@@ -39,10 +39,10 @@ class PayloadReorderer {
     accepted,    // stored; pop_ready() hands out what is now in order
     went_back,   // x-seq restarted at 1: the server opened a new target connection
     duplicate,   // x-seq already seen
-    too_far,     // more than max_early payloads ahead of the next expected one
+    too_far,     // waiting behind a missing payload would take more than max_early_bytes
   };
 
-  explicit PayloadReorderer(size_t max_early = 8) : max_early_(max_early) {}
+  explicit PayloadReorderer(size_t max_early_bytes) : max_early_bytes_(max_early_bytes) {}
 
   Result push(uint64_t seq, std::vector<char> payload);
   // The next in-order payload, if it has arrived.
@@ -51,9 +51,11 @@ class PayloadReorderer {
   bool has_gap() const { return !early_.empty() && early_.begin()->first != next_; }
   uint64_t next_expected() const { return next_; }
   size_t waiting() const { return early_.size(); }
+  size_t waiting_bytes() const { return early_bytes_; }
 
  private:
-  size_t max_early_;
+  size_t max_early_bytes_;
+  size_t early_bytes_ = 0;
   uint64_t next_ = 1;
   std::map<uint64_t, std::vector<char>> early_;
 };

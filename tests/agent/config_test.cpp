@@ -1,0 +1,128 @@
+#include "agent/config.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <unistd.h>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace tunnel;
+
+namespace {
+
+struct Run {
+  std::map<std::string, std::string> env;
+  ParseResult operator()(std::vector<std::string> args) const {
+    args.insert(args.begin(), "tunnel-agent");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    return parse_command_line(static_cast<int>(argv.size()), argv.data(), [this](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  }
+};
+
+const char* kUrl = "http://127.0.0.1:9/.~~spring-boot!~/debug";
+
+}  // namespace
+
+TEST_CASE("defaults: loopback port 8000, X-AUTH-TOKEN, wait when busy") {
+  auto r = Run{}({kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->listen.host == "127.0.0.1");
+  CHECK(r.config->listen.port == 8000);
+  CHECK(r.config->url == kUrl);
+  CHECK(r.config->secret_header == "X-AUTH-TOKEN");
+  CHECK_FALSE(r.config->secret.has_value());
+  CHECK(r.config->on_busy == BusyPolicy::wait);
+  CHECK(r.config->log_level == log::Level::info);
+}
+
+TEST_CASE("listen addresses") {
+  std::string error;
+  CHECK(parse_listen_address("9000", error)->port == 9000);
+  CHECK(parse_listen_address("9000", error)->host == "127.0.0.1");
+  CHECK(parse_listen_address("0.0.0.0:0", error)->host == "0.0.0.0");
+  CHECK(parse_listen_address("localhost:7", error)->host == "127.0.0.1");
+  auto v6 = parse_listen_address("[::1]:8000", error);
+  REQUIRE(v6);
+  CHECK(v6->host == "::1");
+  CHECK(v6->port == 8000);
+  for (const char* bad : {"", "x", "65536", "-1", "host.example:80", "::1:80", "[::1]", "[::1]80", "1.2.3.4:"}) {
+    CAPTURE(bad);
+    error.clear();
+    CHECK_FALSE(parse_listen_address(bad, error).has_value());
+    CHECK_FALSE(error.empty());
+  }
+}
+
+TEST_CASE("endpoint URLs are checked with libcurl's parser") {
+  std::string error;
+  CHECK(check_endpoint_url("https://host.example/.~~spring-boot!~/debug", error));
+  CHECK(check_endpoint_url("http://[::1]:8080/x", error));
+  CHECK_FALSE(check_endpoint_url("ftp://host/x", error));
+  CHECK(error.find("http or https") != std::string::npos);
+  CHECK_FALSE(check_endpoint_url("not a url", error));
+  CHECK_FALSE(check_endpoint_url("https://user:pw@host/x", error));
+  CHECK(error.find("--secret-file") != std::string::npos);
+}
+
+TEST_CASE("the secret comes from --secret-file or TUNNEL_SECRET, never the command line") {
+  Run run;
+  run.env["TUNNEL_SECRET"] = "from-env";
+  auto r = run({kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->secret == "from-env");
+  CHECK(r.config->secret_source == "TUNNEL_SECRET");
+
+  char path[] = "/tmp/tunnel-secret-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, "from-file\n", 10) == 10);
+  close(fd);
+  r = run({"--secret-file", path, kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->secret == "from-file");  // the file wins over the environment
+
+  r = Run{}({"--secret-file", "/nonexistent/secret", kUrl});
+  CHECK_FALSE(r.config);
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("cannot read the secret file /nonexistent/secret") != std::string::npos);
+
+  r = Run{}({"--secret", "x", kUrl});
+  CHECK_FALSE(r.config);
+  CHECK(r.exit_code == 2);
+  std::remove(path);
+}
+
+TEST_CASE("options and their errors") {
+  auto r = Run{}({"--on-busy=refuse", "-l", "0", "-v", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->on_busy == BusyPolicy::refuse);
+  CHECK(r.config->listen.port == 0);
+  CHECK(r.config->log_level == log::Level::debug);
+  CHECK_FALSE(r.config->curl_trace);
+  CHECK(Run{}({"-vv", kUrl}).config->curl_trace);
+  CHECK(Run{}({"-q", kUrl}).config->log_level == log::Level::error);
+
+  r = Run{}({"--on-busy=maybe", kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("--help") != std::string::npos);
+  r = Run{}({});
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("URL") != std::string::npos);
+  r = Run{}({"-q", "-v", kUrl});
+  CHECK(r.exit_code == 2);
+
+  r = Run{}({"--help"});
+  CHECK(r.exit_code == 0);
+  CHECK_FALSE(r.config);
+  CHECK(r.message.find("--listen") != std::string::npos);
+  CHECK(r.message.find("TUNNEL_SECRET") != std::string::npos);
+  r = Run{}({"--version"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.message.find("tunnel-agent " TUNNEL_AGENT_VERSION) == 0);
+}
