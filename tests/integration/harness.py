@@ -1,0 +1,248 @@
+"""Helpers for the integration tests: start the real binaries on loopback with free ports, and
+wait on conditions with deadlines (never a guessed sleep)."""
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+AGENT = os.environ.get("TUNNEL_AGENT", "")
+SERVER = os.environ.get("TUNNEL_TEST_SERVER", "")
+ENDPOINT_PATH = "/.~~spring-boot!~/debug"
+
+
+def wait_until(predicate, timeout, what, cond=None):
+    """Re-checks `predicate` until it holds or `timeout` seconds pass. With a Condition, waits on its
+    notifications; otherwise re-checks every 10 ms. Raises AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    ticker = cond or threading.Condition()
+    with ticker:
+        while True:
+            value = predicate()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            ticker.wait(min(left, 0.01 if cond is None else left))
+
+
+class Process:
+    """A child process whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, args, env=None, stdin=False):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.args = args
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+        self.text = {"out": "", "err": ""}
+        self.cond = threading.Condition()
+        self.readers = [threading.Thread(target=self._collect, args=(s, name), daemon=True)
+                        for s, name in ((self.proc.stdout, "out"), (self.proc.stderr, "err"))]
+        for t in self.readers:
+            t.start()
+
+    def _collect(self, stream, name):
+        # Chunks, not lines: interactive programs (jdb) print prompts without a newline.
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            with self.cond:
+                self.text[name] += chunk.decode("utf-8", "replace")
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    @property
+    def lines(self):
+        with self.cond:
+            return self.text["out"].splitlines() + self.text["err"].splitlines()
+
+    def output(self):
+        return "\n".join(self.lines)
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def wait_for_line(self, pattern, timeout=10):
+        regex = re.compile(pattern)
+
+        def found():
+            for line in self.lines:
+                m = regex.search(line)
+                if m:
+                    return m
+            return None
+        try:
+            return wait_until(found, timeout, f"a line matching {pattern!r}", self.cond)
+        except AssertionError:
+            raise AssertionError(f"no line matching {pattern!r} within {timeout} s; output so far:\n{self.output()}")
+
+    def count(self, pattern):
+        regex = re.compile(pattern)
+        return sum(1 for line in self.lines if regex.search(line))
+
+    def stop(self, sig=signal.SIGINT, timeout=10):
+        """Sends `sig` and returns (exit code, seconds it took to exit)."""
+        if self.proc.poll() is None:
+            start = time.monotonic()
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.args[0]} did not exit within {timeout} s of signal {sig}")
+            took = time.monotonic() - start
+        else:
+            took = 0.0
+        for t in self.readers:
+            t.join(5)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode, took
+
+
+def start_server(target_port, *extra):
+    server = Process([SERVER, "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target_port}", *extra])
+    m = server.wait_for_line(r"^listening on 127\.0\.0\.1:(\d+)$")
+    return server, int(m.group(1))
+
+
+def start_agent(server_port, *extra, env=None, path=ENDPOINT_PATH):
+    args = [AGENT, "--listen", "127.0.0.1:0", *extra, f"http://127.0.0.1:{server_port}{path}"]
+    agent = Process(args, env=env)
+    m = agent.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)")
+    return agent, int(m.group(1))
+
+
+def free_port():
+    """A port with nothing listening on it (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Target:
+    """A TCP target on 127.0.0.1:0 that echoes what it reads (or, with echo=False, only counts it).
+    It records each connection's open and close times so tests can see what the server did."""
+
+    def __init__(self, echo=True):
+        self.echo = echo
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.cond = threading.Condition()
+        self.opened = []   # monotonic times
+        self.closed = []   # monotonic times
+        self.received = 0
+        self.conns = []
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.cond:
+                self.opened.append(time.monotonic())
+                self.conns.append(conn)
+                self.cond.notify_all()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                data = conn.recv(1 << 16)
+                if not data:
+                    break
+                with self.cond:
+                    self.received += len(data)
+                if data.endswith(b"CLOSE-NOW"):
+                    break
+                if self.echo:
+                    conn.sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            with self.cond:
+                self.closed.append(time.monotonic())
+                self.cond.notify_all()
+
+    def wait_opened(self, n, timeout=10):
+        wait_until(lambda: len(self.opened) >= n, timeout, f"{n} target connection(s)", self.cond)
+
+    def wait_closed(self, n, timeout=10):
+        wait_until(lambda: len(self.closed) >= n, timeout, f"{n} target connection(s) to close", self.cond)
+
+    def close(self):
+        self.sock.close()
+        with self.cond:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+def connect(port, timeout=30):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def exchange(sock, payload, timeout=60):
+    """Sends `payload` while reading the echo at the same time (both directions at once); returns
+    the bytes read back (as many as were sent, unless the connection ends first)."""
+    got = bytearray()
+    sock.settimeout(timeout)
+    errors = []
+
+    def reader():
+        try:
+            while len(got) < len(payload):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    return
+                got.extend(chunk)
+        except OSError as e:
+            errors.append(e)
+    t = threading.Thread(target=reader)
+    t.start()
+    sock.sendall(payload)
+    t.join(timeout)
+    if t.is_alive():
+        raise AssertionError(f"echo of {len(payload)} bytes incomplete after {timeout} s: {len(got)} bytes back")
+    return bytes(got)
+
+
+def read_until_closed(sock, timeout=10):
+    """Reads until the peer closes; returns what was read. Fails if it does not close in time."""
+    sock.settimeout(timeout)
+    data = bytearray()
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return bytes(data)
+            data.extend(chunk)
+    except socket.timeout:
+        raise AssertionError(f"the local connection was not closed within {timeout} s")
+    except ConnectionResetError:
+        return bytes(data)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,67 @@
+"""JDWP end to end: a real JVM with the JDWP agent behind the test server, tunnel-agent in front,
+and a real jdb attached to the agent's local port."""
+import os
+import re
+import shutil
+import signal
+import unittest
+
+from harness import Process, free_port, start_agent, start_server
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+
+
+def start_debuggee():
+    """Starts DebuggeeMain with JDWP on a free loopback port; returns (process, JDWP port)."""
+    # A port picked here, not 0: with 0 the JVM listens on a new port after each debugger leaves.
+    port = free_port()
+    jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
+                   os.path.join(FIXTURES, "DebuggeeMain.java")])
+    jvm.wait_for_line(rf"Listening for transport dt_socket at address: {port}", timeout=60)
+    jvm.wait_for_line(r"debuggee ready", timeout=60)
+    return jvm, port
+
+
+def jdb_threads(port, attempts=10):
+    """Attaches jdb to 127.0.0.1:port, lists the threads and quits; returns jdb's output. After a
+    debugger leaves, the JVM takes a moment to listen again (the server then answers 410 and jdb's
+    handshake fails), so a failed attach is tried again, as a user would."""
+    for attempt in range(attempts):
+        jdb = Process(["jdb", "-attach", f"127.0.0.1:{port}"], stdin=True)
+        try:
+            jdb.wait_for_line(r"^> |Unable to attach to target VM", timeout=60)
+            if "Unable to attach" in jdb.output():
+                continue
+            jdb.send("threads\n")
+            jdb.wait_for_line(r"\(java\.lang\.Thread\)\S+\s+main\s", timeout=60)
+            jdb.send("quit\n")
+            jdb.proc.wait(30)
+            return jdb.output()
+        finally:
+            jdb.stop(signal.SIGKILL)
+    raise AssertionError(f"jdb could not attach in {attempts} attempts:\n{jdb.output()}")
+
+
+@unittest.skipUnless(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
+class JdwpEndToEnd(unittest.TestCase):
+    def test_jdb_lists_the_threads_of_a_jvm_behind_the_tunnel(self):
+        jvm, jdwp_port = start_debuggee()
+        server, server_port = start_server(jdwp_port, "--long-poll-ms", "2000")
+        agent, port = start_agent(server_port)
+        try:
+            output = jdb_threads(port)
+            self.assertRegex(output, r"Group main:\s*\n\s*\(java\.lang\.Thread\)\S+\s+main\s+(waiting|running|cond\. waiting)")
+            agent.wait_for_line(r"session 1 .*closed after")  # jdb quits: the JVM or jdb closes first
+            # The debugger left through the tunnel; the JVM accepts a new debugger at once.
+            self.assertRegex(jdb_threads(port), r"\(java\.lang\.Thread\)\S+\s+main\s")
+            # Only refused re-attaches (410) may have ended sessions early; nothing failed.
+            self.assertEqual(agent.count(r"failed"), 0, agent.output())
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            jvm.stop(signal.SIGKILL)
+        self.assertEqual(code, 0, agent.output())
+
+
+if __name__ == "__main__":
+    unittest.main()

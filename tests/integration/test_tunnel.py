@@ -1,0 +1,281 @@
+"""The agent against the test server and real TCP targets, all on 127.0.0.1 with free ports."""
+import errno
+import os
+import signal
+import socket
+import tempfile
+import time
+import unittest
+
+from harness import (Process, Target, connect, exchange, free_port, read_until_closed, sha256, start_agent,
+                     start_server, wait_until)
+
+
+class TunnelTestCase(unittest.TestCase):
+    """Starts a target, the test server and the agent; checks at the end that the agent exits 0 on
+    Ctrl-C (under the sanitizers a leak or error report makes that exit code non-zero)."""
+    server_args = ("--long-poll-ms", "1000")
+    agent_args = ()
+    agent_env = None
+    echo = True
+
+    def setUp(self):
+        self.target = Target(echo=self.echo)
+        self.server, self.server_port = start_server(self.target.port, *self.server_args)
+        self.agent, self.port = start_agent(self.server_port, *self.agent_args, env=self.agent_env)
+
+    def tearDown(self):
+        code, _ = self.agent.stop()
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        self.assertEqual(code, 0, f"agent exit code {code}; its output:\n{self.agent.output()}")
+
+
+class RoundTrips(TunnelTestCase):
+    def test_random_data_comes_back_byte_identical_both_directions_at_once(self):
+        for size in (1, 64 * 1024, 16 * 1024 * 1024):
+            with self.subTest(size=size):
+                payload = os.urandom(size)
+                with connect(self.port) as s:
+                    back = exchange(s, payload)
+                self.assertEqual(len(back), size)
+                self.assertEqual(sha256(back), sha256(payload))
+        # Each local connection had its own target connection, and the agent dropped each one.
+        self.target.wait_closed(3)
+        self.assertEqual(len(self.target.opened), 3)
+        self.assertEqual(self.agent.count(r"error"), 0, self.agent.output())
+
+    def test_many_small_request_reply_exchanges(self):
+        with connect(self.port) as s:
+            for i in range(300):
+                message = f"command {i} ".encode() * 3
+                self.assertEqual(exchange(s, message, timeout=10), message)
+
+
+class LongPolls(TunnelTestCase):
+    server_args = ("--long-poll-ms", "200")
+    agent_args = ("-v",)
+
+    def test_session_survives_several_empty_long_polls(self):
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"before"), b"before")
+            polls = self.agent.count(r"GET -> 204")
+            wait_until(lambda: self.agent.count(r"GET -> 204") >= polls + 4, 15, "four 204 answers")
+            payload = os.urandom(200_000)
+            self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
+        self.assertEqual(len(self.target.opened), 1, "the session kept one target connection throughout")
+
+
+class TargetEnds(TunnelTestCase):
+    def test_target_close_gives_410_and_closes_the_local_socket(self):
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"hello"), b"hello")
+            s.sendall(b"CLOSE-NOW")  # the target closes its side on this
+            read_until_closed(s)
+        self.agent.wait_for_line(r"session 1 .*closed.*the server closed the tunnel \(410 Gone\)")
+        # The agent serves the next connection as usual.
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"again"), b"again")
+
+
+class RefusedTarget(unittest.TestCase):
+    def test_refused_target_connection_gives_410(self):
+        server, server_port = start_server(free_port())
+        agent, port = start_agent(server_port)
+        try:
+            with connect(port) as s:
+                s.sendall(b"JDWP-Handshake")
+                read_until_closed(s)
+            agent.wait_for_line(r"session 1 .*410 Gone\): the target closed the connection or refused it")
+            server.wait_for_line(r"target connection to .* failed")
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+        self.assertEqual(code, 0, agent.output())
+
+
+class Unavailable(unittest.TestCase):
+    def test_503_ends_the_session_with_a_clear_message(self):
+        target = Target()
+        server, server_port = start_server(target.port, "--unavailable")
+        agent, port = start_agent(server_port)
+        try:
+            with connect(port) as s:
+                read_until_closed(s)
+            line = agent.wait_for_line(r"session 1 .*failed.*").string
+            self.assertIn("the target is not running (503 Service Unavailable)", line)
+            self.assertIn("-agentlib:jdwp", line)
+            self.assertEqual(len(target.opened), 0)
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(code, 0, agent.output())
+
+
+class Secrets(unittest.TestCase):
+    def setUp(self):
+        self.target = Target()
+        self.secret_file = tempfile.NamedTemporaryFile("w", suffix=".secret", delete=False)
+        self.secret_file.write("s3cr3t-value-42\n")
+        self.secret_file.close()
+        self.server, self.server_port = start_server(self.target.port, "--secret-file", self.secret_file.name)
+
+    def tearDown(self):
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        os.unlink(self.secret_file.name)
+
+    def run_agent(self, env, *args):
+        agent, port = start_agent(self.server_port, *args, env=env)
+        return agent, port
+
+    def test_wrong_secret_is_refused_with_a_clear_message(self):
+        agent, port = self.run_agent({"TUNNEL_SECRET": "wrong-guess"})
+        with connect(port) as s:
+            read_until_closed(s)
+        line = agent.wait_for_line(r"session 1 .*failed").string
+        self.assertIn("the server refused the secret (403", line)
+        self.assertIn("TUNNEL_SECRET", line)
+        code, _ = agent.stop()
+        self.assertEqual(code, 0)
+        self.assertNotIn("wrong-guess", agent.output())
+
+    def test_missing_secret_is_refused(self):
+        agent, port = self.run_agent({"TUNNEL_SECRET": ""})
+        with connect(port) as s:
+            read_until_closed(s)
+        self.assertIn("no secret was given", agent.wait_for_line(r"session 1 .*failed").string)
+        self.assertEqual(agent.stop()[0], 0)
+
+    def test_right_secret_from_file_works_and_is_never_printed(self):
+        agent, port = self.run_agent({"TUNNEL_SECRET": ""}, "--secret-file", self.secret_file.name, "-vv")
+        with connect(port) as s:
+            self.assertEqual(exchange(s, b"ping"), b"ping")
+        agent.wait_for_line(r"session 1 .*closed")
+        code, _ = agent.stop()
+        self.assertEqual(code, 0)
+        output = agent.output()
+        self.assertIn("X-AUTH-TOKEN: ***", output)  # the -vv trace shows the header, masked
+        self.assertNotIn("s3cr3t-value-42", output)
+
+
+class Disconnect(TunnelTestCase):
+    def test_local_close_makes_the_server_drop_the_target_within_1s(self):
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"hello"), b"hello")
+            self.target.wait_opened(1)
+            closed_at = time.monotonic()
+        self.target.wait_closed(1, timeout=5)
+        self.assertLess(self.target.closed[0] - closed_at, 1.0)
+        self.server.wait_for_line(r"target connection 1 closed: x-disconnect")
+
+
+class Busy(TunnelTestCase):
+    def test_second_connection_waits_for_the_first(self):
+        first = connect(self.port)
+        self.assertEqual(exchange(first, b"first"), b"first")
+        second = connect(self.port)
+        self.agent.wait_for_line(r"local connection from 127\.0\.0\.1:\d+ waits: session 1 is still running")
+        second.sendall(b"second")
+        self.assertEqual(len(self.target.opened), 1, "the waiting connection must not reach the target yet")
+        first.close()
+        second.settimeout(10)
+        self.assertEqual(exchange(second, b"", timeout=10) + second.recv(6), b"second")
+        self.target.wait_opened(2)
+        self.assertGreaterEqual(self.target.opened[1], self.target.closed[0],
+                                "the second session began only after the first one's target connection closed")
+        second.close()
+
+
+class BusyRefuse(TunnelTestCase):
+    agent_args = ("--on-busy=refuse",)
+
+    def test_second_connection_is_refused(self):
+        with connect(self.port) as first:
+            self.assertEqual(exchange(first, b"first"), b"first")
+            with connect(self.port) as second:
+                self.assertEqual(read_until_closed(second, timeout=5), b"")
+            self.agent.wait_for_line(r"refused local connection from 127\.0\.0\.1:\d+: session 1 is still running "
+                                     r"and --on-busy=refuse is set")
+            self.assertEqual(exchange(first, b"still fine"), b"still fine")
+
+
+class LoopbackOnly(unittest.TestCase):
+    def test_default_listener_is_not_reachable_on_another_address(self):
+        target = Target()
+        server, server_port = start_server(target.port)
+        # The default host with a free port (the default port 8000 may be taken on a test machine).
+        agent = Process([os.environ["TUNNEL_AGENT"], "--listen", "0", f"http://127.0.0.1:{server_port}/x"])
+        wide = Process([os.environ["TUNNEL_AGENT"], "--listen", "0.0.0.0:0", f"http://127.0.0.1:{server_port}/x"])
+        try:
+            port = int(agent.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            wide_port = int(wide.wait_for_line(r"listening on 0\.0\.0\.0:(\d+)").group(1))
+            # 127.0.0.2 is another local address (all of 127/8 is this machine): a listener bound to
+            # 127.0.0.1 must refuse it, one bound to every address must accept it.
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.2", port), timeout=5)
+            socket.create_connection(("127.0.0.2", wide_port), timeout=5).close()
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        finally:
+            codes = [agent.stop()[0], wide.stop()[0]]
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(codes, [0, 0])
+
+
+class CtrlC(TunnelTestCase):
+    def test_ctrl_c_exits_0_within_2s_and_leaves_no_session_behind(self):
+        s = connect(self.port)
+        self.assertEqual(exchange(s, b"busy"), b"busy")
+        self.target.wait_opened(1)
+        code, took = self.agent.stop(signal.SIGINT)
+        self.assertEqual(code, 0, self.agent.output())
+        self.assertLess(took, 2.0)
+        self.target.wait_closed(1, timeout=2)  # the server dropped the target: x-disconnect was sent
+        self.server.wait_for_line(r"target connection 1 closed: x-disconnect")
+        self.assertEqual(read_until_closed(s, timeout=2), b"")
+        s.close()
+
+    def test_sigterm_with_no_session_exits_0(self):
+        code, took = self.agent.stop(signal.SIGTERM)
+        self.assertEqual(code, 0)
+        self.assertLess(took, 2.0)
+
+
+class StartupErrors(unittest.TestCase):
+    def test_port_in_use_is_one_clear_line_and_exit_1(self):
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        agent = Process([os.environ["TUNNEL_AGENT"], "--listen", f"127.0.0.1:{port}", "http://127.0.0.1:9/x"])
+        self.assertEqual(agent.proc.wait(10), 1)
+        agent.stop()
+        errors = [l for l in agent.lines if "error" in l]
+        self.assertEqual(len(errors), 1, agent.output())
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}", errors[0])
+        self.assertIn("pick another with --listen", errors[0])
+        blocker.close()
+
+    def test_bad_url_and_unknown_option_exit_2(self):
+        for args, expected in ((["ftp://x/y"], "the scheme must be http or https"),
+                               (["--bogus", "http://x/"], "--help")):
+            agent = Process([os.environ["TUNNEL_AGENT"], *args])
+            self.assertEqual(agent.proc.wait(10), 2)
+            agent.stop()
+            self.assertIn(expected, agent.output())
+
+    def test_unreachable_endpoint_names_the_url_and_what_to_check(self):
+        port = free_port()
+        agent, local = start_agent(port)
+        with connect(local) as s:
+            read_until_closed(s)
+        line = agent.wait_for_line(r"session 1 .*failed").string
+        self.assertIn(f"HTTP request to http://127.0.0.1:{port}/", line)
+        self.assertIn("check the URL and that the server is running", line)
+        self.assertEqual(agent.stop()[0], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
