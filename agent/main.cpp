@@ -85,18 +85,21 @@ int main(int argc, char** argv) {
     App app;
     app.listener = &listener;
     app.driver = &driver;
+    // Signals first: once "listening on" is printed, Ctrl-C must already be handled.
+    app.sigint.init(&loop, uv_signal_init);
+    app.sigint.get()->data = &app;
+    uv_signal_start(app.sigint.get(), &on_uv_signal, SIGINT);
+    app.sigterm.init(&loop, uv_signal_init);
+    app.sigterm.get()->data = &app;
+    uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
     std::string error;
     if (!listener.start(error)) {
       tunnel::log::error("{}", error);
       exit_code = 1;
       driver.close();
+      app.sigint.close();
+      app.sigterm.close();
     } else {
-      app.sigint.init(&loop, uv_signal_init);
-      app.sigint.get()->data = &app;
-      uv_signal_start(app.sigint.get(), &on_uv_signal, SIGINT);
-      app.sigterm.init(&loop, uv_signal_init);
-      app.sigterm.get()->data = &app;
-      uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
       uv_run(&loop, UV_RUN_DEFAULT);
       tunnel::log::info("stopped");
     }

@@ -29,6 +29,11 @@ std::string hint_for(CURLcode code) {
   }
 }
 
+// "403 Forbidden", or "403" when the reason phrase is absent (HTTP/2 has none).
+std::string status_text(long status, const std::string& reason) {
+  return reason.empty() ? fmt::format("{}", status) : fmt::format("{} {}", status, reason);
+}
+
 double seconds_since(uint64_t start_ns) { return static_cast<double>(uv_hrtime() - start_ns) / 1e9; }
 
 }  // namespace
@@ -165,7 +170,7 @@ void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
 
 TunnelSession::Request& TunnelSession::idle_request() {
   for (auto& r : pool_) {
-    if (!r->busy) return *r;
+    if (!r->busy && !r->resend) return *r;
   }
   pool_.push_back(std::make_unique<Request>(*this, settings_.http));
   return *pool_.back();
@@ -215,6 +220,25 @@ bool TunnelSession::may_add_request(uint64_t now, uint64_t& retry_ns) const {
 //    is not reading would leave nothing to carry the target's output, and nothing would move.
 void TunnelSession::pump() {
   if (state_ != State::open && state_ != State::draining) return;
+  if (hold_off_until_ns_ != 0) {
+    const uint64_t now = uv_hrtime();
+    if (now < hold_off_until_ns_) {
+      uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, (hold_off_until_ns_ - now) / 1000000 + 1, 0);
+      return;
+    }
+    hold_off_until_ns_ = 0;
+    // POSTs the closing server session refused go again first, unchanged (same x-seq, same body).
+    std::vector<Request*> again;
+    for (auto& r : pool_) {
+      if (r->resend) again.push_back(r.get());
+    }
+    std::sort(again.begin(), again.end(), [](const Request* a, const Request* b) { return a->seq < b->seq; });
+    for (Request* r : again) {
+      r->resend = false;
+      r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.get());
+      if (!send(*r, Kind::post)) return;
+    }
+  }
   for (;;) {
     const uint64_t now = uv_hrtime();
     const uint64_t lone_ns = settings_.lone_post_ms * 1000000;
@@ -264,7 +288,7 @@ void TunnelSession::pump() {
   if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
   if (state_ == State::draining && pending_upload_.empty()) {
     bool post_in_flight = std::any_of(pool_.begin(), pool_.end(),
-                                      [](const auto& r) { return r->busy && r->kind == Kind::post; });
+                                      [](const auto& r) { return (r->busy && r->kind == Kind::post) || r->resend; });
     if (!post_in_flight) {
       finish(end_reason_, false, true);
     } else if (!uv_is_active(reinterpret_cast<uv_handle_t*>(phase_timer_.get()))) {
@@ -404,6 +428,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::released:  // a newer request of ours is held: no replacement needed
       break;
     case Answer::target_closed:
+      if (retry_early_410(r)) return;
       if (state_ != State::disconnecting) {
         finish(state_ == State::draining ? end_reason_
                                          : "the server closed the tunnel (410 Gone): the target closed the connection "
@@ -417,18 +442,35 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
              true, false);
       return;
     case Answer::secret_refused:
-      finish(fmt::format("the server refused the secret ({} {}): {}", status, r.exchange.reason(),
+      finish(fmt::format("the server refused the secret ({}): {}", status_text(status, r.exchange.reason()),
                          settings_.secret ? "check the secret given by " + settings_.secret_source
                                           : std::string("no secret was given: use --secret-file or TUNNEL_SECRET")),
              true, false);
       return;
     case Answer::unexpected:
-      finish(fmt::format("unexpected answer from {}: HTTP {} {}: not a tunnel response (check the URL's path)",
-                         settings_.http.url, status, r.exchange.reason()),
+      finish(fmt::format("unexpected answer from {}: HTTP {}: not a tunnel response (check the URL's path)",
+                         settings_.http.url, status_text(status, r.exchange.reason())),
              true, false);
       return;
   }
   pump();
+}
+
+bool TunnelSession::retry_early_410(Request& r) {
+  if (state_ != State::open || any_payload_ || early_410_retries_ >= kEarly410Retries) return false;
+  // Nothing came back yet, so nothing was applied to a live target connection: the request can go
+  // again. One hold-off covers all requests answered 410 in the same moment.
+  if (hold_off_until_ns_ == 0) {
+    const uint64_t pause_ms = 50ull << early_410_retries_;
+    ++early_410_retries_;
+    hold_off_until_ns_ = uv_hrtime() + pause_ms * 1000000;
+    log::debug("session {}: 410 before any data (the server may still be closing its previous target connection); "
+               "trying again in {} ms",
+               id_, pause_ms);
+  }
+  if (r.kind == Kind::post) r.resend = true;
+  pump();
+  return true;
 }
 
 void TunnelSession::on_payload(Request& r) {
@@ -441,6 +483,7 @@ void TunnelSession::on_payload(Request& r) {
     finish(fmt::format("the server sent a malformed x-seq '{}'", r.exchange.header_value()), true, true);
     return;
   }
+  any_payload_ = true;
   const uint64_t expected = reorderer_.next_expected();
   auto result = reorderer_.push(*seq, std::move(r.exchange.body()));
   if (result != protocol::PayloadReorderer::Result::accepted) {

@@ -77,6 +77,7 @@ class TunnelSession {
     uint64_t seq = 0;
     uint64_t started_ns = 0;
     bool busy = false;
+    bool resend = false;  // a POST refused by a closing server session, to be sent again as it is
   };
   struct LocalWrite {
     uv_write_t req;
@@ -103,6 +104,7 @@ class TunnelSession {
   bool settled(const Request& request, uint64_t now) const;
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
+  bool retry_early_410(Request& request);
   CurlSlist build_headers(Kind kind, uint64_t seq) const;
   void send_post();
   void send_disconnect(uint64_t timeout_ms);
@@ -131,6 +133,12 @@ class TunnelSession {
   std::unique_ptr<Request> disconnect_;
   UvHandle<uv_timer_t> pump_timer_;  // wakes pump() when a held request becomes safe to release
   uint64_t fastest_exchange_ns_ = UINT64_MAX;
+  // A 410 before any payload may come from the server still closing the previous session's target
+  // connection: the first requests are then tried again after a short, growing pause.
+  bool any_payload_ = false;
+  int early_410_retries_ = 0;
+  uint64_t hold_off_until_ns_ = 0;
+  static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms
   uint64_t next_upload_seq_ = 1;
   std::vector<char> pending_upload_;
   bool reading_ = false;

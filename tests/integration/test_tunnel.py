@@ -1,6 +1,6 @@
 """The agent against the test server and real TCP targets, all on 127.0.0.1 with free ports."""
-import errno
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -113,6 +113,25 @@ class Unavailable(unittest.TestCase):
         self.assertEqual(code, 0, agent.output())
 
 
+class WrongPath(unittest.TestCase):
+    def test_a_non_tunnel_answer_names_the_status_and_the_url(self):
+        target = Target()
+        server, server_port = start_server(target.port)
+        agent, port = start_agent(server_port, path="/not-the-endpoint")
+        try:
+            with connect(port) as s:
+                read_until_closed(s)
+            line = agent.wait_for_line(r"session 1 .*failed").string
+            self.assertIn(f"unexpected answer from http://127.0.0.1:{server_port}/not-the-endpoint: HTTP 404 Not Found",
+                          line)
+            self.assertIn("check the URL's path", line)
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(code, 0, agent.output())
+
+
 class Secrets(unittest.TestCase):
     def setUp(self):
         self.target = Target()
@@ -183,8 +202,10 @@ class Busy(TunnelTestCase):
         second.settimeout(10)
         self.assertEqual(exchange(second, b"", timeout=10) + second.recv(6), b"second")
         self.target.wait_opened(2)
-        self.assertGreaterEqual(self.target.opened[1], self.target.closed[0],
-                                "the second session began only after the first one's target connection closed")
+        lines = self.agent.lines
+        first_closed = next(i for i, l in enumerate(lines) if re.search(r"session 1 \(.*\) closed", l))
+        second_opened = next(i for i, l in enumerate(lines) if "session 2: opened" in l)
+        self.assertGreater(second_opened, first_closed, "the second session began only after the first ended")
         second.close()
 
 
