@@ -430,10 +430,16 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::target_closed:
       if (retry_early_410(r)) return;
       if (state_ != State::disconnecting) {
-        finish(state_ == State::draining ? end_reason_
-                                         : "the server closed the tunnel (410 Gone): the target closed the connection "
-                                           "or refused it",
-               false, false);
+        if (state_ == State::draining) {
+          finish(end_reason_, false, false);
+        } else if (any_payload_) {
+          finish("the target closed the connection (410 Gone)", false, false);
+        } else {
+          // Nothing ever came from the target: most likely the server could not connect to it.
+          finish("the server could not reach the target, or the target closed at once (410 Gone): is the JVM "
+                 "listening on its debug port, and is no other debugger attached?",
+                 true, false);
+        }
       }
       return;
     case Answer::target_unavailable:

@@ -72,7 +72,7 @@ class TargetEnds(TunnelTestCase):
             self.assertEqual(exchange(s, b"hello"), b"hello")
             s.sendall(b"CLOSE-NOW")  # the target closes its side on this
             read_until_closed(s)
-        self.agent.wait_for_line(r"session 1 .*closed.*the server closed the tunnel \(410 Gone\)")
+        self.agent.wait_for_line(r"session 1 .*closed.*: the target closed the connection \(410 Gone\)$")
         # The agent serves the next connection as usual.
         with connect(self.port) as s:
             self.assertEqual(exchange(s, b"again"), b"again")
@@ -86,7 +86,9 @@ class RefusedTarget(unittest.TestCase):
             with connect(port) as s:
                 s.sendall(b"JDWP-Handshake")
                 read_until_closed(s)
-            agent.wait_for_line(r"session 1 .*410 Gone\): the target closed the connection or refused it")
+            line = agent.wait_for_line(r"session 1 .*failed.*").string
+            self.assertIn("the server could not reach the target, or the target closed at once (410 Gone)", line)
+            self.assertIn("is the JVM listening on its debug port", line)
             server.wait_for_line(r"target connection to .* failed")
         finally:
             code, _ = agent.stop()
