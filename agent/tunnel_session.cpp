@@ -47,6 +47,7 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
       id_(id),
       peer_(std::move(peer)),
       on_closed_(std::move(on_closed)),
+      planner_(settings.planner),
       reorderer_(settings.download_window),
       started_ns_(uv_hrtime()) {
   client_.get()->data = this;
@@ -176,48 +177,13 @@ TunnelSession::Request& TunnelSession::idle_request() {
   return *pool_.back();
 }
 
-bool TunnelSession::settled(const Request& r, uint64_t now) const {
-  if (r.kind == Kind::get) return true;  // no body to lose
-  const uint64_t sent = r.exchange.body_sent_ns();
-  if (sent == 0) return false;
-  const uint64_t rtt = fastest_exchange_ns_ == UINT64_MAX ? 0 : fastest_exchange_ns_;
-  return now - sent >= settings_.settle_ms * 1000000 + 2 * rtt;
+bool TunnelSession::upload_unfinished() const {
+  return std::any_of(pool_.begin(), pool_.end(),
+                     [](const auto& r) { return (r->busy && r->kind == Kind::post) || r->resend; });
 }
 
-bool TunnelSession::may_add_request(uint64_t now, uint64_t& retry_ns) const {
-  retry_ns = 0;
-  const Request* oldest = nullptr;
-  int in_flight = 0;
-  for (const auto& r : pool_) {
-    if (!r->busy) continue;
-    ++in_flight;
-    if (oldest == nullptr || r->started_ns < oldest->started_ns) oldest = r.get();
-  }
-  if (in_flight < 2) return true;
-  if (in_flight > 2) return false;  // a release is on its way back: wait for it
-  // A third request makes the server release the oldest held one with 429. Only safe when that
-  // one has no body the server might not have read yet (PROTOCOL.md: "A held POST answered before
-  // the server has read its body loses that body").
-  if (settled(*oldest, now)) return true;
-  if (oldest->exchange.body_sent_ns() == 0) {
-    retry_ns = settings_.settle_ms * 1000000;  // still uploading: look again shortly
-  } else {
-    const uint64_t rtt = fastest_exchange_ns_ == UINT64_MAX ? 0 : fastest_exchange_ns_;
-    retry_ns = oldest->exchange.body_sent_ns() + settings_.settle_ms * 1000000 + 2 * rtt - now;
-  }
-  return false;
-}
-
-// The request rules, from the reference server's behaviour (PROTOCOL.md, docs/PROTOCOL-NOTES.md):
-//  - keep a request held at all times, so the target's bytes have somewhere to go;
-//  - local bytes go out at once as a POST; two small POSTs may be held together (request/reply
-//    traffic such as JDWP then needs no 429 at all);
-//  - a POST's body is written to the target while the server holds that POST, and the target may
-//    stop reading until its output is drained: so a big POST, or one left alone for a while,
-//    gets a GET beside it, which keeps the target's output flowing;
-//  - a third request releases the oldest held one (429): only when that one is settled;
-//  - a needed GET goes before a POST: three POSTs held while the server writes to a target that
-//    is not reading would leave nothing to carry the target's output, and nothing would move.
+// Sends what the planner says, one request at a time, until it says nothing; resends first what a
+// closing server session refused; after local EOF, disconnects once the upload is through.
 void TunnelSession::pump() {
   if (state_ != State::open && state_ != State::draining) return;
   if (hold_off_until_ns_ != 0) {
@@ -240,58 +206,30 @@ void TunnelSession::pump() {
     }
   }
   for (;;) {
-    const uint64_t now = uv_hrtime();
-    const uint64_t lone_ns = settings_.lone_post_ms * 1000000;
-    bool get_in_flight = false;
-    bool needs_companion = false;
-    uint64_t companion_in_ns = UINT64_MAX;  // when the oldest small POST will have been alone too long
-    int in_flight = 0;
+    in_flight_.clear();
     for (const auto& r : pool_) {
-      if (!r->busy) continue;
-      ++in_flight;
-      if (r->kind == Kind::get) {
-        get_in_flight = true;
-      } else if (r->body.size() >= settings_.big_post_bytes || now - r->started_ns >= lone_ns) {
-        needs_companion = true;
-      } else {
-        companion_in_ns = std::min(companion_in_ns, r->started_ns + lone_ns - now);
-      }
+      if (r->busy) in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns()});
     }
-    const bool want_post = !pending_upload_.empty();
-    const bool want_get = !get_in_flight && write_backlog_ < settings_.download_window &&
-                          (in_flight == 0 || needs_companion);
-    if (!want_post && !want_get) {
-      // A lone small POST: come back when it has been alone long enough to need a GET beside it.
-      if (!get_in_flight && companion_in_ns != UINT64_MAX && write_backlog_ < settings_.download_window) {
-        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, companion_in_ns / 1000000 + 1, 0);
+    const Plan plan = planner_.next(in_flight_, !pending_upload_.empty(), write_backlog_ < settings_.download_window,
+                                    uv_hrtime());
+    if (plan.next == Plan::Next::nothing) {
+      if (plan.recheck_in_ns > 0) {
+        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, plan.recheck_in_ns / 1000000 + 1, 0);
       }
       break;
     }
-    uint64_t retry_ns = 0;
-    if (!may_add_request(now, retry_ns)) {
-      if (retry_ns > 0) {
-        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, std::max<uint64_t>(1, retry_ns / 1000000), 0);
-      }
-      break;
-    }
-    if (!want_get) {
+    if (plan.next == Plan::Next::post) {
       send_post();
-    } else {  // the GET first: a third POST in its place could leave every held request blocked
-      Request& r = idle_request();
-      r.body.clear();
-      r.headers = build_headers(Kind::get, 0);
-      r.exchange.prepare_get(r.headers.get());
-      send(r, Kind::get);
+    } else {
+      send_get();
     }
     if (state_ != State::open && state_ != State::draining) return;
   }
   if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
   if (state_ == State::draining && pending_upload_.empty()) {
-    bool post_in_flight = std::any_of(pool_.begin(), pool_.end(),
-                                      [](const auto& r) { return (r->busy && r->kind == Kind::post) || r->resend; });
-    if (!post_in_flight) {
+    if (!upload_unfinished()) {
       finish(end_reason_, false, true);
-    } else if (!uv_is_active(reinterpret_cast<uv_handle_t*>(phase_timer_.get()))) {
+    } else if (hold_off_until_ns_ == 0 && !uv_is_active(reinterpret_cast<uv_handle_t*>(phase_timer_.get()))) {
       // A POST held by the server may stay unanswered for a long poll; its body reached the
       // server long before, so after a short grace the disconnect may overtake it.
       uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.drain_grace_ms, 0);
@@ -299,7 +237,7 @@ void TunnelSession::pump() {
   }
 }
 
-// Called by libuv when a held request may have become safe to release, or a POST needs company.
+// Called by libuv when the planner asked to look again.
 void TunnelSession::on_uv_pump_timeout(uv_timer_t* timer) noexcept {
   static_cast<TunnelSession*>(timer->data)->pump();
 }
@@ -320,6 +258,14 @@ CurlSlist TunnelSession::build_headers(Kind kind, uint64_t seq) const {
   }
   if (kind != Kind::get) add("Expect:");  // the server never answers 100-continue
   return list;
+}
+
+void TunnelSession::send_get() {
+  Request& r = idle_request();
+  r.body.clear();
+  r.headers = build_headers(Kind::get, 0);
+  r.exchange.prepare_get(r.headers.get());
+  send(r, Kind::get);
 }
 
 void TunnelSession::send_post() {
@@ -392,10 +338,7 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
   log_exchange(r, result);
-  if (result == CURLE_OK) {
-    // The quickest answer seen approximates the network round trip (used for "settled").
-    fastest_exchange_ns_ = std::min(fastest_exchange_ns_, uv_hrtime() - r.started_ns);
-  }
+  if (result == CURLE_OK) planner_.observe_exchange(uv_hrtime() - r.started_ns);
 
   if (r.kind == Kind::disconnect) {
     if (result != CURLE_OK) {
@@ -420,6 +363,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   }
 
   const long status = r.exchange.status();
+  if (status != 410) served_ = true;
   switch (protocol::classify_status(status)) {
     case Answer::payload:
       on_payload(r);
@@ -463,9 +407,10 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
 }
 
 bool TunnelSession::retry_early_410(Request& r) {
-  if (state_ != State::open || any_payload_ || early_410_retries_ >= kEarly410Retries) return false;
-  // Nothing came back yet, so nothing was applied to a live target connection: the request can go
-  // again. One hold-off covers all requests answered 410 in the same moment.
+  if (state_ != State::open || served_ || early_410_retries_ >= kEarly410Retries) return false;
+  // No request of this session was ever answered by a live server session, so nothing was applied
+  // to a target connection: the request can go again. One hold-off covers all requests answered
+  // 410 in the same moment.
   if (hold_off_until_ns_ == 0) {
     const uint64_t pause_ms = 50ull << early_410_retries_;
     ++early_410_retries_;
@@ -520,7 +465,7 @@ void TunnelSession::on_uv_phase_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   switch (self->state_) {
     case State::draining:
-      self->finish(self->end_reason_, false, true);
+      if (self->hold_off_until_ns_ == 0) self->finish(self->end_reason_, false, true);  // else: resends first
       break;
     case State::disconnecting:
       log::warn("session {}: the server did not confirm the disconnect within {} ms", self->id_,

@@ -6,6 +6,7 @@
 
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
+#include "common/request_planner.hpp"
 #include "common/tunnel_protocol.hpp"
 #include "common/uv_handle.hpp"
 
@@ -29,9 +30,7 @@ struct SessionSettings {
   size_t max_post_body = 256 << 10;    // the most bytes one POST carries (see docs/PROTOCOL-NOTES.md)
   size_t upload_window = 1 << 20;      // stop reading the local socket with this much unsent
   size_t download_window = 4 << 20;    // stop polling with this much not yet written locally
-  size_t big_post_bytes = 64 << 10;    // a POST this large always has a GET beside it (see pump())
-  uint64_t lone_post_ms = 50;          // a smaller POST gets a GET beside it after this long alone
-  uint64_t settle_ms = 2;              // + 2x the fastest exchange: when a held POST's body is surely read
+  PlannerSettings planner;             // which request goes next (common/request_planner.hpp)
   uint64_t gap_timeout_ms = 5000;      // how long a missing server payload may lag behind later ones
   uint64_t drain_grace_ms = 300;       // after local EOF: wait this long for POSTs before disconnecting
   uint64_t disconnect_timeout_ms = 2000;
@@ -99,9 +98,8 @@ class TunnelSession {
   void on_payload(Request& request);
   void pump();
   Request& idle_request();
-  // May one more request go out now? If not, `retry_ns` says when to ask again (0: on an event).
-  bool may_add_request(uint64_t now, uint64_t& retry_ns) const;
-  bool settled(const Request& request, uint64_t now) const;
+  void send_get();
+  bool upload_unfinished() const;  // a POST in flight or waiting to be resent
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
   bool retry_early_410(Request& request);
@@ -128,14 +126,16 @@ class TunnelSession {
   bool stopping_ = false;  // the agent stops: shorter deadlines, so that it exits within 2 s
   static constexpr uint64_t kStopDeadlineMs = 700;
 
-  // Requests in flight; see pump() for the rules that keep the reference server safe.
+  // Requests in flight; the planner decides what goes next.
   std::vector<std::unique_ptr<Request>> pool_;
   std::unique_ptr<Request> disconnect_;
-  UvHandle<uv_timer_t> pump_timer_;  // wakes pump() when a held request becomes safe to release
-  uint64_t fastest_exchange_ns_ = UINT64_MAX;
+  RequestPlanner planner_;
+  std::vector<InFlightRequest> in_flight_;  // scratch for the planner, reused
+  UvHandle<uv_timer_t> pump_timer_;         // wakes pump() when the planner wants to look again
   // A 410 before any payload may come from the server still closing the previous session's target
   // connection: the first requests are then tried again after a short, growing pause.
   bool any_payload_ = false;
+  bool served_ = false;  // some request was answered by a live server session (not 410)
   int early_410_retries_ = 0;
   uint64_t hold_off_until_ns_ = 0;
   static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms

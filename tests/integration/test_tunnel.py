@@ -78,60 +78,43 @@ class TargetEnds(TunnelTestCase):
             self.assertEqual(exchange(s, b"again"), b"again")
 
 
-class RefusedTarget(unittest.TestCase):
+class FailingSessions(unittest.TestCase):
+    """Each test runs one local connection that the server cannot serve, and reads the agent's line."""
+
+    def failed_session(self, *server_args, target_port=None, path=None):
+        """Returns the agent's "session 1 ... failed" line, after the local socket was closed."""
+        self.target = Target()
+        self.server, self.server_port = start_server(target_port or self.target.port, *server_args)
+        extra = {"path": path} if path else {}
+        self.agent, port = start_agent(self.server_port, **extra)
+        with connect(port) as s:
+            s.sendall(b"JDWP-Handshake")
+            read_until_closed(s)
+        return self.agent.wait_for_line(r"session 1 .*failed").string
+
+    def tearDown(self):
+        code, _ = self.agent.stop()
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        self.assertEqual(code, 0, self.agent.output())
+
     def test_refused_target_connection_gives_410(self):
-        server, server_port = start_server(free_port())
-        agent, port = start_agent(server_port)
-        try:
-            with connect(port) as s:
-                s.sendall(b"JDWP-Handshake")
-                read_until_closed(s)
-            line = agent.wait_for_line(r"session 1 .*failed.*").string
-            self.assertIn("the server could not reach the target, or the target closed at once (410 Gone)", line)
-            self.assertIn("is the JVM listening on its debug port", line)
-            server.wait_for_line(r"target connection to .* failed")
-        finally:
-            code, _ = agent.stop()
-            server.stop(signal.SIGKILL)
-        self.assertEqual(code, 0, agent.output())
+        line = self.failed_session(target_port=free_port())
+        self.assertIn("the server could not reach the target, or the target closed at once (410 Gone)", line)
+        self.assertIn("is the JVM listening on its debug port", line)
+        self.server.wait_for_line(r"target connection to .* failed")
 
-
-class Unavailable(unittest.TestCase):
     def test_503_ends_the_session_with_a_clear_message(self):
-        target = Target()
-        server, server_port = start_server(target.port, "--unavailable")
-        agent, port = start_agent(server_port)
-        try:
-            with connect(port) as s:
-                read_until_closed(s)
-            line = agent.wait_for_line(r"session 1 .*failed.*").string
-            self.assertIn("the target is not running (503 Service Unavailable)", line)
-            self.assertIn("-agentlib:jdwp", line)
-            self.assertEqual(len(target.opened), 0)
-        finally:
-            code, _ = agent.stop()
-            server.stop(signal.SIGKILL)
-            target.close()
-        self.assertEqual(code, 0, agent.output())
+        line = self.failed_session("--unavailable")
+        self.assertIn("the target is not running (503 Service Unavailable)", line)
+        self.assertIn("-agentlib:jdwp", line)
+        self.assertEqual(len(self.target.opened), 0)
 
-
-class WrongPath(unittest.TestCase):
     def test_a_non_tunnel_answer_names_the_status_and_the_url(self):
-        target = Target()
-        server, server_port = start_server(target.port)
-        agent, port = start_agent(server_port, path="/not-the-endpoint")
-        try:
-            with connect(port) as s:
-                read_until_closed(s)
-            line = agent.wait_for_line(r"session 1 .*failed").string
-            self.assertIn(f"unexpected answer from http://127.0.0.1:{server_port}/not-the-endpoint: HTTP 404 Not Found",
-                          line)
-            self.assertIn("check the URL's path", line)
-        finally:
-            code, _ = agent.stop()
-            server.stop(signal.SIGKILL)
-            target.close()
-        self.assertEqual(code, 0, agent.output())
+        line = self.failed_session(path="/not-the-endpoint")
+        self.assertIn(f"unexpected answer from http://127.0.0.1:{self.server_port}/not-the-endpoint: "
+                      "HTTP 404 Not Found", line)
+        self.assertIn("check the URL's path", line)
 
 
 class Secrets(unittest.TestCase):
