@@ -311,10 +311,6 @@ bool TunnelSession::send(Request& r, Kind kind) {
     return false;
   }
   r.busy = true;
-  if (log::enabled(log::Level::debug)) {
-    log::debug("session {}: sending {}{}", id_, kind == Kind::get ? "GET" : kind == Kind::post ? "POST" : "POST x-disconnect",
-               kind == Kind::post ? fmt::format(" x-seq {} ({} bytes)", r.seq, r.body.size()) : "");
-  }
   return true;
 }
 
