@@ -25,10 +25,11 @@ bool is_ip_literal(const std::string& host) {
   return uv_ip4_addr(host.c_str(), 0, &v4) == 0 || uv_ip6_addr(host.c_str(), 0, &v6) == 0;
 }
 
-std::optional<std::string> read_secret_file(const std::string& path, std::string& error) {
+// `what`: "secret" or "proxy password", for messages.
+std::optional<std::string> read_secret_file(const std::string& path, const char* what, std::string& error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    error = fmt::format("cannot read the secret file {}: check the path and its permissions", path);
+    error = fmt::format("cannot read the {} file {}: check the path and its permissions", what, path);
     return std::nullopt;
   }
   std::ostringstream content;
@@ -36,11 +37,11 @@ std::optional<std::string> read_secret_file(const std::string& path, std::string
   std::string secret = content.str();
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) {
-    error = fmt::format("the secret file {} is empty: put the secret on its first line", path);
+    error = fmt::format("the {} file {} is empty: put the {} on its first line", what, path, what);
     return std::nullopt;
   }
   if (secret.find_first_of("\r\n") != std::string::npos) {
-    error = fmt::format("the secret file {} has more than one line: keep only the secret", path);
+    error = fmt::format("the {} file {} has more than one line: keep only the {}", what, path, what);
     return std::nullopt;
   }
   return secret;
@@ -120,6 +121,42 @@ bool check_endpoint_url(const std::string& url, std::string& error) {
   return true;
 }
 
+std::optional<ProxyHop> parse_proxy(const std::string& url, const std::string& source, std::string& error) {
+  std::unique_ptr<CURLU, CurlUrlFree> handle(curl_url());
+  // A proxy given without a scheme is an http:// one, as curl takes it.
+  const std::string full = url.find("://") == std::string::npos ? "http://" + url : url;
+  CURLUcode rc = handle ? curl_url_set(handle.get(), CURLUPART_URL, full.c_str(), CURLU_NON_SUPPORT_SCHEME) : CURLUE_OUT_OF_MEMORY;
+  auto part = [&](CURLUPart which, unsigned flags = 0) {
+    char* raw = nullptr;
+    std::string out;
+    if (curl_url_get(handle.get(), which, &raw, flags) == CURLUE_OK && raw != nullptr) out = raw;
+    curl_free(raw);
+    return out;
+  };
+  // Never echo the URL itself: it may hold a password.
+  if (rc != CURLUE_OK) {
+    error = fmt::format("invalid proxy from {}: {}", source, curl_url_strerror(rc));
+    return std::nullopt;
+  }
+  const std::string scheme = part(CURLUPART_SCHEME);
+  if (scheme != "http" && scheme != "https") {
+    error = fmt::format("unsupported proxy scheme '{}' from {}: use an http:// or https:// proxy", scheme, source);
+    return std::nullopt;
+  }
+  ProxyHop hop;
+  hop.url = full;
+  hop.source = source;
+  const std::string host = part(CURLUPART_HOST);
+  const std::string port = part(CURLUPART_PORT);
+  if (host.empty()) {
+    error = fmt::format("invalid proxy from {}: it has no host", source);
+    return std::nullopt;
+  }
+  hop.port = !port.empty() ? std::stol(port) : scheme == "https" ? 443 : 1080;  // curl's proxy defaults
+  hop.display = fmt::format("{}:{}", host, hop.port);
+  return hop;
+}
+
 ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv) {
   CLI::App app{
       "tunnel-agent: carries local TCP connections (e.g. a debugger's JDWP) to a remote Spring Boot\n"
@@ -158,11 +195,38 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
                  "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
       ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
+  std::vector<std::string> proxies;
+  bool no_proxy = false;
+  std::string proxy_password_file;
+  std::string proxy_auth = "any";
+  app.add_option("-x,--proxy", proxies,
+                 "HTTP(S) proxy to reach the endpoint through, always with CONNECT; credentials may be in the URL "
+                 "(percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads them");
+  app.add_flag("--no-proxy", no_proxy, "ignore the proxy environment variables: connect directly");
+  app.add_option("--proxy-user", config.proxy.user, "user name for the proxy's login");
+  app.add_option("--proxy-password-file", proxy_password_file,
+                 "file whose first line is the proxy password (else TUNNEL_PROXY_PASSWORD)");
+  app.add_option("--proxy-auth", proxy_auth, "proxy login scheme; any: the strongest the proxy offers")
+      ->check(CLI::IsMember({"any", "basic", "digest", "ntlm", "negotiate"}))
+      ->capture_default_str();
+  app.add_option("--cacert", config.tls.cacert, "CA certificates (PEM) to trust for the endpoint")->check(CLI::ExistingFile);
+  app.add_option("--capath", config.tls.capath, "directory of CA certificates to trust")->check(CLI::ExistingDirectory);
+  app.add_flag("-k,--insecure", config.tls.insecure, "do not verify the endpoint's certificate (unsafe)");
+  app.add_option("--cert", config.tls.cert, "client certificate (PEM) for the endpoint")->check(CLI::ExistingFile);
+  app.add_option("--key", config.tls.key, "private key (PEM) of the client certificate")->check(CLI::ExistingFile);
+  app.add_option("--pinned-pubkey", config.tls.pinned_pubkey,
+                 "accept only this public key: sha256//BASE64[;sha256//...] or a PEM/DER file");
+  app.add_option("--proxy-cacert", config.tls.proxy_cacert, "CA certificates to trust for an https:// proxy")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
   app.add_flag("-v,--verbose", verbose, "log every HTTP exchange; twice: also libcurl's own trace");
   app.add_flag("-q,--quiet", quiet, "log errors only");
   app.footer(
       "Environment:\n"
-      "  TUNNEL_SECRET   the secret, when --secret-file is not given (never logged)\n\n"
+      "  TUNNEL_SECRET           the secret, when --secret-file is not given (never logged)\n"
+      "  TUNNEL_PROXY_PASSWORD   the proxy password, when --proxy-password-file is not given\n"
+      "  https_proxy, http_proxy, all_proxy, no_proxy (and HTTPS_PROXY, ALL_PROXY, NO_PROXY)\n"
+      "                          the proxy, as curl reads them, unless --proxy or --no-proxy\n\n"
       "The agent listens on loopback only unless --listen names another address. It logs to stderr\n"
       "and exits 0 on Ctrl-C or SIGTERM after telling the server to drop live sessions.");
 
@@ -196,7 +260,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     return fail(fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
   }
   if (!secret_file.empty()) {
-    auto secret = read_secret_file(secret_file, error);
+    auto secret = read_secret_file(secret_file, "secret", error);
     if (!secret) return fail(error);
     config.secret = std::move(*secret);
     config.secret_source = "--secret-file " + secret_file;
@@ -207,6 +271,54 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (config.secret && config.secret->find_first_of("\r\n") != std::string::npos) {
     return fail("the secret contains a line break: it cannot be sent in an HTTP header");
   }
+  // Proxies: --proxy, else the environment as curl reads it (the upper-case HTTP_PROXY is not read:
+  // a CGI program's Proxy: request header would set it), unless --no-proxy.
+  if (no_proxy && !proxies.empty()) return fail("--proxy and --no-proxy contradict each other: give one of them");
+  auto env = [&](const char* name) -> std::string {
+    const char* v = getenv(name);
+    return v != nullptr ? v : "";
+  };
+  if (!proxies.empty()) {
+    for (const auto& url : proxies) {
+      auto hop = parse_proxy(url, "--proxy", error);
+      if (!hop) return fail(error);
+      config.proxy.hops.push_back(std::move(*hop));
+    }
+  } else if (!no_proxy) {
+    const bool https = config.url.rfind("https://", 0) == 0;
+    std::vector<const char*> names = https ? std::vector<const char*>{"https_proxy", "HTTPS_PROXY"}
+                                           : std::vector<const char*>{"http_proxy"};
+    names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
+    for (const char* name : names) {
+      if (env(name).empty()) continue;
+      auto hop = parse_proxy(env(name), name, error);
+      if (!hop) return fail(error);
+      config.proxy.hops.push_back(std::move(*hop));
+      break;
+    }
+  }
+  if (!config.proxy.hops.empty()) {
+    config.proxy.no_proxy = !env("no_proxy").empty() ? env("no_proxy") : env("NO_PROXY");
+  }
+  if (config.proxy.hops.size() > 1) {
+    return fail("proxy chains (--proxy given more than once) are not supported yet: give the first proxy only");
+  }
+  if (!proxy_password_file.empty()) {
+    auto password = read_secret_file(proxy_password_file, "proxy password", error);
+    if (!password) return fail(error);
+    config.proxy.password = std::move(*password);
+  } else if (!env("TUNNEL_PROXY_PASSWORD").empty()) {
+    config.proxy.password = env("TUNNEL_PROXY_PASSWORD");
+  }
+  if (config.proxy.password && config.proxy.user.empty()) {
+    return fail("a proxy password was given but no --proxy-user");
+  }
+  config.proxy.auth = proxy_auth == "basic"       ? CURLAUTH_BASIC
+                      : proxy_auth == "digest"    ? CURLAUTH_DIGEST
+                      : proxy_auth == "ntlm"      ? CURLAUTH_NTLM
+                      : proxy_auth == "negotiate" ? CURLAUTH_NEGOTIATE
+                                                  : CURLAUTH_ANY;
+  if (!config.tls.key.empty() && config.tls.cert.empty()) return fail("--key needs --cert");
   config.on_busy = on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
   if (quiet && verbose > 0) return fail("-q and -v contradict each other: give one of them");
   config.log_level = quiet ? log::Level::error : verbose > 0 ? log::Level::debug : log::Level::info;

@@ -2,6 +2,7 @@
 // so every rule here is unit-tested.
 #pragma once
 
+#include "common/http_options.hpp"
 #include "common/log.hpp"
 
 #include <functional>
@@ -28,6 +29,8 @@ struct Config {
   bool curl_trace = false;  // -vv
   long connect_timeout_ms = 15000;
   long request_timeout_ms = 60000;
+  ProxySettings proxy;
+  TlsSettings tls;
 };
 
 struct ParseResult {
@@ -45,5 +48,8 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text, std::
 
 // Checks an endpoint URL with libcurl's URL parser: http or https, with a host.
 bool check_endpoint_url(const std::string& url, std::string& error);
+
+// Checks a proxy URL (http:// or https://, credentials allowed) and describes it for messages.
+std::optional<ProxyHop> parse_proxy(const std::string& url, const std::string& source, std::string& error);
 
 }  // namespace tunnel

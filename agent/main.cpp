@@ -46,6 +46,8 @@ tunnel::SessionSettings session_settings(const tunnel::Config& config) {
   s.http.request_timeout_ms = config.request_timeout_ms;
   s.http.verbose = config.curl_trace;
   s.http.sensitive_headers = {config.secret_header};
+  s.http.proxy = config.proxy;
+  s.http.tls = config.tls;
   s.secret_header = config.secret_header;
   s.secret = config.secret;
   s.secret_source = config.secret_source;
@@ -75,6 +77,18 @@ int main(int argc, char** argv) {
     tunnel::log::info("no secret given (--secret-file or TUNNEL_SECRET): requests carry no {} header",
                       config.secret_header);
   }
+
+  for (size_t i = 0; i < config.proxy.hops.size(); ++i) {
+    const auto& hop = config.proxy.hops[i];
+    tunnel::log::info("proxy {}: {} (from {}{}){}", i + 1, hop.display, hop.source,
+                      config.proxy.user.empty() ? "" : ", user " + config.proxy.user,
+                      config.proxy.no_proxy.empty() ? "" : "; not for the hosts in no_proxy: " + config.proxy.no_proxy);
+  }
+  if (config.tls.insecure) {
+    tunnel::log::warn("--insecure: the endpoint's TLS certificate is NOT checked; anyone on the path can pose as "
+                      "the server and read the secret and the debugger's traffic");
+  }
+  if (config.tls.proxy_insecure) tunnel::log::warn("--proxy-insecure: the proxy's TLS certificate is NOT checked");
 
   uv_loop_t loop;
   uv_loop_init(&loop);

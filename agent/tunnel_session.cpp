@@ -13,27 +13,6 @@ namespace {
 
 using protocol::Answer;
 
-std::string hint_for(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST: return "check the host name in the URL";
-    case CURLE_COULDNT_CONNECT: return "check the URL and that the server is running and reachable";
-    case CURLE_OPERATION_TIMEDOUT: return "the server or the network is too slow; see --request-timeout";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE: return "check the server's TLS certificate";
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_PARTIAL_FILE: return "the connection to the server broke";
-    default: return "";
-  }
-}
-
-// "403 Forbidden", or "403" when the reason phrase is absent (HTTP/2 has none).
-std::string status_text(long status, const std::string& reason) {
-  return reason.empty() ? fmt::format("{}", status) : fmt::format("{} {}", status, reason);
-}
-
 double seconds_since(uint64_t start_ns) { return static_cast<double>(uv_hrtime() - start_ns) / 1e9; }
 
 }  // namespace
@@ -349,11 +328,10 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
 
   if (result != CURLE_OK) {
     if (state_ == State::disconnecting) return;
-    std::string detail = r.exchange.body_too_large()
-                             ? fmt::format("the server's answer exceeds {} bytes: not a tunnel answer", HttpExchange::kMaxBody)
-                             : describe_curl_error(result, r.exchange.error_detail());
-    std::string hint = hint_for(result);
-    finish(fmt::format("HTTP request to {} failed: {}{}{}", settings_.http.url, detail, hint.empty() ? "" : "; ", hint),
+    finish(r.exchange.body_too_large()
+               ? fmt::format("the server's answer exceeds {} bytes: not a tunnel answer (check the URL)",
+                             HttpExchange::kMaxBody)
+               : r.exchange.describe_failure(result),
            true, false);
     return;
   }

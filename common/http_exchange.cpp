@@ -25,9 +25,82 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+void apply_proxy(CURL* easy, const ProxySettings& proxy) {
+  if (proxy.hops.empty()) {
+    curl_easy_setopt(easy, CURLOPT_PROXY, "");  // none, and none from the environment either
+    return;
+  }
+  curl_easy_setopt(easy, CURLOPT_PROXY, proxy.hops.front().url.c_str());
+  // Always CONNECT, also for http:// endpoints: a forward proxy buffers and times out long polls.
+  curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+  curl_easy_setopt(easy, CURLOPT_NOPROXY, proxy.no_proxy.c_str());  // resolved from no_proxy by config
+  curl_easy_setopt(easy, CURLOPT_PROXYAUTH, proxy.auth);
+  if (!proxy.user.empty()) {
+    curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, proxy.user.c_str());
+    curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, proxy.password ? proxy.password->c_str() : "");
+  }
+}
+
+void apply_tls(CURL* easy, const TlsSettings& tls) {
+  if (!tls.cacert.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, tls.cacert.c_str());
+  if (!tls.capath.empty()) curl_easy_setopt(easy, CURLOPT_CAPATH, tls.capath.c_str());
+  if (tls.insecure) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (!tls.cert.empty()) curl_easy_setopt(easy, CURLOPT_SSLCERT, tls.cert.c_str());
+  if (!tls.key.empty()) curl_easy_setopt(easy, CURLOPT_SSLKEY, tls.key.c_str());
+  if (!tls.pinned_pubkey.empty()) curl_easy_setopt(easy, CURLOPT_PINNEDPUBLICKEY, tls.pinned_pubkey.c_str());
+  if (!tls.proxy_cacert.empty()) curl_easy_setopt(easy, CURLOPT_PROXY_CAINFO, tls.proxy_cacert.c_str());
+  if (tls.proxy_insecure) {
+    curl_easy_setopt(easy, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
+  }
+}
+
+std::string hint_for(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST: return "check the host name in the URL";
+    case CURLE_COULDNT_CONNECT: return "check the URL and that the server is running and reachable";
+    case CURLE_OPERATION_TIMEDOUT: return "the server or the network is too slow; see --request-timeout";
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE: return "the connection to the server broke";
+    default: return "";
+  }
+}
+
+std::string auth_names(long mask) {
+  std::string out;
+  auto add = [&out](const char* name) { out += out.empty() ? name : std::string(", ") + name; };
+  if (mask & CURLAUTH_BASIC) add("Basic");
+  if (mask & CURLAUTH_DIGEST) add("Digest");
+  if (mask & CURLAUTH_NTLM) add("NTLM");
+  if (mask & CURLAUTH_NEGOTIATE) add("Negotiate");
+  return out;
+}
+
+// "host:port" of a URL, for messages (never its credentials).
+std::string host_port(const std::string& url) {
+  CURLU* u = curl_url();
+  std::string out = "?";
+  if (u != nullptr && curl_url_set(u, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+    char* host = nullptr;
+    char* port = nullptr;
+    curl_url_get(u, CURLUPART_HOST, &host, 0);
+    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+    if (host != nullptr) out = std::string(host) + ":" + (port != nullptr ? port : "?");
+    curl_free(host);
+    curl_free(port);
+  }
+  curl_url_cleanup(u);
+  return out;
+}
+
 }  // namespace
 
-HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init()) {
+HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init()), options_(options) {
   if (easy_ == nullptr) throw std::bad_alloc();
   curl_easy_setopt(easy_, CURLOPT_URL, options.url.c_str());
   curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
@@ -46,6 +119,8 @@ HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init())
   curl_easy_setopt(easy_, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &HttpExchange::on_curl_write);
   curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this);
+  apply_proxy(easy_, options.proxy);
+  apply_tls(easy_, options.tls);
   if (options.verbose) {
     sensitive_headers_ = options.sensitive_headers;
     for (const char* always : {"Authorization", "Proxy-Authorization", "Cookie"}) sensitive_headers_.emplace_back(always);
@@ -184,6 +259,10 @@ size_t HttpExchange::on_curl_write(char* data, size_t size, size_t count, void* 
   return n;
 }
 
+std::string status_text(long status, const std::string& reason) {
+  return reason.empty() ? std::to_string(status) : std::to_string(status) + " " + reason;
+}
+
 std::string describe_curl_error(CURLcode code, const char* detail) {
   std::string text = curl_easy_strerror(code);
   if (detail != nullptr && detail[0] != '\0') {
@@ -192,6 +271,60 @@ std::string describe_curl_error(CURLcode code, const char* detail) {
     text += d;
   }
   return text;
+}
+
+std::string HttpExchange::describe_failure(CURLcode result) const {
+  const std::string detail = describe_curl_error(result, error_buffer_);
+  const std::string endpoint = host_port(options_.url);
+  const auto& hops = options_.proxy.hops;
+  long connect_code = 0;
+  curl_easy_getinfo(easy_, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+  if (!hops.empty() && connect_code != 0 && connect_code != 200) {
+    const std::string hop = "proxy 1 (" + hops.front().display + ")";
+    if (connect_code == 407) {
+      long offered = 0;
+      curl_easy_getinfo(easy_, CURLINFO_PROXYAUTH_AVAIL, &offered);
+      const std::string offers = auth_names(offered).empty() ? "" : " (offers " + auth_names(offered) + ")";
+      const bool has_user = !options_.proxy.user.empty() || hops.front().url.find('@') != std::string::npos;
+      if (!has_user) {
+        return hop + " requires authentication" + offers +
+               ": give --proxy-user, with the password in TUNNEL_PROXY_PASSWORD or --proxy-password-file";
+      }
+      return hop + " refused the login (" + status_text(connect_code, reason_) + ")" + offers +
+             ": check --proxy-user, the password and --proxy-auth";
+    }
+    return hop + " refused CONNECT to " + endpoint + ": " + status_text(connect_code, reason_);
+  }
+  switch (result) {
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return "cannot resolve the host of proxy 1 (" + hops.front().display + ", from " + hops.front().source +
+             "): " + detail;
+    case CURLE_COULDNT_CONNECT:
+      // libcurl names what it failed to reach ("Failed to connect to HOST port N"): the proxy, or the
+      // endpoint itself when no_proxy let it go direct. (CURLINFO_PRIMARY_PORT is not set then.)
+      if (!hops.empty() && connect_code == 0 &&
+          detail.find(" port " + std::to_string(hops.front().port) + " ") != std::string::npos) {
+        return "cannot connect to proxy 1 (" + hops.front().display + ", from " + hops.front().source + "): " +
+               detail + "; check the proxy address, or --no-proxy to go direct";
+      }
+      break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return "TLS: certificate not trusted (" + detail + "); use --cacert with the CA that signed it" +
+             (hops.empty() ? "" : ", or --proxy-cacert for an https:// proxy");
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return "TLS: the pinned public key does not match the one " + endpoint + " presented (--pinned-pubkey)";
+    case CURLE_SSL_CERTPROBLEM:
+      return "TLS: cannot use the client certificate (--cert, --key): " + detail;
+    case CURLE_SSL_CACERT_BADFILE:
+      return "TLS: cannot read the CA certificates (--cacert, --capath): " + detail;
+    case CURLE_SSL_CONNECT_ERROR:
+      return "TLS: the handshake with " + endpoint + " failed (" + detail +
+             "); if the server wants a client certificate, give --cert and --key";
+    default:
+      break;
+  }
+  const std::string hint = hint_for(result);
+  return "HTTP request to " + options_.url + " failed: " + detail + (hint.empty() ? "" : "; " + hint);
 }
 
 }  // namespace tunnel

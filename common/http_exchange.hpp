@@ -2,6 +2,8 @@
 // Reusing it keeps connections warm and spares an allocation per request.
 #pragma once
 
+#include "common/http_options.hpp"
+
 #include <curl/curl.h>
 
 #include <cstddef>
@@ -11,15 +13,6 @@
 #include <vector>
 
 namespace tunnel {
-
-// How every request of a tunnel reaches its endpoint. Proxy and TLS settings join this struct.
-struct HttpOptions {
-  std::string url;
-  long connect_timeout_ms = 15000;
-  long request_timeout_ms = 60000;  // a long poll is answered within two server poll timeouts
-  bool verbose = false;             // libcurl's own trace on stderr (-vv), secrets masked
-  std::vector<std::string> sensitive_headers;  // their values never reach the trace
-};
 
 struct CurlSlistFree {
   void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
@@ -31,7 +24,7 @@ class HttpExchange {
   // The most body a response may have: tunnel payloads are ~100 KB; more is not a tunnel answer.
   static constexpr size_t kMaxBody = 16 * 1024 * 1024;
 
-  explicit HttpExchange(const HttpOptions& options);
+  explicit HttpExchange(const HttpOptions& options);  // `options` must outlive the exchange
   ~HttpExchange();
   HttpExchange(const HttpExchange&) = delete;
   HttpExchange& operator=(const HttpExchange&) = delete;
@@ -57,6 +50,9 @@ class HttpExchange {
   const std::vector<char>& body() const { return body_; }
   bool body_too_large() const { return body_too_large_; }
   const char* error_detail() const { return error_buffer_; }
+  // One line for a failed or refused exchange: what failed, where (which proxy hop, TLS or the
+  // endpoint) and what to try.
+  std::string describe_failure(CURLcode result) const;
 
  private:
   void reset_answer();
@@ -67,6 +63,7 @@ class HttpExchange {
   static int on_curl_debug(CURL* easy, curl_infotype type, char* data, size_t size, void* userp) noexcept;
 
   CURL* easy_;
+  const HttpOptions& options_;
   std::vector<std::string> sensitive_headers_;
   std::string watched_name_;
   std::string watched_value_;
@@ -80,6 +77,9 @@ class HttpExchange {
   uint64_t body_sent_ns_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };
+
+// "403 Forbidden", or "403" when there is no reason phrase (HTTP/2 has none).
+std::string status_text(long status, const std::string& reason);
 
 // "Connection refused (while connecting to 127.0.0.1:8080)"-style text for a failed transfer.
 std::string describe_curl_error(CURLcode code, const char* detail);

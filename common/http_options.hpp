@@ -1,0 +1,47 @@
+// How the agent's HTTP requests reach the endpoint: proxies, TLS, timeouts. Filled from the
+// command line and environment (agent/config.cpp), applied to every easy handle (http_exchange.cpp).
+#pragma once
+
+#include <curl/curl.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tunnel {
+
+struct ProxyHop {
+  std::string url;      // as given; may carry credentials, so never logged
+  std::string display;  // "proxy.example:3128", for messages
+  long port = 0;
+  std::string source;   // "--proxy", "https_proxy", ... for messages
+};
+
+struct ProxySettings {
+  std::vector<ProxyHop> hops;   // empty: no proxy
+  std::string no_proxy;         // hosts reached without a proxy, in curl's syntax
+  std::string user;             // for hop 1, unless its URL carries credentials
+  std::optional<std::string> password;
+  long auth = CURLAUTH_ANY;     // schemes libcurl may use with hop 1
+};
+
+struct TlsSettings {
+  std::string cacert, capath;   // trust for the endpoint (default: the system's)
+  bool insecure = false;        // no verification of the endpoint (warned about at start)
+  std::string cert, key;        // client certificate
+  std::string pinned_pubkey;    // "sha256//..."
+  std::string proxy_cacert;     // trust for an https:// proxy
+  bool proxy_insecure = false;
+};
+
+struct HttpOptions {
+  std::string url;
+  long connect_timeout_ms = 15000;
+  long request_timeout_ms = 60000;  // a long poll is answered within two server poll timeouts
+  bool verbose = false;             // libcurl's own trace on stderr (-vv), secrets masked
+  std::vector<std::string> sensitive_headers;  // their values never reach the trace
+  ProxySettings proxy;
+  TlsSettings tls;
+};
+
+}  // namespace tunnel

@@ -1,0 +1,164 @@
+"""Through real proxies (squid, tinyproxy) on loopback: CONNECT always, logins, environment, errors."""
+import os
+import re
+import signal
+import tempfile
+import unittest
+
+from harness import Target, connect, exchange, free_port, read_until_closed, sha256, start_agent, start_server, \
+    wait_until
+from proxies import Squid, Tinyproxy
+
+
+class ProxyTest(unittest.TestCase):
+    def setUp(self):
+        self.target = Target()
+        self.server, self.server_port = start_server(self.target.port, "--long-poll-ms", "1000")
+        self.proxies = []
+        self.agents = []
+
+    def tearDown(self):
+        codes = [agent.stop()[0] for agent in self.agents]
+        for proxy in self.proxies:
+            proxy.stop()
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        self.assertEqual(codes, [0] * len(codes), [a.output() for a in self.agents])
+
+    def proxy(self, proxy):
+        self.proxies.append(proxy)
+        return proxy
+
+    def agent(self, *args, env=None):
+        base = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
+                "no_proxy": "", "NO_PROXY": "", "TUNNEL_PROXY_PASSWORD": ""}
+        base.update(env or {})
+        agent, port = start_agent(self.server_port, *args, env=base)
+        self.agents.append(agent)
+        return agent, port
+
+    def round_trip(self, port, size=64 * 1024):
+        payload = os.urandom(size)
+        with connect(port) as s:
+            self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
+
+    def failed_line(self, agent, port):
+        with connect(port) as s:
+            read_until_closed(s)
+        return agent.wait_for_line(r"session \d+ .*failed").string
+
+
+class Squids(ProxyTest):
+    def test_no_login_http_endpoint_goes_through_connect(self):
+        squid = self.proxy(Squid())
+        agent, port = self.agent("--proxy", squid.url)
+        for size in (1, 64 * 1024, 16 * 1024 * 1024):
+            self.round_trip(port, size)
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{squid.port} \(from --proxy\)")
+        agent.stop()
+        # squid writes a CONNECT's log line when the tunnel closes: the agent has stopped, so all have.
+        wait_until(lambda: "CONNECT 127.0.0.1:" in squid.log(), 10, "CONNECT in squid's access log")
+        log = squid.log()
+        self.assertIn(f"CONNECT 127.0.0.1:{self.server_port}", log)
+        self.assertNotRegex(log, r"\b(GET|POST) ", "the agent never sends plain requests to the proxy")
+
+    def test_basic_login_right_wrong_and_missing(self):
+        squid = self.proxy(Squid(auth="basic", users={"alice": "wonder land"}))
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "alice",
+                                 env={"TUNNEL_PROXY_PASSWORD": "wonder land"})
+        self.round_trip(port)
+        self.assertNotIn("wonder land", agent.output())
+
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "alice", env={"TUNNEL_PROXY_PASSWORD": "nope"})
+        line = self.failed_line(agent, port)
+        self.assertIn(f"proxy 1 (127.0.0.1:{squid.port}) refused the login (407 Proxy Authentication Required)", line)
+        self.assertIn("offers Basic", line)
+        self.assertNotIn("nope", agent.output())
+
+        agent, port = self.agent("--proxy", squid.url)
+        line = self.failed_line(agent, port)
+        self.assertIn(f"proxy 1 (127.0.0.1:{squid.port}) requires authentication (offers Basic): give --proxy-user",
+                      line)
+
+    def test_credentials_in_the_proxy_url_percent_encoded(self):
+        squid = self.proxy(Squid(auth="basic", users={"al@ce": "p:ss/w rd"}))
+        agent, port = self.agent("--proxy", f"http://al%40ce:p%3Ass%2Fw%20rd@127.0.0.1:{squid.port}")
+        self.round_trip(port)
+        self.assertNotIn("p:ss", agent.output())
+
+    def test_password_file(self):
+        squid = self.proxy(Squid(auth="basic", users={"alice": "from-a-file"}))
+        with tempfile.NamedTemporaryFile("w", delete=False) as f:
+            f.write("from-a-file\n")
+        try:
+            agent, port = self.agent("--proxy", squid.url, "--proxy-user", "alice", "--proxy-password-file", f.name)
+            self.round_trip(port)
+        finally:
+            os.unlink(f.name)
+
+    def test_digest_login(self):
+        squid = self.proxy(Squid(auth="digest", users={"dora": "dig it"}))
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "dora", env={"TUNNEL_PROXY_PASSWORD": "dig it"})
+        self.round_trip(port)
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "dora", "--proxy-auth", "digest",
+                                 env={"TUNNEL_PROXY_PASSWORD": "wrong"})
+        self.assertIn("refused the login", self.failed_line(agent, port))
+        for a in self.agents:
+            a.stop()
+        wait_until(lambda: " dora " in squid.log(), 10, "dora in squid's access log")
+
+    def test_ntlm_login(self):
+        # squid's ntlm_fake_auth accepts any password: this shows the NTLM handshake itself works.
+        squid = self.proxy(Squid(auth="ntlm"))
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "nina", "--proxy-auth", "ntlm",
+                                 env={"TUNNEL_PROXY_PASSWORD": "whatever"})
+        self.round_trip(port)
+        agent.stop()
+        # ntlm_fake_auth logs the user as "n\\ninaw".
+        wait_until(lambda: re.search(r"TCP_TUNNEL/200 \d+ CONNECT \S+ \S*nina", squid.log()), 10,
+                   "nina's tunnel in squid's access log")
+
+    def test_proxy_refusing_connect_names_the_hop(self):
+        squid = self.proxy(Squid(deny_port=self.server_port))
+        agent, port = self.agent("--proxy", squid.url)
+        line = self.failed_line(agent, port)
+        self.assertIn(f"proxy 1 (127.0.0.1:{squid.port}) refused CONNECT to 127.0.0.1:{self.server_port}: "
+                      "403 Forbidden", line)
+
+
+class Tinyproxies(ProxyTest):
+    def test_basic_login(self):
+        tiny = self.proxy(Tinyproxy("bob", "builder"))
+        agent, port = self.agent("--proxy", tiny.url, "--proxy-user", "bob", env={"TUNNEL_PROXY_PASSWORD": "builder"})
+        self.round_trip(port, 1024 * 1024)
+        agent, port = self.agent("--proxy", tiny.url)
+        self.assertIn("requires authentication", self.failed_line(agent, port))
+
+
+class Environment(ProxyTest):
+    def test_http_proxy_variable_is_used(self):
+        squid = self.proxy(Squid())
+        agent, port = self.agent(env={"http_proxy": squid.url})
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{squid.port} \(from http_proxy\)")
+        self.round_trip(port)
+        agent.stop()
+        wait_until(lambda: "CONNECT 127.0.0.1:" in squid.log(), 10, "CONNECT in squid's access log")
+
+    def test_no_proxy_and_the_no_proxy_flag_go_direct(self):
+        dead = f"http://127.0.0.1:{free_port()}"
+        agent, port = self.agent(env={"http_proxy": dead, "no_proxy": "127.0.0.1"})
+        self.round_trip(port)
+        agent, port = self.agent("--no-proxy", env={"http_proxy": dead})
+        self.round_trip(port)
+        self.assertNotIn("proxy 1", agent.output())
+
+    def test_unreachable_proxy_is_named(self):
+        dead_port = free_port()
+        agent, port = self.agent(env={"http_proxy": f"http://127.0.0.1:{dead_port}"})
+        line = self.failed_line(agent, port)
+        self.assertIn(f"cannot connect to proxy 1 (127.0.0.1:{dead_port}, from http_proxy)", line)
+        self.assertIn("--no-proxy", line)
+
+
+if __name__ == "__main__":
+    unittest.main()
