@@ -301,7 +301,7 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
   if (result != CURLE_OK) {
     answer = describe_curl_error(result, r.exchange.error_detail());
   } else {
-    answer = fmt::format("{}", r.exchange.status());
+    answer = fmt::format("{} {}", r.exchange.http_version(), r.exchange.status());
     if (r.exchange.has_header_value()) {
       answer += fmt::format(" x-seq {} ({} bytes)", r.exchange.header_value(), r.exchange.body().size());
     }

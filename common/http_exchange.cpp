@@ -216,6 +216,18 @@ int HttpExchange::on_curl_seek(void* userp, curl_off_t offset, int origin) noexc
   return CURL_SEEKFUNC_OK;
 }
 
+const char* HttpExchange::http_version() const {
+  long version = 0;
+  curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
+  switch (version) {
+    case CURL_HTTP_VERSION_1_0: return "HTTP/1.0";
+    case CURL_HTTP_VERSION_1_1: return "HTTP/1.1";
+    case CURL_HTTP_VERSION_2_0: return "HTTP/2";
+    case CURL_HTTP_VERSION_3: return "HTTP/3";
+    default: return "HTTP/?";
+  }
+}
+
 // Called by libcurl for each response header line (status line included), also of a proxy's answer.
 size_t HttpExchange::on_curl_header(char* data, size_t size, size_t count, void* userp) noexcept {
   auto* self = static_cast<HttpExchange*>(userp);
@@ -323,7 +335,15 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
     default:
       break;
   }
-  const std::string hint = hint_for(result);
+  std::string hint = hint_for(result);
+  const bool broke = result == CURLE_HTTP2 || result == CURLE_SEND_ERROR || result == CURLE_RECV_ERROR ||
+                     result == CURLE_GOT_NOTHING;
+  if (broke && options_.url.rfind("https://", 0) == 0 && options_.tls.cert.empty() && status() == 0) {
+    // With TLS 1.3 a server that wants a client certificate says so only after the handshake, and
+    // libcurl sees a broken connection.
+    hint = "the connection broke before any answer: if the server requires a TLS client certificate, give --cert "
+           "and --key";
+  }
   return "HTTP request to " + options_.url + " failed: " + detail + (hint.empty() ? "" : "; " + hint);
 }
 

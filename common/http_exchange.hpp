@@ -43,6 +43,7 @@ class HttpExchange {
 
   // The answer, valid once the transfer is done.
   long status() const;
+  const char* http_version() const;  // "HTTP/1.1", "HTTP/2", ... of the last answer
   const std::string& reason() const { return reason_; }
   bool has_header_value() const { return watched_seen_; }
   const std::string& header_value() const { return watched_value_; }

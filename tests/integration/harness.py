@@ -113,8 +113,8 @@ def start_server(target_port, *extra):
     return server, int(m.group(1))
 
 
-def start_agent(server_port, *extra, env=None, path=ENDPOINT_PATH):
-    args = [AGENT, "--listen", "127.0.0.1:0", *extra, f"http://127.0.0.1:{server_port}{path}"]
+def start_agent(server_port, *extra, env=None, path=ENDPOINT_PATH, url=None):
+    args = [AGENT, "--listen", "127.0.0.1:0", *extra, url or f"http://127.0.0.1:{server_port}{path}"]
     agent = Process(args, env=env)
     m = agent.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)")
     return agent, int(m.group(1))

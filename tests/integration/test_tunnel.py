@@ -59,8 +59,8 @@ class LongPolls(TunnelTestCase):
     def test_session_survives_several_empty_long_polls(self):
         with connect(self.port) as s:
             self.assertEqual(exchange(s, b"before"), b"before")
-            polls = self.agent.count(r"GET -> 204")
-            wait_until(lambda: self.agent.count(r"GET -> 204") >= polls + 4, 15, "four 204 answers")
+            polls = self.agent.count(r"GET -> HTTP/1.1 204")
+            wait_until(lambda: self.agent.count(r"GET -> HTTP/1.1 204") >= polls + 4, 15, "four 204 answers")
             payload = os.urandom(200_000)
             self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
         self.assertEqual(len(self.target.opened), 1, "the session kept one target connection throughout")

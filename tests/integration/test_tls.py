@@ -1,0 +1,101 @@
+"""TLS to the endpoint: nghttpx (HTTP/2) in front of the test server, with a test CA made here."""
+import os
+import signal
+import subprocess
+import unittest
+
+from harness import Target, connect, exchange, read_until_closed, sha256, start_agent, start_server
+from tls import Nghttpx, Pki
+
+
+def established_connections(port):
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"], capture_output=True,
+                         text=True, check=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
+class Tls(unittest.TestCase):
+    client_cert = False
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.remove()
+
+    def setUp(self):
+        self.target = Target()
+        self.server, self.server_port = start_server(self.target.port, "--long-poll-ms", "1000")
+        self.front = Nghttpx(self.pki, self.server_port, client_cert=self.client_cert)
+        self.agents = []
+
+    def tearDown(self):
+        codes = [agent.stop()[0] for agent in self.agents]
+        self.front.stop()
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        self.assertEqual(codes, [0] * len(codes), [a.output() for a in self.agents])
+
+    def agent(self, *args):
+        agent, port = start_agent(0, *args, url=self.front.url, env={"https_proxy": "", "all_proxy": ""})
+        self.agents.append(agent)
+        return agent, port
+
+    def failed_line(self, agent, port):
+        with connect(port) as s:
+            read_until_closed(s)
+        return agent.wait_for_line(r"session \d+ .*failed").string
+
+
+class Http2(Tls):
+    def test_round_trips_over_http2_multiplexed_on_one_connection(self):
+        agent, port = self.agent("--cacert", self.pki.path("ca.pem"), "-v")
+        with connect(port) as s:
+            for size in (1, 64 * 1024, 16 * 1024 * 1024):
+                payload = os.urandom(size)
+                self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
+            # The waiting GET and the POSTs of all those exchanges shared one TLS connection.
+            self.assertEqual(established_connections(self.front.port), 1)
+        agent.wait_for_line(r"session 1 .*closed")
+        self.assertGreater(agent.count(r"POST x-seq \d+ .*-> HTTP/2 200"), 0)
+        self.assertEqual(agent.count(r"-> HTTP/1"), 0, "every exchange went over HTTP/2")
+
+    def test_untrusted_certificate(self):
+        agent, port = self.agent("--cacert", self.pki.path("other-ca.pem"))
+        line = self.failed_line(agent, port)
+        self.assertIn("TLS: certificate not trusted", line)
+        self.assertIn("use --cacert", line)
+
+    def test_pinned_public_key(self):
+        agent, port = self.agent("--cacert", self.pki.path("ca.pem"), "--pinned-pubkey", self.pki.pin("server.pem"))
+        with connect(port) as s:
+            self.assertEqual(exchange(s, b"pinned"), b"pinned")
+        agent, port = self.agent("--cacert", self.pki.path("ca.pem"), "--pinned-pubkey", self.pki.pin("client.pem"))
+        self.assertIn("TLS: the pinned public key does not match", self.failed_line(agent, port))
+
+    def test_insecure_works_and_warns(self):
+        agent, port = self.agent("--insecure")
+        agent.wait_for_line(r"warning: --insecure: the endpoint's TLS certificate is NOT checked")
+        with connect(port) as s:
+            self.assertEqual(exchange(s, b"unchecked"), b"unchecked")
+
+
+class ClientCertificate(Tls):
+    client_cert = True
+
+    def test_client_certificate_required(self):
+        agent, port = self.agent("--cacert", self.pki.path("ca.pem"), "--cert", self.pki.path("client.pem"),
+                                 "--key", self.pki.path("client.key"))
+        with connect(port) as s:
+            payload = os.urandom(100_000)
+            self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
+        agent, port = self.agent("--cacert", self.pki.path("ca.pem"))
+        line = self.failed_line(agent, port)
+        self.assertIn("TLS", line)
+        self.assertIn("--cert", line)
+
+
+if __name__ == "__main__":
+    unittest.main()

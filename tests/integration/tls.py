@@ -1,0 +1,70 @@
+"""A test CA, certificates made with openssl, and nghttpx terminating TLS (HTTP/2 and HTTP/1.1) in
+front of the test server, all in a temporary directory and on loopback."""
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+from harness import Process, free_port
+from proxies import wait_listening
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+class Pki:
+    """A CA, a server certificate for 127.0.0.1/localhost signed by it, a client certificate, and a
+    second CA that signed nothing here (to show an untrusted server)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pki-")
+        d = self.dir
+        for ca in ("ca", "other-ca"):
+            openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+                    "-days", "2", "-subj", f"/CN=tunnel-agent test {ca}", cwd=d)
+        with open(os.path.join(d, "server.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        with open(os.path.join(d, "client.ext"), "w") as f:
+            f.write("extendedKeyUsage=clientAuth\n")
+        for name in ("server", "client"):
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                    "-subj", f"/CN=tunnel-agent test {name}", cwd=d)
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def pin(self, cert="server.pem"):
+        """curl's sha256//BASE64 pin of a certificate's public key."""
+        pub = subprocess.run(["openssl", "x509", "-in", self.path(cert), "-pubkey", "-noout"], capture_output=True,
+                             check=True).stdout
+        der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub, capture_output=True,
+                             check=True).stdout
+        return "sha256//" + base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Nghttpx:
+    """nghttpx with TLS on a free port, forwarding to the test server; optionally asking for a
+    client certificate signed by the test CA."""
+
+    def __init__(self, pki, backend_port, client_cert=False):
+        self.port = free_port()
+        args = ["nghttpx", f"--frontend=127.0.0.1,{self.port}", f"--backend=127.0.0.1,{backend_port}",
+                "--workers=1", "--no-ocsp", "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
+                f"--errorlog-file={pki.path('nghttpx.log')}", f"--accesslog-file={pki.path('access.log')}",
+                pki.path("server.key"), pki.path("server.pem")]
+        if client_cert:
+            args[1:1] = ["--verify-client", f"--verify-client-cacert={pki.path('ca.pem')}"]
+        self.proc = Process(args)
+        wait_listening(self.port, "nghttpx")
+        self.url = f"https://127.0.0.1:{self.port}/.~~spring-boot!~/debug"
+
+    def stop(self):
+        self.proc.stop()
