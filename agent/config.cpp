@@ -301,7 +301,13 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     config.proxy.no_proxy = !env("no_proxy").empty() ? env("no_proxy") : env("NO_PROXY");
   }
   if (config.proxy.hops.size() > 1) {
-    return fail("proxy chains (--proxy given more than once) are not supported yet: give the first proxy only");
+    for (size_t i = 0; i < config.proxy.hops.size(); ++i) {
+      if (config.proxy.hops[i].url.rfind("https://", 0) == 0) {
+        return fail(fmt::format("proxy {} ({}) is an https:// proxy: in a chain every proxy must be http:// (the "
+                                "tunnel to the endpoint can still be https://)",
+                                i + 1, config.proxy.hops[i].display));
+      }
+    }
   }
   if (!proxy_password_file.empty()) {
     auto password = read_secret_file(proxy_password_file, "proxy password", error);

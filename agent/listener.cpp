@@ -25,11 +25,14 @@ std::string socket_name(const uv_tcp_t* tcp, bool peer) {
 
 Listener::Listener(uv_loop_t* loop, CurlUvDriver& driver, ListenAddress address, BusyPolicy on_busy,
                    SessionSettings settings)
-    : loop_(loop), driver_(driver), address_(std::move(address)), on_busy_(on_busy), settings_(std::move(settings)) {}
+    : loop_(loop), driver_(driver), address_(std::move(address)), on_busy_(on_busy), settings_(std::move(settings)) {
+  if (settings_.http.proxy.hops.size() > 1) chain_ = std::make_unique<ProxyChain>(loop_, driver_, settings_.http);
+}
 
 Listener::~Listener() = default;
 
 bool Listener::start(std::string& error) {
+  if (chain_ && !chain_->start(error)) return false;
   sockaddr_storage addr{};
   if (uv_ip4_addr(address_.host.c_str(), address_.port, reinterpret_cast<sockaddr_in*>(&addr)) != 0 &&
       uv_ip6_addr(address_.host.c_str(), address_.port, reinterpret_cast<sockaddr_in6*>(&addr)) != 0) {
@@ -91,7 +94,7 @@ void Listener::on_connection(int status) {
 
 void Listener::start_session(Waiting next) {
   const uint64_t id = next_session_id_++;
-  session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, std::move(next.client), id,
+  session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(), std::move(next.client), id,
                                              std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
   session_->start();
 }
@@ -127,6 +130,7 @@ void Listener::stop(std::function<void()> on_stopped) {
 
 void Listener::maybe_stopped() {
   if (session_ || !on_stopped_) return;
+  if (chain_) chain_->close();  // before the driver goes: its hop transfers run there
   auto done = std::move(on_stopped_);
   on_stopped_ = nullptr;
   done();

@@ -46,6 +46,7 @@ class Listener {
   ListenAddress address_;
   BusyPolicy on_busy_;
   SessionSettings settings_;
+  std::unique_ptr<ProxyChain> chain_;  // with two or more proxies
   UvHandle<uv_tcp_t> server_;
   int bound_port_ = 0;
   uint64_t next_session_id_ = 1;

@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < config.proxy.hops.size(); ++i) {
     const auto& hop = config.proxy.hops[i];
     tunnel::log::info("proxy {}: {} (from {}{}){}", i + 1, hop.display, hop.source,
-                      config.proxy.user.empty() ? "" : ", user " + config.proxy.user,
+                      i == 0 && !config.proxy.user.empty() ? ", user " + config.proxy.user : "",
                       config.proxy.no_proxy.empty() ? "" : "; not for the hosts in no_proxy: " + config.proxy.no_proxy);
   }
   if (config.tls.insecure) {

@@ -18,10 +18,12 @@ double seconds_since(uint64_t start_ns) { return static_cast<double>(uv_hrtime()
 }  // namespace
 
 TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings,
-                             UvHandle<uv_tcp_t> client, uint64_t id, std::string peer, ClosedCallback on_closed)
+                             ProxyChain* chain, UvHandle<uv_tcp_t> client, uint64_t id, std::string peer,
+                             ClosedCallback on_closed)
     : loop_(loop),
       driver_(driver),
       settings_(settings),
+      chain_(chain),
       client_(std::move(client)),
       id_(id),
       peer_(std::move(peer)),
@@ -152,7 +154,7 @@ TunnelSession::Request& TunnelSession::idle_request() {
   for (auto& r : pool_) {
     if (!r->busy && !r->resend) return *r;
   }
-  pool_.push_back(std::make_unique<Request>(*this, settings_.http));
+  pool_.push_back(std::make_unique<Request>(*this, settings_.http, chain_));
   return *pool_.back();
 }
 
@@ -265,7 +267,7 @@ void TunnelSession::send_post() {
 }
 
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
-  if (!disconnect_) disconnect_ = std::make_unique<Request>(*this, settings_.http);
+  if (!disconnect_) disconnect_ = std::make_unique<Request>(*this, settings_.http, chain_);
   Request* r = disconnect_.get();
   r->headers = build_headers(Kind::disconnect, 0);
   r->exchange.prepare_post(nullptr, 0, r->headers.get());

@@ -6,6 +6,7 @@
 
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
+#include "common/proxy_chain.hpp"
 #include "common/request_planner.hpp"
 #include "common/tunnel_protocol.hpp"
 #include "common/uv_handle.hpp"
@@ -41,7 +42,8 @@ class TunnelSession {
  public:
   using ClosedCallback = std::function<void(TunnelSession&)>;
 
-  TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings,
+  // `chain`: the proxy chain to send requests through, or null.
+  TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings, ProxyChain* chain,
                 UvHandle<uv_tcp_t> client, uint64_t id, std::string peer, ClosedCallback on_closed);
   ~TunnelSession();
   TunnelSession(const TunnelSession&) = delete;
@@ -63,8 +65,9 @@ class TunnelSession {
   enum class Kind { get, post, disconnect };
 
   struct Request final : Transfer {
-    Request(TunnelSession& s, const HttpOptions& options) : session(s), exchange(options) {
+    Request(TunnelSession& s, const HttpOptions& options, ProxyChain* chain) : session(s), exchange(options) {
       exchange.watch_header(std::string(protocol::kSeqHeader));
+      if (chain != nullptr) exchange.use_chain(*chain);
     }
     void on_transfer_done(CURLcode result) noexcept override { session.on_request_done(*this, result); }
 
@@ -116,6 +119,7 @@ class TunnelSession {
   uv_loop_t* loop_;
   CurlUvDriver& driver_;
   const SessionSettings& settings_;
+  ProxyChain* chain_;
   UvHandle<uv_tcp_t> client_;
   UvHandle<uv_timer_t> gap_timer_;
   UvHandle<uv_timer_t> phase_timer_;

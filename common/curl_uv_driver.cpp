@@ -127,6 +127,7 @@ void CurlUvDriver::perform(curl_socket_t fd, int flags) {
       CURLcode result = msg->data.result;
       Transfer* transfer = nullptr;
       curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&transfer));
+      if (transfer != nullptr) transfer->on_transfer_finishing(easy, result);
       curl_multi_remove_handle(multi_, easy);  // `msg` is invalid from here on
       done_.emplace_back(transfer, result);
       done_easy_.push_back(easy);

@@ -21,6 +21,10 @@ class Transfer {
   // Called by CurlUvDriver once the easy handle is out of the multi handle, never from inside a
   // libcurl callback, so it may start new transfers or cancel others.
   virtual void on_transfer_done(CURLcode result) noexcept = 0;
+  // Called by CurlUvDriver just before the easy handle leaves the multi handle, while libcurl can
+  // still tell about its connection (CURLINFO_ACTIVESOCKET of a CONNECT_ONLY transfer). No libcurl
+  // multi calls here.
+  virtual void on_transfer_finishing(CURL* /*easy*/, CURLcode /*result*/) noexcept {}
 };
 
 class CurlUvDriver {

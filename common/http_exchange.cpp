@@ -1,5 +1,7 @@
 #include "common/http_exchange.hpp"
 
+#include "common/proxy_chain.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -159,6 +161,11 @@ int HttpExchange::on_curl_debug(CURL*, curl_infotype type, char* data, size_t si
 
 HttpExchange::~HttpExchange() { curl_easy_cleanup(easy_); }
 
+void HttpExchange::use_chain(ProxyChain& chain) {
+  chain.attach(easy_);
+  chain_ = &chain;
+}
+
 void HttpExchange::reset_answer() {
   watched_value_.clear();
   watched_seen_ = false;
@@ -286,6 +293,11 @@ std::string describe_curl_error(CURLcode code, const char* detail) {
 }
 
 std::string HttpExchange::describe_failure(CURLcode result) const {
+  if (chain_ != nullptr) {
+    // A request through a chain fails as a broken connection; the hop that failed says why.
+    std::string hop_error = chain_->recent_error();
+    if (!hop_error.empty()) return hop_error;
+  }
   const std::string detail = describe_curl_error(result, error_buffer_);
   const std::string endpoint = host_port(options_.url);
   const auto& hops = options_.proxy.hops;

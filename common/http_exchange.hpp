@@ -14,6 +14,8 @@
 
 namespace tunnel {
 
+class ProxyChain;
+
 struct CurlSlistFree {
   void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
 };
@@ -30,6 +32,9 @@ class HttpExchange {
   HttpExchange& operator=(const HttpExchange&) = delete;
 
   CURL* easy() const { return easy_; }
+
+  // Send this exchange's requests through a chain of proxies (two or more hops).
+  void use_chain(ProxyChain& chain);
 
   // The value of this response header (case-insensitive name) is kept for header_value().
   void watch_header(std::string lowercase_name) { watched_name_ = std::move(lowercase_name); }
@@ -65,6 +70,7 @@ class HttpExchange {
 
   CURL* easy_;
   const HttpOptions& options_;
+  const ProxyChain* chain_ = nullptr;
   std::vector<std::string> sensitive_headers_;
   std::string watched_name_;
   std::string watched_value_;

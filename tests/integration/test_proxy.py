@@ -135,6 +135,64 @@ class Tinyproxies(ProxyTest):
         self.assertIn("requires authentication", self.failed_line(agent, port))
 
 
+class Chains(ProxyTest):
+    def connects_in(self, proxy):
+        return len(re.findall(r"TCP_TUNNEL/200 .*CONNECT|CONNECT .* HTTP/1\.[01]\"? *$|Established connection", proxy.log(),
+                              re.M))
+
+    def test_two_proxies_each_with_its_own_login(self):
+        tiny = self.proxy(Tinyproxy("bob", "builder"))
+        squid = self.proxy(Squid(auth="basic", users={"alice": "in chains"}))
+        agent, port = self.agent("--proxy", tiny.url, "--proxy-user", "bob",
+                                 "--proxy", f"http://alice:in%20chains@127.0.0.1:{squid.port}",
+                                 env={"TUNNEL_PROXY_PASSWORD": "builder"})
+        self.round_trip(port, 16 * 1024 * 1024)
+        agent.stop()
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.server_port} alice" in squid.log(), 10,
+                   "squid (hop 2) to log alice's CONNECT to the endpoint")
+        self.assertIn(f"CONNECT 127.0.0.1:{squid.port}", tiny.log(), "hop 1 was asked to reach hop 2")
+
+    def test_three_proxies_16_mib_byte_identical_and_chains_reused(self):
+        first = self.proxy(Squid())
+        second = self.proxy(Tinyproxy("bob", "builder"))
+        third = self.proxy(Squid(auth="basic", users={"carol": "third"}))
+        agent, port = self.agent("--proxy", first.url, "--proxy", f"http://bob:builder@127.0.0.1:{second.port}",
+                                 "--proxy", f"http://carol:third@127.0.0.1:{third.port}", "-v")
+        with connect(port) as s:
+            for _ in range(3):
+                payload = os.urandom(16 * 1024 * 1024 // 3)
+                self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
+            for i in range(50):
+                self.assertEqual(exchange(s, b"ping %d" % i), b"ping %d" % i)
+        agent.wait_for_line(r"session 1 .*closed")
+        exchanges = agent.count(r"session 1: (GET|POST)")
+        agent.stop()
+        wait_until(lambda: "carol" in third.log(), 10, "the third proxy to log carol's CONNECT")
+        tunnels = len(re.findall(rf"CONNECT 127\.0\.0\.1:{self.server_port} carol", third.log()))
+        # Hundreds of exchanges, a handful of chained connections: established chains are kept alive.
+        self.assertGreater(exchanges, 100)
+        self.assertLessEqual(tunnels, 6, third.log())
+
+    def test_wrong_password_on_hop_2_names_hop_2(self):
+        tiny = self.proxy(Tinyproxy())
+        squid = self.proxy(Squid(auth="basic", users={"alice": "right"}))
+        agent, port = self.agent("--proxy", tiny.url, "--proxy", f"http://alice:wrong@127.0.0.1:{squid.port}")
+        line = self.failed_line(agent, port)
+        self.assertIn(f"proxy 2 (127.0.0.1:{squid.port}) refused the login (407 Proxy Authentication Required)", line)
+        self.assertNotIn("wrong", agent.output())
+
+    def test_hop_2_refusing_connect_and_hop_2_missing_login(self):
+        tiny = self.proxy(Tinyproxy())
+        squid = self.proxy(Squid(deny_port=self.server_port))
+        agent, port = self.agent("--proxy", tiny.url, "--proxy", squid.url)
+        self.assertIn(f"proxy 2 (127.0.0.1:{squid.port}) refused CONNECT to 127.0.0.1:{self.server_port}: 403",
+                      self.failed_line(agent, port))
+        locked = self.proxy(Squid(auth="basic", users={"x": "y"}))
+        agent, port = self.agent("--proxy", tiny.url, "--proxy", locked.url)
+        self.assertIn(f"proxy 2 (127.0.0.1:{locked.port}) requires authentication (offers Basic): put user:password "
+                      "in its --proxy URL", self.failed_line(agent, port))
+
+
 class Environment(ProxyTest):
     def test_http_proxy_variable_is_used(self):
         squid = self.proxy(Squid())
