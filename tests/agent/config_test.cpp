@@ -1,5 +1,6 @@
 #include "agent/config.hpp"
 
+#include <curl/curl.h>
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -125,4 +126,60 @@ TEST_CASE("options and their errors") {
   r = Run{}({"--version"});
   CHECK(r.exit_code == 0);
   CHECK(r.message.find("tunnel-agent " TUNNEL_AGENT_VERSION) == 0);
+}
+
+TEST_CASE("proxies: --proxy, else the environment as curl reads it, unless --no-proxy") {
+  auto r = Run{}({"--proxy", "http://u:p%40ss@proxy.example:3128", kUrl});
+  REQUIRE(r.config);
+  REQUIRE(r.config->proxy.hops.size() == 1);
+  CHECK(r.config->proxy.hops[0].display == "proxy.example:3128");
+  CHECK(r.config->proxy.hops[0].source == "--proxy");
+  CHECK(r.config->proxy.hops[0].port == 3128);
+
+  CHECK(Run{}({"--proxy", "proxy.example", kUrl}).config->proxy.hops[0].port == 1080);  // curl's default
+
+  Run env;
+  env.env = {{"http_proxy", "http://h:1"}, {"https_proxy", "http://s:2"}, {"all_proxy", "http://a:3"},
+             {"HTTP_PROXY", "http://upper:4"}, {"no_proxy", "internal.example"}};
+  r = env({kUrl});  // an http:// endpoint: http_proxy
+  REQUIRE(r.config->proxy.hops.size() == 1);
+  CHECK(r.config->proxy.hops[0].display == "h:1");
+  CHECK(r.config->proxy.hops[0].source == "http_proxy");
+  CHECK(r.config->proxy.no_proxy == "internal.example");
+  r = env({"https://x.example/.~~spring-boot!~/debug"});  // https://: https_proxy
+  CHECK(r.config->proxy.hops[0].display == "s:2");
+  env.env.erase("http_proxy");
+  r = env({kUrl});  // HTTP_PROXY (upper case) is never read, as in curl: all_proxy
+  CHECK(r.config->proxy.hops[0].source == "all_proxy");
+  CHECK(env({"--no-proxy", kUrl}).config->proxy.hops.empty());
+  CHECK(env({"--proxy", "http://explicit:9", kUrl}).config->proxy.hops[0].source == "--proxy");
+  CHECK(Run{}({kUrl}).config->proxy.hops.empty());
+}
+
+TEST_CASE("proxy errors") {
+  auto r = Run{}({"--proxy", "socks5://p:1", kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("unsupported proxy scheme 'socks5'") != std::string::npos);
+  r = Run{}({"--proxy", "http://p:1", "--no-proxy", kUrl});
+  CHECK(r.exit_code == 2);
+  r = Run{}({"--proxy", "http://a:1", "--proxy", "https://b:2", kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("proxy 2 (b:2) is an https:// proxy: in a chain every proxy must be http://") !=
+        std::string::npos);
+  CHECK(Run{}({"--proxy", "http://a:1", "--proxy", "http://b:2", "--proxy", "http://c:3", kUrl}).config->proxy.hops.size() ==
+        3);
+  Run with_password;
+  with_password.env["TUNNEL_PROXY_PASSWORD"] = "pw";
+  r = with_password({"--proxy", "http://a:1", kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("no --proxy-user") != std::string::npos);
+  r = with_password({"--proxy", "http://a:1", "--proxy-user", "me", "--proxy-auth", "ntlm", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->proxy.password == "pw");
+  CHECK(r.config->proxy.auth == static_cast<long>(CURLAUTH_NTLM));
+  r = Run{}({"--key", "/etc/hostname", kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(r.message.find("--key needs --cert") != std::string::npos);
+  r = Run{}({"--cacert", "/nonexistent/ca.pem", kUrl});
+  CHECK(r.exit_code == 2);
 }

@@ -6,7 +6,7 @@ import shutil
 import signal
 import unittest
 
-from harness import Process, free_port, start_agent, start_server
+from harness import Process, free_port, start_agent, start_server, wait_until
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
@@ -60,6 +60,41 @@ class JdwpEndToEnd(unittest.TestCase):
             code, _ = agent.stop()
             server.stop(signal.SIGKILL)
             jvm.stop(signal.SIGKILL)
+        self.assertEqual(code, 0, agent.output())
+
+
+@unittest.skipUnless(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
+class JdwpThroughProxyChainAndTls(unittest.TestCase):
+    def test_jdb_through_two_proxies_and_tls(self):
+        from proxies import Squid, Tinyproxy
+        from tls import Nghttpx, Pki
+        jvm, jdwp_port = start_debuggee()
+        server, server_port = start_server(jdwp_port, "--long-poll-ms", "2000")
+        pki = Pki()
+        front = Nghttpx(pki, server_port)
+        hop1 = Tinyproxy("bob", "builder")
+        hop2 = Squid(auth="basic", users={"alice": "s3cond hop"})
+        agent, port = start_agent(0, "--proxy", hop1.url, "--proxy-user", "bob",
+                                  "--proxy", f"http://alice:s3cond%20hop@127.0.0.1:{hop2.port}",
+                                  "--cacert", pki.path("ca.pem"), "-v", url=front.url,
+                                  env={"TUNNEL_PROXY_PASSWORD": "builder", "https_proxy": "", "all_proxy": ""})
+        try:
+            output = jdb_threads(port)
+            self.assertRegex(output, r"Group main:\s*\n\s*\(java\.lang\.Thread\)\S+\s+main\s")
+            agent.wait_for_line(r"session 1 .*closed after")
+            self.assertGreater(agent.count(r"-> HTTP/2 200"), 0, "TLS with HTTP/2 to the endpoint, through the chain")
+            agent.stop()  # squid logs a tunnel when it closes
+            wait_until(lambda: f"CONNECT 127.0.0.1:{front.port} alice" in hop2.log(), 10,
+                       "hop 2 (squid) to log alice's CONNECT to the TLS endpoint")
+            self.assertIn(f"CONNECT 127.0.0.1:{hop2.port}", hop1.log(), "hop 1 was asked to reach hop 2")
+        finally:
+            code, _ = agent.stop()
+            for proc in (hop1, hop2):
+                proc.stop()
+            front.stop()
+            server.stop(signal.SIGKILL)
+            jvm.stop(signal.SIGKILL)
+            pki.remove()
         self.assertEqual(code, 0, agent.output())
 
 
