@@ -153,11 +153,13 @@ class Chains(ProxyTest):
         self.assertIn(f"CONNECT 127.0.0.1:{squid.port}", tiny.log(), "hop 1 was asked to reach hop 2")
 
     def test_three_proxies_16_mib_byte_identical_and_chains_reused(self):
-        first = self.proxy(Squid())
+        first = self.proxy(Squid(auth="digest", users={"dave": "first"}))
         second = self.proxy(Tinyproxy("bob", "builder"))
         third = self.proxy(Squid(auth="basic", users={"carol": "third"}))
-        agent, port = self.agent("--proxy", first.url, "--proxy", f"http://bob:builder@127.0.0.1:{second.port}",
-                                 "--proxy", f"http://carol:third@127.0.0.1:{third.port}", "-v")
+        agent, port = self.agent("--proxy", first.url, "--proxy-user", "dave",
+                                 "--proxy", f"http://bob:builder@127.0.0.1:{second.port}",
+                                 "--proxy", f"http://carol:third@127.0.0.1:{third.port}", "-v",
+                                 env={"TUNNEL_PROXY_PASSWORD": "first"})
         with connect(port) as s:
             for _ in range(3):
                 payload = os.urandom(16 * 1024 * 1024 // 3)
@@ -172,6 +174,7 @@ class Chains(ProxyTest):
         # Hundreds of exchanges, a handful of chained connections: established chains are kept alive.
         self.assertGreater(exchanges, 100)
         self.assertLessEqual(tunnels, 6, third.log())
+        self.assertIn(" dave ", first.log(), "hop 1 logged in with Digest")
 
     def test_wrong_password_on_hop_2_names_hop_2(self):
         tiny = self.proxy(Tinyproxy())
