@@ -174,7 +174,7 @@ class Chains(ProxyTest):
         # Hundreds of exchanges, a handful of chained connections: established chains are kept alive.
         self.assertGreater(exchanges, 100)
         self.assertLessEqual(tunnels, 6, third.log())
-        self.assertIn(" dave ", first.log(), "hop 1 logged in with Digest")
+        wait_until(lambda: " dave " in first.log(), 10, "hop 1 (squid, Digest) to log dave's tunnel")
 
     def test_wrong_password_on_hop_2_names_hop_2(self):
         tiny = self.proxy(Tinyproxy())
