@@ -116,6 +116,7 @@ void TunnelSession::on_local_eof(const char* why) {
   log::debug("session {}: {}; sending what is left, then disconnecting", id_, why);
   end_reason_ = why;
   state_ = State::draining;
+  draining_since_ns_ = uv_hrtime();
   pump();
 }
 
@@ -156,11 +157,6 @@ TunnelSession::Request& TunnelSession::idle_request() {
   }
   pool_.push_back(std::make_unique<Request>(*this, settings_.http, chain_));
   return *pool_.back();
-}
-
-bool TunnelSession::upload_unfinished() const {
-  return std::any_of(pool_.begin(), pool_.end(),
-                     [](const auto& r) { return (r->busy && r->kind == Kind::post) || r->resend; });
 }
 
 // Sends what the planner says, one request at a time, until it says nothing; resends first what a
@@ -207,14 +203,26 @@ void TunnelSession::pump() {
     if (state_ != State::open && state_ != State::draining) return;
   }
   if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
-  if (state_ == State::draining && pending_upload_.empty()) {
-    if (!upload_unfinished()) {
-      finish(end_reason_, false, true);
-    } else if (hold_off_until_ns_ == 0 && !uv_is_active(reinterpret_cast<uv_handle_t*>(phase_timer_.get()))) {
-      // A POST held by the server may stay unanswered for a long poll; its body reached the
-      // server long before, so after a short grace the disconnect may overtake it.
-      uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.drain_grace_ms, 0);
-    }
+  if (state_ == State::draining && pending_upload_.empty()) drain();
+}
+
+void TunnelSession::drain() {
+  if (hold_off_until_ns_ != 0) return;  // refused POSTs go again first; pump() comes back here
+  // A POST held by the server may stay unanswered for a whole long poll, but once its body is
+  // surely read (settled: sent a few milliseconds ago) the disconnect cannot overtake it.
+  const uint64_t now = uv_hrtime();
+  uint64_t wait_ns = 0;
+  for (const auto& r : pool_) {
+    if (r->resend) return;
+    if (!r->busy || r->kind != Kind::post) continue;
+    const uint64_t sent = r->exchange.body_sent_ns();
+    const uint64_t settle = planner_.settle_ns();
+    wait_ns = std::max(wait_ns, sent == 0 ? settle : now - sent >= settle ? 0 : sent + settle - now);
+  }
+  if (wait_ns == 0 || now - draining_since_ns_ >= settings_.drain_limit_ms * 1000000) {
+    finish(end_reason_, false, true);
+  } else {
+    uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, wait_ns / 1000000 + 1, 0);
   }
 }
 
@@ -441,7 +449,7 @@ void TunnelSession::on_uv_phase_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   switch (self->state_) {
     case State::draining:
-      if (self->hold_off_until_ns_ == 0) self->finish(self->end_reason_, false, true);  // else: resends first
+      self->pump();  // looks again whether the last POST bodies are surely read
       break;
     case State::disconnecting:
       log::warn("session {}: the server did not confirm the disconnect within {} ms", self->id_,

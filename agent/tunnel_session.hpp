@@ -33,7 +33,7 @@ struct SessionSettings {
   size_t download_window = 4 << 20;    // stop polling with this much not yet written locally
   PlannerSettings planner;             // which request goes next (common/request_planner.hpp)
   uint64_t gap_timeout_ms = 5000;      // how long a missing server payload may lag behind later ones
-  uint64_t drain_grace_ms = 300;       // after local EOF: wait this long for POSTs before disconnecting
+  uint64_t drain_limit_ms = 2000;      // after local EOF: the longest wait for POST bodies to be read
   uint64_t disconnect_timeout_ms = 2000;
   uint64_t flush_timeout_ms = 2000;    // how long closing waits for the local client to take our bytes
 };
@@ -102,7 +102,7 @@ class TunnelSession {
   void pump();
   Request& idle_request();
   void send_get();
-  bool upload_unfinished() const;  // a POST in flight or waiting to be resent
+  void drain();                    // after local EOF: disconnect once the last bodies are surely read
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
   bool retry_early_410(Request& request);
@@ -151,6 +151,7 @@ class TunnelSession {
   size_t write_backlog_ = 0;
 
   uint64_t started_ns_;
+  uint64_t draining_since_ns_ = 0;
   uint64_t bytes_up_ = 0;    // local client -> target, handed to the server
   uint64_t bytes_down_ = 0;  // target -> local client, written
   std::string end_reason_;

@@ -1,0 +1,354 @@
+"""tunnel-agent benchmark: the same client measurements over direct TCP, over tunnel-agent with the
+test server, and over GNU httptunnel (htc/hts), in one run on loopback. Prints a table and writes
+JSON. Usage: bench.py --agent PATH --server PATH [--out FILE] [--size-mib N] [--idle-seconds N]"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+CHUNK = 1 << 20
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Targets:
+    """echo, source ("SEND n" -> n bytes) and sink (reads n bytes after "RECV n", answers "OK n")."""
+
+    def __init__(self):
+        self.ports = {}
+        for kind in ("echo", "source", "sink"):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            s.listen(16)
+            self.ports[kind] = s.getsockname()[1]
+            threading.Thread(target=self._accept, args=(s, kind), daemon=True).start()
+
+    def _accept(self, s, kind):
+        while True:
+            conn, _ = s.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=getattr(self, "_" + kind), args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn):
+        with conn:
+            while True:
+                data = conn.recv(CHUNK)
+                if not data:
+                    return
+                conn.sendall(data)
+
+    @staticmethod
+    def _line(conn):
+        line = b""
+        while not line.endswith(b"\n"):
+            b = conn.recv(1)
+            if not b:
+                return None
+            line += b
+        return line.decode().split()
+
+    def _source(self, conn):
+        with conn:
+            words = self._line(conn)
+            if not words:
+                return
+            left = int(words[1])
+            block = os.urandom(CHUNK)
+            while left > 0:
+                n = min(left, CHUNK)
+                conn.sendall(block[:n])
+                left -= n
+            conn.recv(1)  # wait for the client to close
+
+    def _sink(self, conn):
+        with conn:
+            words = self._line(conn)
+            if not words:
+                return
+            want, got = int(words[1]), 0
+            while got < want:
+                data = conn.recv(CHUNK)
+                if not data:
+                    break
+                got += len(data)
+            conn.sendall(f"OK {got}\n".encode())
+            conn.recv(1)
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(min(CHUNK, n - len(buf)))
+        if not chunk:
+            raise RuntimeError(f"connection closed after {len(buf)} of {n} bytes")
+        buf.extend(chunk)
+    return buf
+
+
+def ping_pong(port, warmup=200, timed=2000):
+    with connect(port) as s:
+        msg = os.urandom(64)
+        for _ in range(warmup):
+            s.sendall(msg)
+            recv_exact(s, 64)
+        samples = []
+        for _ in range(timed):
+            t = time.perf_counter_ns()
+            s.sendall(msg)
+            if recv_exact(s, 64) != msg:
+                raise RuntimeError("ping-pong: echo differs")
+            samples.append((time.perf_counter_ns() - t) / 1000)
+    samples.sort()
+    return {"median_us": round(statistics.median(samples), 1), "p99_us": round(samples[int(len(samples) * 0.99)], 1)}
+
+
+def download(port, size):
+    with connect(port) as s:
+        t = time.perf_counter()
+        s.sendall(f"SEND {size}\n".encode())
+        got = 0
+        while got < size:
+            chunk = s.recv(CHUNK)
+            if not chunk:
+                raise RuntimeError(f"download: closed after {got} of {size} bytes")
+            got += len(chunk)
+        took = time.perf_counter() - t
+    return {"MB_per_s": round(size / took / 1e6, 1), "bytes": got}
+
+
+def upload(port, size):
+    block = os.urandom(CHUNK)
+    with connect(port) as s:
+        t = time.perf_counter()
+        s.sendall(f"RECV {size}\n".encode())
+        left = size
+        while left > 0:
+            n = min(left, CHUNK)
+            s.sendall(block[:n])
+            left -= n
+        line = b""
+        while not line.endswith(b"\n"):
+            b = s.recv(64)
+            if not b:
+                raise RuntimeError("upload: closed before the byte count came back")
+            line += b
+        took = time.perf_counter() - t
+    got = int(line.split()[1])
+    if got != size:
+        raise RuntimeError(f"upload: the sink counted {got} of {size} bytes")
+    return {"MB_per_s": round(size / took / 1e6, 1), "bytes": got}
+
+
+def first_byte(port, rounds=20):
+    samples = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        with connect(port) as s:
+            s.sendall(b"x")
+            recv_exact(s, 1)
+        samples.append((time.perf_counter() - t) * 1000)
+    return {"median_ms": round(statistics.median(samples), 2)}
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Agent:
+    """tunnel-agent + tunnel-test-server in front of one target."""
+
+    def __init__(self, agent, server, target_port, long_poll_ms=10000):
+        self.server = subprocess.Popen([server, "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target_port}",
+                                        "--long-poll-ms", str(long_poll_ms)], stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
+        server_port = int(re.search(r":(\d+)$", self.server.stdout.readline().strip()).group(1))
+        self.port = free_port()
+        self.agent = subprocess.Popen([agent, "-q", "--listen", f"127.0.0.1:{self.port}",
+                                       f"http://127.0.0.1:{server_port}/.~~spring-boot!~/debug"],
+                                      stderr=subprocess.PIPE, text=True, env={**os.environ, "http_proxy": ""})
+        wait_port(self.port)
+        self.pid = self.agent.pid
+
+    def stop(self):
+        self.agent.send_signal(2)
+        self.agent.wait(10)
+        self.server.kill()
+        self.server.wait()
+        return self.agent.stderr.read()
+
+
+class Htc:
+    """GNU httptunnel: htc (client) -> hts (server) -> target."""
+
+    def __init__(self, target_port):
+        hts_port, self.port = free_port(), free_port()
+        self.hts = subprocess.Popen(["hts", "-w", "-F", f"127.0.0.1:{target_port}", str(hts_port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(hts_port)
+        self.htc = subprocess.Popen(["htc", "-w", "-F", str(self.port), f"127.0.0.1:{hts_port}"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        self.pid = self.htc.pid
+
+    def stop(self):
+        for p in (self.htc, self.hts):
+            p.kill()
+            p.wait()
+        return ""
+
+
+def measure(name, make, targets, size, stats):
+    """Runs every client measurement through `make(target_port)` (None: direct TCP)."""
+    out = {}
+    print(f"  {name}: ping-pong", file=sys.stderr, flush=True)
+    via = make(targets.ports["echo"]) if make else None
+    port = via.port if via else targets.ports["echo"]
+    out["ping_pong"] = ping_pong(port)
+    if via:
+        via.stop()
+    print(f"  {name}: download", file=sys.stderr, flush=True)
+    via = make(targets.ports["source"]) if make else None
+    cpu0 = cpu_seconds(via.pid) if via else 0
+    out["download"] = download(via.port if via else targets.ports["source"], size)
+    if via:
+        out["download"]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
+        out["download"]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
+        via.stop()
+    print(f"  {name}: upload", file=sys.stderr, flush=True)
+    via = make(targets.ports["sink"]) if make else None
+    cpu0 = cpu_seconds(via.pid) if via else 0
+    out["upload"] = upload(via.port if via else targets.ports["sink"], size)
+    if via:
+        out["upload"]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
+        out["upload"]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
+        via.stop()
+    if make is not Htc:  # hts serves one tunnel for its life: fresh connections need fresh pairs
+        print(f"  {name}: connect to first byte", file=sys.stderr, flush=True)
+        via = make(targets.ports["echo"]) if make else None
+        out["first_byte"] = first_byte(via.port if via else targets.ports["echo"])
+        if via:
+            via.stop()
+    if via is not None or make:
+        moved_gb = 2 * size / 1e9
+        out["cpu_s_per_gb"] = round((out["download"]["cpu_s"] + out["upload"]["cpu_s"]) / moved_gb, 2)
+        out["peak_rss_mib"] = round(max(out["download"]["peak_rss_kib"], out["upload"]["peak_rss_kib"]) / 1024, 1)
+    stats[name] = out
+
+
+def idle(agent_path, server_path, targets, seconds):
+    a = Agent(agent_path, server_path, targets.ports["echo"])
+    with connect(a.port) as s:
+        s.sendall(b"hi")
+        recv_exact(s, 2)
+        cpu0, t0 = cpu_seconds(a.pid), time.monotonic()
+        time.sleep(seconds)  # the measured quiet period itself
+        cpu = cpu_seconds(a.pid) - cpu0
+        rss = memory_kib(a.pid, "VmRSS")
+        took = time.monotonic() - t0
+    a.stop()
+    return {"seconds": round(took, 1), "cpu_percent": round(100 * cpu / took, 3), "rss_mib": round(rss / 1024, 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--out", default="build/bench/latest.json")
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--idle-seconds", type=float, default=60)
+    args = ap.parse_args()
+    size = args.size_mib << 20
+    targets = Targets()
+    stats = {}
+    print("direct TCP", file=sys.stderr)
+    measure("direct", None, targets, size, stats)
+    print("tunnel-agent + test server", file=sys.stderr)
+    measure("agent", lambda port: Agent(args.agent, args.server, port), targets, size, stats)
+    if shutil.which("htc") and shutil.which("hts"):
+        print("GNU httptunnel (htc/hts)", file=sys.stderr)
+        measure("htc", Htc, targets, size, stats)
+    print(f"idle session ({args.idle_seconds:.0f} s)", file=sys.stderr)
+    stats["agent"]["idle"] = idle(args.agent, args.server, targets, args.idle_seconds)
+    stats["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+                        "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    stats["size_bytes"] = size
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(stats, f, indent=2)
+    print(table(stats))
+
+
+def table(stats):
+    d, a, h = stats["direct"], stats["agent"], stats.get("htc")
+
+    def ratio(x, y):
+        return f"{x / y:.2f}x" if y else "-"
+    rows = [
+        ("ping-pong median (us)", d["ping_pong"]["median_us"], a["ping_pong"]["median_us"],
+         h and h["ping_pong"]["median_us"], ratio(a["ping_pong"]["median_us"], d["ping_pong"]["median_us"])),
+        ("ping-pong p99 (us)", d["ping_pong"]["p99_us"], a["ping_pong"]["p99_us"], h and h["ping_pong"]["p99_us"],
+         ratio(a["ping_pong"]["p99_us"], d["ping_pong"]["p99_us"])),
+        ("download (MB/s)", d["download"]["MB_per_s"], a["download"]["MB_per_s"], h and h["download"]["MB_per_s"],
+         ratio(a["download"]["MB_per_s"], d["download"]["MB_per_s"])),
+        ("upload (MB/s)", d["upload"]["MB_per_s"], a["upload"]["MB_per_s"], h and h["upload"]["MB_per_s"],
+         ratio(a["upload"]["MB_per_s"], d["upload"]["MB_per_s"])),
+        ("connect to first byte (ms)", d["first_byte"]["median_ms"], a["first_byte"]["median_ms"], "-",
+         ratio(a["first_byte"]["median_ms"], d["first_byte"]["median_ms"])),
+        ("client peak RSS (MiB)", "-", a["peak_rss_mib"], h and h["peak_rss_mib"], ""),
+        ("client CPU (s per GB moved)", "-", a["cpu_s_per_gb"], h and h["cpu_s_per_gb"], ""),
+        ("idle session: CPU (% of a core)", "-", a["idle"]["cpu_percent"], "-", ""),
+        ("idle session: RSS (MiB)", "-", a["idle"]["rss_mib"], "-", ""),
+    ]
+    out = [f"| {'measure':32} | {'direct TCP':>10} | {'tunnel-agent':>12} | {'htc/hts':>8} | {'agent/direct':>12} |",
+           f"|{'-' * 34}|{'-' * 12}:|{'-' * 14}:|{'-' * 10}:|{'-' * 14}:|"]
+    for name, dv, av, hv, r in rows:
+        out.append(f"| {name:32} | {dv if dv is not None else '-':>10} | {av:>12} | "
+                   f"{hv if hv not in (None, False) else '-':>8} | {r:>12} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
