@@ -256,6 +256,7 @@ def measure(name, make, targets, size, stats):
     if via:
         out["download"]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
         out["download"]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
+        out["download"]["anon_rss_kib"] = memory_kib(via.pid, "RssAnon")
         via.stop()
     print(f"  {name}: upload", file=sys.stderr, flush=True)
     via = make(targets.ports["sink"]) if make else None
@@ -264,6 +265,7 @@ def measure(name, make, targets, size, stats):
     if via:
         out["upload"]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
         out["upload"]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
+        out["upload"]["anon_rss_kib"] = memory_kib(via.pid, "RssAnon")
         via.stop()
     if make is not Htc:  # hts serves one tunnel for its life: fresh connections need fresh pairs
         print(f"  {name}: connect to first byte", file=sys.stderr, flush=True)
@@ -275,6 +277,8 @@ def measure(name, make, targets, size, stats):
         moved_gb = 2 * size / 1e9
         out["cpu_s_per_gb"] = round((out["download"]["cpu_s"] + out["upload"]["cpu_s"]) / moved_gb, 2)
         out["peak_rss_mib"] = round(max(out["download"]["peak_rss_kib"], out["upload"]["peak_rss_kib"]) / 1024, 1)
+        # The process's own memory (heap, stacks), without the shared libraries' pages.
+        out["anon_rss_mib"] = round(max(out["download"]["anon_rss_kib"], out["upload"]["anon_rss_kib"]) / 1024, 1)
     stats[name] = out
 
 
@@ -287,9 +291,11 @@ def idle(agent_path, server_path, targets, seconds):
         time.sleep(seconds)  # the measured quiet period itself
         cpu = cpu_seconds(a.pid) - cpu0
         rss = memory_kib(a.pid, "VmRSS")
+        anon = memory_kib(a.pid, "RssAnon")
         took = time.monotonic() - t0
     a.stop()
-    return {"seconds": round(took, 1), "cpu_percent": round(100 * cpu / took, 3), "rss_mib": round(rss / 1024, 1)}
+    return {"seconds": round(took, 1), "cpu_percent": round(100 * cpu / took, 3), "rss_mib": round(rss / 1024, 1),
+            "anon_rss_mib": round(anon / 1024, 1)}
 
 
 def main():
@@ -338,14 +344,15 @@ def table(stats):
         ("connect to first byte (ms)", d["first_byte"]["median_ms"], a["first_byte"]["median_ms"], "-",
          ratio(a["first_byte"]["median_ms"], d["first_byte"]["median_ms"])),
         ("client peak RSS (MiB)", "-", a["peak_rss_mib"], h and h["peak_rss_mib"], ""),
+        ("client own memory after bulk (MiB)", "-", a["anon_rss_mib"], h and h["anon_rss_mib"], ""),
         ("client CPU (s per GB moved)", "-", a["cpu_s_per_gb"], h and h["cpu_s_per_gb"], ""),
         ("idle session: CPU (% of a core)", "-", a["idle"]["cpu_percent"], "-", ""),
-        ("idle session: RSS (MiB)", "-", a["idle"]["rss_mib"], "-", ""),
+        ("idle session: RSS / own (MiB)", "-", f'{a["idle"]["rss_mib"]} / {a["idle"]["anon_rss_mib"]}', "-", ""),
     ]
-    out = [f"| {'measure':32} | {'direct TCP':>10} | {'tunnel-agent':>12} | {'htc/hts':>8} | {'agent/direct':>12} |",
-           f"|{'-' * 34}|{'-' * 12}:|{'-' * 14}:|{'-' * 10}:|{'-' * 14}:|"]
+    out = [f"| {'measure':34} | {'direct TCP':>10} | {'tunnel-agent':>12} | {'htc/hts':>8} | {'agent/direct':>12} |",
+           f"|{'-' * 36}|{'-' * 12}:|{'-' * 14}:|{'-' * 10}:|{'-' * 14}:|"]
     for name, dv, av, hv, r in rows:
-        out.append(f"| {name:32} | {dv if dv is not None else '-':>10} | {av:>12} | "
+        out.append(f"| {name:34} | {dv if dv is not None else '-':>10} | {av:>12} | "
                    f"{hv if hv not in (None, False) else '-':>8} | {r:>12} |")
     return "\n".join(out)
 
