@@ -64,6 +64,7 @@ int CurlUvDriver::on_curl_socket(CURL*, curl_socket_t fd, int what, void* userp,
     curl_multi_assign(self->multi_, fd, ctx);
   }
   int events = 0;
+  ctx->wants_read = (what & CURL_POLL_IN) != 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   uv_poll_start(ctx->poll.get(), events, &CurlUvDriver::on_uv_poll);
@@ -119,32 +120,59 @@ void CurlUvDriver::perform(curl_socket_t fd, int flags) {
   int running = 0;
   curl_multi_socket_action(multi_, fd, flags, &running);
   for (;;) {
-    CURLMsg* msg = nullptr;
-    int left = 0;
-    while (multi_ != nullptr && (msg = curl_multi_info_read(multi_, &left)) != nullptr) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      CURL* easy = msg->easy_handle;
-      CURLcode result = msg->data.result;
-      Transfer* transfer = nullptr;
-      curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&transfer));
-      if (transfer != nullptr) transfer->on_transfer_finishing(easy, result);
-      curl_multi_remove_handle(multi_, easy);  // `msg` is invalid from here on
-      done_.emplace_back(transfer, result);
-      done_easy_.push_back(easy);
-    }
-    if (done_.empty() && !timeout_now_) break;
+    const bool finished = collect_done();
+    if (!finished && !timeout_now_) break;
     // Report after the drain, so that what the callbacks start is added afresh (no re-entrancy).
     for (size_t i = 0; i < done_.size(); ++i) {
       if (done_[i].first != nullptr) done_[i].first->on_transfer_done(done_[i].second);
     }
     done_.clear();
     done_easy_.clear();
+    if (finished) kick_readers();
     if (timeout_now_) {
       timeout_now_ = false;
       if (multi_ != nullptr) curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
     }
   }
   in_perform_ = false;
+}
+
+// Moves every finished transfer out of the multi handle into done_; true if there was one.
+bool CurlUvDriver::collect_done() {
+  bool any = false;
+  CURLMsg* msg = nullptr;
+  int left = 0;
+  while (multi_ != nullptr && (msg = curl_multi_info_read(multi_, &left)) != nullptr) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL* easy = msg->easy_handle;
+    CURLcode result = msg->data.result;
+    Transfer* transfer = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&transfer));
+    if (transfer != nullptr) transfer->on_transfer_finishing(easy, result);
+    curl_multi_remove_handle(multi_, easy);  // `msg` is invalid from here on
+    done_.emplace_back(transfer, result);
+    done_easy_.push_back(easy);
+    any = true;
+  }
+  return any;
+}
+
+// libcurl 7.88 (Debian 12) can leave an HTTP/2 stream's response sitting in its buffers when the
+// frames arrived while it was reading for another stream that then ended: the socket has nothing
+// more to say, so no event ever comes for it and that transfer stalls until something else stirs
+// the connection (seen here as 5 to 20 s stalls of a long-poll GET next to finishing POSTs). After a
+// transfer ends, give every socket libcurl reads from one read turn; on a socket with nothing
+// buffered this costs one recv() that returns EAGAIN.
+void CurlUvDriver::kick_readers() {
+  std::vector<curl_socket_t> fds;
+  for (const SocketContext* ctx : contexts_) {
+    if (ctx->wants_read) fds.push_back(ctx->fd);
+  }
+  int running = 0;
+  for (curl_socket_t fd : fds) {
+    if (multi_ == nullptr) return;
+    curl_multi_socket_action(multi_, fd, CURL_CSELECT_IN, &running);
+  }
 }
 
 }  // namespace tunnel

@@ -48,6 +48,7 @@ class CurlUvDriver {
     CurlUvDriver* driver;
     curl_socket_t fd;
     UvHandle<uv_poll_t> poll;
+    bool wants_read = false;  // libcurl last asked for CURL_POLL_IN on it
   };
 
   static int on_curl_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp) noexcept;
@@ -56,6 +57,8 @@ class CurlUvDriver {
   static void on_uv_timeout(uv_timer_t* timer) noexcept;
 
   void perform(curl_socket_t fd, int flags);
+  bool collect_done();
+  void kick_readers();
   void drop_context(SocketContext* ctx);
 
   uv_loop_t* loop_;

@@ -30,6 +30,15 @@ def wait_until(predicate, timeout, what, cond=None):
             ticker.wait(min(left, 0.01 if cond is None else left))
 
 
+LIVE = []  # processes started and not yet stopped, so a failure can show what they printed
+
+
+def live_output(lines=40):
+    """The last `lines` lines of every process still running, for failure messages."""
+    return "\n".join(f"--- {os.path.basename(p.args[0])} (last {lines} lines):\n" + "\n".join(p.lines[-lines:])
+                     for p in LIVE)
+
+
 class Process:
     """A child process whose stdout and stderr lines are collected as they come."""
 
@@ -45,6 +54,7 @@ class Process:
                         for s, name in ((self.proc.stdout, "out"), (self.proc.stderr, "err"))]
         for t in self.readers:
             t.start()
+        LIVE.append(self)
 
     def _collect(self, stream, name):
         # Chunks, not lines: interactive programs (jdb) print prompts without a newline.
@@ -87,6 +97,8 @@ class Process:
 
     def stop(self, sig=signal.SIGINT, timeout=10):
         """Sends `sig` and returns (exit code, seconds it took to exit)."""
+        if self in LIVE:
+            LIVE.remove(self)
         if self.proc.poll() is None:
             start = time.monotonic()
             self.proc.send_signal(sig)
@@ -224,7 +236,11 @@ def exchange(sock, payload, timeout=60):
     sock.sendall(payload)
     t.join(timeout)
     if t.is_alive():
-        raise AssertionError(f"echo of {len(payload)} bytes incomplete after {timeout} s: {len(got)} bytes back")
+        raise AssertionError(f"echo of {len(payload)} bytes incomplete after {timeout} s: {len(got)} bytes back\n"
+                             + live_output())
+    if len(got) != len(payload) or errors:
+        raise AssertionError(f"echo of {len(payload)} bytes ended after {len(got)} bytes ({errors or 'closed'})\n"
+                             + live_output())
     return bytes(got)
 
 
