@@ -14,26 +14,10 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import free_port, wait_listening  # noqa: E402  (the tests' helpers: free ports, deadlines)
+
 CHUNK = 1 << 20
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 class Targets:
@@ -209,7 +193,7 @@ class Agent:
         self.agent = subprocess.Popen([agent, "-q", "--listen", f"127.0.0.1:{self.port}",
                                        f"http://127.0.0.1:{server_port}/.~~spring-boot!~/debug"],
                                       stderr=subprocess.PIPE, text=True, env={**os.environ, "http_proxy": ""})
-        wait_port(self.port)
+        wait_listening(self.port, "tunnel-agent")
         self.pid = self.agent.pid
 
     def stop(self):
@@ -227,10 +211,10 @@ class Htc:
         hts_port, self.port = free_port(), free_port()
         self.hts = subprocess.Popen(["hts", "-w", "-F", f"127.0.0.1:{target_port}", str(hts_port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(hts_port)
+        wait_listening(hts_port, "hts")
         self.htc = subprocess.Popen(["htc", "-w", "-F", str(self.port), f"127.0.0.1:{hts_port}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        wait_listening(self.port, "htc")
         self.pid = self.htc.pid
 
     def stop(self):

@@ -141,6 +141,17 @@ def free_port():
     return port
 
 
+def wait_listening(port, what, timeout=30):
+    """Waits until something accepts connections on 127.0.0.1:`port`."""
+    def accepts():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(accepts, timeout, f"{what} to listen on 127.0.0.1:{port}")
+
+
 class Target:
     """A TCP target on 127.0.0.1:0 that echoes what it reads (or, with echo=False, only counts it).
     It records each connection's open and close times so tests can see what the server did."""

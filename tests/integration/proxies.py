@@ -2,37 +2,54 @@
 its own configuration on a free loopback port, logging into a temporary directory."""
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 
-from harness import Process, free_port, wait_until
+from harness import Process, free_port, wait_listening
 
 
-def wait_listening(port, what, timeout=30):
-    def accepts():
+class ProxyProcess:
+    """A proxy run in the foreground from a configuration in its own temporary directory."""
+
+    def __init__(self, name):
+        self.dir = tempfile.mkdtemp(prefix=f"{name}-")
+        os.chmod(self.dir, 0o777)  # both drop root privileges to their own user
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = os.path.join(self.dir, f"{name}.log")
+
+    def write_conf(self, name, lines):
+        self.conf = os.path.join(self.dir, name)
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def run(self, args, what):
+        self.proc = Process(args)
+        wait_listening(self.port, what)
+
+    def log(self):
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_until(accepts, timeout, f"{what} to listen on 127.0.0.1:{port}")
+            with open(self.log_file) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        self.proc.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Squid:
+class Squid(ProxyProcess):
     """squid with no login, or with a Basic, Digest or NTLM (squid's fake NTLM helper) login.
     `deny_port`: refuse CONNECT to that port (403)."""
 
     def __init__(self, auth=None, users=None, deny_port=None):
-        self.dir = tempfile.mkdtemp(prefix="squid-")
-        os.chmod(self.dir, 0o777)  # squid drops root privileges to its own user
-        self.port = free_port()
-        self.access_log = os.path.join(self.dir, "access.log")
+        super().__init__("squid")
         lines = [
             f"http_port 127.0.0.1:{self.port}",
             f"pid_filename {self.dir}/squid.pid",
             f"cache_log {self.dir}/cache.log",
-            f"access_log stdio:{self.access_log} squid",
+            f"access_log stdio:{self.log_file} squid",
             f"coredump_dir {self.dir}",
             "cache deny all",
             "cache_mem 8 MB",
@@ -64,54 +81,21 @@ class Squid:
             lines += ["acl logged_in proxy_auth REQUIRED", "http_access allow logged_in", "http_access deny all"]
         else:
             lines += ["http_access allow all"]
-        self.conf = os.path.join(self.dir, "squid.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        self.write_conf("squid.conf", lines)
         for name in os.listdir(self.dir):
             os.chmod(os.path.join(self.dir, name), 0o666)
-        self.proc = Process(["squid", "-N", "-f", self.conf])
-        wait_listening(self.port, "squid")
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def log(self):
-        try:
-            with open(self.access_log) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        self.proc.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.run(["squid", "-N", "-f", self.conf], "squid")
 
 
-class Tinyproxy:
+class Tinyproxy(ProxyProcess):
     """tinyproxy, with a Basic login when `user` is given."""
 
     def __init__(self, user=None, password=None):
-        self.dir = tempfile.mkdtemp(prefix="tinyproxy-")
-        os.chmod(self.dir, 0o777)
-        self.port = free_port()
-        self.log_file = os.path.join(self.dir, "tinyproxy.log")
+        super().__init__("tinyproxy")
         lines = [f"Port {self.port}", "Listen 127.0.0.1", "Timeout 600", f'LogFile "{self.log_file}"',
                  "LogLevel Connect", f'PidFile "{self.dir}/tinyproxy.pid"', "MaxClients 64", "User nobody",
                  "Group nogroup"]
         if user:
             lines.append(f"BasicAuth {user} {password}")
-        self.conf = os.path.join(self.dir, "tinyproxy.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        self.proc = Process(["tinyproxy", "-d", "-c", self.conf])
-        wait_listening(self.port, "tinyproxy")
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def log(self):
-        try:
-            with open(self.log_file) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        self.proc.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.write_conf("tinyproxy.conf", lines)
+        self.run(["tinyproxy", "-d", "-c", self.conf], "tinyproxy")
