@@ -259,7 +259,11 @@ void TunnelSession::send_get() {
 
 void TunnelSession::send_post() {
   Request* r = &idle_request();
-  const size_t take = std::min(pending_upload_.size(), settings_.max_post_body);
+  // While the target talks back, a small POST keeps short the gap that payloads queued behind its
+  // body leave; while it is quiet (an upload), bigger POSTs mean fewer settle waits.
+  const bool quiet = !reorderer_.has_gap() &&
+                     (last_payload_ns_ == 0 || uv_hrtime() - last_payload_ns_ >= settings_.quiet_ms * 1000000);
+  const size_t take = std::min(pending_upload_.size(), quiet ? settings_.max_quiet_post_body : settings_.max_post_body);
   r->body.clear();
   if (take == pending_upload_.size()) {
     std::swap(r->body, pending_upload_);  // no copy; the request's old buffer is reused for pending
@@ -419,6 +423,7 @@ void TunnelSession::on_payload(Request& r) {
     return;
   }
   any_payload_ = true;
+  last_payload_ns_ = uv_hrtime();
   const uint64_t expected = reorderer_.next_expected();
   auto result = reorderer_.push(*seq, std::move(r.exchange.body()));
   if (result != protocol::PayloadReorderer::Result::accepted) {

@@ -28,8 +28,10 @@ struct SessionSettings {
   std::string secret_header;
   std::optional<std::string> secret;
   std::string secret_source;           // where the secret came from, for messages
-  size_t max_post_body = 256 << 10;    // the most bytes one POST carries (see docs/PROTOCOL-NOTES.md)
-  size_t upload_window = 1 << 20;      // stop reading the local socket with this much unsent
+  size_t max_post_body = 256 << 10;    // the most bytes one POST carries while the target talks back
+  size_t max_quiet_post_body = 2 << 20;  // ... and while it has been quiet (docs/PROTOCOL-NOTES.md)
+  uint64_t quiet_ms = 100;             // quiet: no payload from the target for this long
+  size_t upload_window = 2 << 20;      // stop reading the local socket with this much unsent
   size_t download_window = 4 << 20;    // stop polling with this much not yet written locally
   PlannerSettings planner;             // which request goes next (common/request_planner.hpp)
   uint64_t gap_timeout_ms = 5000;      // how long a missing server payload may lag behind later ones
@@ -139,6 +141,7 @@ class TunnelSession {
   // A 410 before any payload may come from the server still closing the previous session's target
   // connection: the first requests are then tried again after a short, growing pause.
   bool any_payload_ = false;
+  uint64_t last_payload_ns_ = 0;  // when the last server payload arrived
   bool served_ = false;  // some request was answered by a live server session (not 410)
   int early_410_retries_ = 0;
   uint64_t hold_off_until_ns_ = 0;

@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -15,7 +16,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import free_port, wait_listening  # noqa: E402  (the tests' helpers: free ports, deadlines)
+import harness  # noqa: E402
+from harness import free_port, live_output, start_agent, start_server, wait_listening  # noqa: E402  (the tests' helpers: free ports, deadlines)
 
 CHUNK = 1 << 20
 
@@ -182,26 +184,17 @@ def memory_kib(pid, key):
 
 
 class Agent:
-    """tunnel-agent + tunnel-test-server in front of one target."""
+    """tunnel-agent + tunnel-test-server in front of one target (the tests' launchers: ports from the
+    programs themselves, output kept for a failure report)."""
 
     def __init__(self, agent, server, target_port, long_poll_ms=10000):
-        self.server = subprocess.Popen([server, "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target_port}",
-                                        "--long-poll-ms", str(long_poll_ms)], stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, text=True)
-        server_port = int(re.search(r":(\d+)$", self.server.stdout.readline().strip()).group(1))
-        self.port = free_port()
-        self.agent = subprocess.Popen([agent, "-q", "--listen", f"127.0.0.1:{self.port}",
-                                       f"http://127.0.0.1:{server_port}/.~~spring-boot!~/debug"],
-                                      stderr=subprocess.PIPE, text=True, env={**os.environ, "http_proxy": ""})
-        wait_listening(self.port, "tunnel-agent")
-        self.pid = self.agent.pid
+        self.server, server_port = start_server(target_port, "--long-poll-ms", str(long_poll_ms))
+        self.agent, self.port = start_agent(server_port, env={"http_proxy": ""})
+        self.pid = self.agent.proc.pid
 
     def stop(self):
-        self.agent.send_signal(2)
-        self.agent.wait(10)
-        self.server.kill()
-        self.server.wait()
-        return self.agent.stderr.read()
+        self.agent.stop()
+        self.server.stop(signal.SIGKILL)
 
 
 class Htc:
@@ -290,6 +283,15 @@ def main():
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--idle-seconds", type=float, default=60)
     args = ap.parse_args()
+    harness.AGENT, harness.SERVER = args.agent, args.server
+    try:
+        run(args)
+    except Exception:
+        print("the benchmark failed; what the agent and server said last:\n" + live_output(), file=sys.stderr)
+        raise
+
+
+def run(args):
     size = args.size_mib << 20
     targets = Targets()
     stats = {}
