@@ -4,6 +4,8 @@
 
 #include <new>
 
+#include <unistd.h>
+
 namespace tunnel {
 
 CurlUvDriver::CurlUvDriver(uv_loop_t* loop) : loop_(loop) {
@@ -28,11 +30,14 @@ void CurlUvDriver::close() {
   curl_multi_cleanup(multi);
   for (SocketContext* ctx : contexts_) delete ctx;  // each closes its uv_poll_t
   contexts_.clear();
+  parked_.clear();
   timer_.close();
 }
 
 CURLMcode CurlUvDriver::start(CURL* easy, Transfer* transfer) {
   curl_easy_setopt(easy, CURLOPT_PRIVATE, transfer);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, &CurlUvDriver::on_curl_closesocket);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, this);
   return curl_multi_add_handle(multi_, easy);
 }
 
@@ -50,8 +55,16 @@ int CurlUvDriver::on_curl_socket(CURL*, curl_socket_t fd, int what, void* userp,
   auto* self = static_cast<CurlUvDriver*>(userp);
   auto* ctx = static_cast<SocketContext*>(socketp);
   if (what == CURL_POLL_REMOVE) {
-    if (ctx != nullptr) self->drop_context(ctx);
+    if (ctx != nullptr) self->park(ctx);
     return 0;
+  }
+  if (ctx == nullptr) {
+    auto parked = self->parked_.find(fd);
+    if (parked != self->parked_.end()) {
+      ctx = parked->second;
+      self->parked_.erase(parked);
+      curl_multi_assign(self->multi_, fd, ctx);
+    }
   }
   if (ctx == nullptr) {
     ctx = new (std::nothrow) SocketContext{self, fd, {}};
@@ -69,6 +82,37 @@ int CurlUvDriver::on_curl_socket(CURL*, curl_socket_t fd, int what, void* userp,
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   uv_poll_start(ctx->poll.get(), events, &CurlUvDriver::on_uv_poll);
   return 0;
+}
+
+void CurlUvDriver::park(SocketContext* ctx) {
+  uv_poll_stop(ctx->poll.get());
+  ctx->wants_read = false;
+  if (multi_ != nullptr) curl_multi_assign(multi_, ctx->fd, nullptr);
+  auto [it, fresh] = parked_.emplace(ctx->fd, ctx);
+  if (!fresh && it->second != ctx) {  // a stale entry for a number the kernel gave out again
+    drop_context(it->second);
+    it->second = ctx;
+  }
+}
+
+// Called by libcurl to close one of its sockets: its poll handle goes first (libuv must not watch a
+// closed descriptor, whose number the kernel may hand out again).
+int CurlUvDriver::on_curl_closesocket(void* clientp, curl_socket_t fd) noexcept {
+  auto* self = static_cast<CurlUvDriver*>(clientp);
+  auto parked = self->parked_.find(fd);
+  if (parked != self->parked_.end()) {
+    SocketContext* ctx = parked->second;
+    self->parked_.erase(parked);
+    self->drop_context(ctx);
+  } else {
+    for (SocketContext* ctx : self->contexts_) {
+      if (ctx->fd == fd) {  // closed while watched (libcurl says REMOVE first; just in case)
+        self->drop_context(ctx);
+        break;
+      }
+    }
+  }
+  return ::close(fd);
 }
 
 void CurlUvDriver::drop_context(SocketContext* ctx) {

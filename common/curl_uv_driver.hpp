@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -53,12 +54,14 @@ class CurlUvDriver {
 
   static int on_curl_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp) noexcept;
   static int on_curl_timer(CURLM* multi, long timeout_ms, void* userp) noexcept;
+  static int on_curl_closesocket(void* clientp, curl_socket_t fd) noexcept;
   static void on_uv_poll(uv_poll_t* poll, int status, int events) noexcept;
   static void on_uv_timeout(uv_timer_t* timer) noexcept;
 
   void perform(curl_socket_t fd, int flags);
   bool collect_done();
   void kick_readers();
+  void park(SocketContext* ctx);
   void drop_context(SocketContext* ctx);
 
   uv_loop_t* loop_;
@@ -68,7 +71,11 @@ class CurlUvDriver {
   bool timeout_now_ = false;  // libcurl asked for an immediate timeout while we were performing
   std::vector<std::pair<Transfer*, CURLcode>> done_;  // finished, not yet reported
   std::vector<CURL*> done_easy_;                      // the easy handles of done_, for cancel()
-  std::unordered_set<SocketContext*> contexts_;       // only to free what is left at close()
+  std::unordered_set<SocketContext*> contexts_;       // every context, to free what is left at close()
+  // Poll handles of sockets libcurl keeps open but does not watch now (an idle kept-alive
+  // connection), stopped and kept for the socket's next request: a new uv_poll_t costs five
+  // syscalls per request. Freed when libcurl closes the socket (CURLOPT_CLOSESOCKETFUNCTION).
+  std::unordered_map<curl_socket_t, SocketContext*> parked_;
 };
 
 }  // namespace tunnel

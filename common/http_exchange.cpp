@@ -120,6 +120,8 @@ HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init())
   curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, &HttpExchange::on_curl_header);
   curl_easy_setopt(easy_, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &HttpExchange::on_curl_write);
+  curl_easy_setopt(easy_, CURLOPT_PREREQFUNCTION, &HttpExchange::on_curl_prereq);
+  curl_easy_setopt(easy_, CURLOPT_PREREQDATA, this);
   curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this);
   apply_proxy(easy_, options.proxy);
   apply_tls(easy_, options.tls);
@@ -188,8 +190,12 @@ void HttpExchange::prepare_post(const char* data, size_t size, curl_slist* heade
   upload_size_ = size;
   upload_offset_ = 0;
   body_sent_ns_ = size == 0 ? uv_hrtime() : 0;
+  // A small body given as POSTFIELDS (not copied) goes out in the same send() as the request head;
+  // a read callback would cost a second send(), and for JDWP-sized messages a second segment for
+  // the server to wait for. Larger bodies stream from the read callback.
+  inline_body_ = size > 0 && size <= kInlineBodyMax;
   curl_easy_setopt(easy_, CURLOPT_POST, 1L);
-  curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, nullptr);
+  curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, inline_body_ ? data : nullptr);
   curl_easy_setopt(easy_, CURLOPT_READFUNCTION, &HttpExchange::on_curl_read);
   curl_easy_setopt(easy_, CURLOPT_READDATA, this);
   curl_easy_setopt(easy_, CURLOPT_SEEKFUNCTION, &HttpExchange::on_curl_seek);
@@ -212,6 +218,14 @@ long HttpExchange::status() const {
   long code = 0;
   curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
   return code;
+}
+
+// Called by libcurl right before it sends the request on a new or reused connection: an inline
+// body leaves now, with the head.
+int HttpExchange::on_curl_prereq(void* userp, char*, char*, int, int) noexcept {
+  auto* self = static_cast<HttpExchange*>(userp);
+  if (self->inline_body_) self->body_sent_ns_ = uv_hrtime();
+  return CURL_PREREQFUNC_OK;
 }
 
 // Called by libcurl to rewind the POST body, when it sends the request again on a new connection.

@@ -23,6 +23,9 @@ using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFree>;
 
 class HttpExchange {
  public:
+  // Bodies up to this size are sent with the request head (libcurl's limit is just under 64 KiB).
+  static constexpr size_t kInlineBodyMax = 60 << 10;
+
   // The most body a response may have: tunnel payloads are ~100 KB; more is not a tunnel answer.
   static constexpr size_t kMaxBody = 16 * 1024 * 1024;
 
@@ -66,6 +69,8 @@ class HttpExchange {
   static size_t on_curl_write(char* data, size_t size, size_t count, void* userp) noexcept;
   static size_t on_curl_read(char* buffer, size_t size, size_t count, void* userp) noexcept;
   static int on_curl_seek(void* userp, curl_off_t offset, int origin) noexcept;
+  static int on_curl_prereq(void* userp, char* conn_primary_ip, char* conn_local_ip, int conn_primary_port,
+                            int conn_local_port) noexcept;
   static int on_curl_debug(CURL* easy, curl_infotype type, char* data, size_t size, void* userp) noexcept;
 
   CURL* easy_;
@@ -81,6 +86,7 @@ class HttpExchange {
   const char* upload_ = nullptr;
   size_t upload_size_ = 0;
   size_t upload_offset_ = 0;
+  bool inline_body_ = false;  // the body leaves with the request head (small POSTs)
   uint64_t body_sent_ns_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };
