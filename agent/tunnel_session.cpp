@@ -178,7 +178,7 @@ void TunnelSession::pump() {
     std::sort(again.begin(), again.end(), [](const Request* a, const Request* b) { return a->seq < b->seq; });
     for (Request* r : again) {
       r->resend = false;
-      r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.get());
+      r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
       if (!send(*r, Kind::post)) return;
     }
   }
@@ -231,29 +231,25 @@ void TunnelSession::on_uv_pump_timeout(uv_timer_t* timer) noexcept {
   static_cast<TunnelSession*>(timer->data)->pump();
 }
 
-CurlSlist TunnelSession::build_headers(Kind kind, uint64_t seq) const {
-  CurlSlist list;
-  auto add = [&list](const std::string& line) {
-    curl_slist* head = curl_slist_append(list.get(), line.c_str());  // same head once non-empty
-    if (head == nullptr) throw std::bad_alloc();
-    if (!list) list.reset(head);
-  };
-  if (settings_.secret) add(settings_.secret_header + ": " + *settings_.secret);
+void TunnelSession::build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const {
+  lines.clear();
+  if (settings_.secret) lines.add().append(settings_.secret_header).append(": ").append(*settings_.secret);
   if (kind == Kind::post) {
-    add(fmt::format("Content-Type: {}", protocol::kPayloadType));
-    add(fmt::format("{}: {}", protocol::kSeqHeader, seq));
+    lines.add().append("Content-Type: ").append(protocol::kPayloadType);
+    char digits[24];
+    const auto end = fmt::format_to_n(digits, sizeof digits, "{}", seq).out;
+    lines.add().append(protocol::kSeqHeader).append(": ").append(digits, static_cast<size_t>(end - digits));
   } else if (kind == Kind::disconnect) {
-    add(fmt::format("Content-Type: {}", protocol::kDisconnectType));
+    lines.add().append("Content-Type: ").append(protocol::kDisconnectType);
   }
-  if (kind != Kind::get) add("Expect:");  // the server never answers 100-continue
-  return list;
+  if (kind != Kind::get) lines.add().append("Expect:");  // the server never answers 100-continue
 }
 
 void TunnelSession::send_get() {
   Request& r = idle_request();
   r.body.clear();
-  r.headers = build_headers(Kind::get, 0);
-  r.exchange.prepare_get(r.headers.get());
+  build_headers(r.headers, Kind::get, 0);
+  r.exchange.prepare_get(r.headers.list());
   send(r, Kind::get);
 }
 
@@ -272,8 +268,8 @@ void TunnelSession::send_post() {
     pending_upload_.erase(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
   }
   r->seq = next_upload_seq_++;
-  r->headers = build_headers(Kind::post, r->seq);
-  r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.get());
+  build_headers(r->headers, Kind::post, r->seq);
+  r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
   bytes_up_ += r->body.size();
   send(*r, Kind::post);
 }
@@ -281,8 +277,8 @@ void TunnelSession::send_post() {
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
   if (!disconnect_) disconnect_ = std::make_unique<Request>(*this, settings_.http, chain_);
   Request* r = disconnect_.get();
-  r->headers = build_headers(Kind::disconnect, 0);
-  r->exchange.prepare_post(nullptr, 0, r->headers.get());
+  build_headers(r->headers, Kind::disconnect, 0);
+  r->exchange.prepare_post(nullptr, 0, r->headers.list());
   if (!send(*r, Kind::disconnect)) {
     close_local(true);
     return;

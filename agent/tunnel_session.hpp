@@ -75,7 +75,7 @@ class TunnelSession {
 
     TunnelSession& session;
     HttpExchange exchange;
-    CurlSlist headers;
+    HeaderLines headers;
     std::vector<char> body;
     Kind kind = Kind::get;
     uint64_t seq = 0;
@@ -108,7 +108,7 @@ class TunnelSession {
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
   bool retry_early_410(Request& request);
-  CurlSlist build_headers(Kind kind, uint64_t seq) const;
+  void build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const;
   void send_post();
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);

@@ -6,6 +6,9 @@
 
 #include <curl/curl.h>
 
+#include <array>
+#include <stdexcept>
+
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -20,6 +23,35 @@ struct CurlSlistFree {
   void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
 };
 using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFree>;
+
+// The extra header lines of one request, handed to libcurl as a curl_slist built in place: lines
+// and list nodes are reused from one request to the next, so a request allocates nothing once the
+// strings have grown. Never give the list to curl_slist_free_all.
+class HeaderLines {
+ public:
+  static constexpr size_t kMax = 4;
+  void clear() { count_ = 0; }
+  // Starts a new line (empty, its old capacity kept) and returns it to be filled.
+  std::string& add() {
+    if (count_ == kMax) throw std::length_error("HeaderLines: too many header lines");
+    std::string& line = lines_[count_++];
+    line.clear();
+    return line;
+  }
+  // The list for CURLOPT_HTTPHEADER (null when empty); valid until the next add() or clear().
+  curl_slist* list() {
+    for (size_t i = 0; i < count_; ++i) {
+      nodes_[i].data = lines_[i].data();
+      nodes_[i].next = i + 1 < count_ ? &nodes_[i + 1] : nullptr;
+    }
+    return count_ == 0 ? nullptr : nodes_.data();
+  }
+
+ private:
+  std::array<std::string, kMax> lines_;
+  std::array<curl_slist, kMax> nodes_{};
+  size_t count_ = 0;
+};
 
 class HttpExchange {
  public:
