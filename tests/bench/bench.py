@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import select
 import shutil
 import signal
 import socket
@@ -226,24 +227,16 @@ def measure(name, make, targets, size, stats):
     out["ping_pong"] = ping_pong(port)
     if via:
         via.stop()
-    print(f"  {name}: download", file=sys.stderr, flush=True)
-    via = make(targets.ports["source"]) if make else None
-    cpu0 = cpu_seconds(via.pid) if via else 0
-    out["download"] = download(via.port if via else targets.ports["source"], size)
-    if via:
-        out["download"]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
-        out["download"]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
-        out["download"]["anon_rss_kib"] = memory_kib(via.pid, "RssAnon")
-        via.stop()
-    print(f"  {name}: upload", file=sys.stderr, flush=True)
-    via = make(targets.ports["sink"]) if make else None
-    cpu0 = cpu_seconds(via.pid) if via else 0
-    out["upload"] = upload(via.port if via else targets.ports["sink"], size)
-    if via:
-        out["upload"]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
-        out["upload"]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
-        out["upload"]["anon_rss_kib"] = memory_kib(via.pid, "RssAnon")
-        via.stop()
+    for kind, target, transfer in (("download", "source", download), ("upload", "sink", upload)):
+        print(f"  {name}: {kind}", file=sys.stderr, flush=True)
+        via = make(targets.ports[target]) if make else None
+        cpu0 = cpu_seconds(via.pid) if via else 0
+        out[kind] = transfer(via.port if via else targets.ports[target], size)
+        if via:
+            out[kind]["cpu_s"] = round(cpu_seconds(via.pid) - cpu0, 3)
+            out[kind]["peak_rss_kib"] = memory_kib(via.pid, "VmHWM")
+            out[kind]["anon_rss_kib"] = memory_kib(via.pid, "RssAnon")
+            via.stop()
     if make is not Htc:  # hts serves one tunnel for its life: fresh connections need fresh pairs
         print(f"  {name}: connect to first byte", file=sys.stderr, flush=True)
         via = make(targets.ports["echo"]) if make else None
@@ -265,7 +258,10 @@ def idle(agent_path, server_path, targets, seconds):
         s.sendall(b"hi")
         recv_exact(s, 2)
         cpu0, t0 = cpu_seconds(a.pid), time.monotonic()
-        time.sleep(seconds)  # the measured quiet period itself
+        # The measured quiet period: nothing may arrive on the idle session until its end.
+        ready, _, _ = select.select([s], [], [], seconds)
+        if ready:
+            raise RuntimeError(f"idle: the idle session delivered data after {time.monotonic() - t0:.1f} s")
         cpu = cpu_seconds(a.pid) - cpu0
         rss = memory_kib(a.pid, "VmRSS")
         anon = memory_kib(a.pid, "RssAnon")
@@ -336,7 +332,7 @@ def table(stats):
         ("idle session: RSS / own (MiB)", "-", f'{a["idle"]["rss_mib"]} / {a["idle"]["anon_rss_mib"]}', "-", ""),
     ]
     out = [f"| {'measure':34} | {'direct TCP':>10} | {'tunnel-agent':>12} | {'htc/hts':>8} | {'agent/direct':>12} |",
-           f"|{'-' * 36}|{'-' * 12}:|{'-' * 14}:|{'-' * 10}:|{'-' * 14}:|"]
+           f"|{'-' * 36}|{'-' * 11}:|{'-' * 13}:|{'-' * 9}:|{'-' * 13}:|"]
     for name, dv, av, hv, r in rows:
         out.append(f"| {name:34} | {dv if dv is not None else '-':>10} | {av:>12} | "
                    f"{hv if hv not in (None, False) else '-':>8} | {r:>12} |")
