@@ -166,13 +166,15 @@ void CurlUvDriver::perform(curl_socket_t fd, int flags) {
   for (;;) {
     const bool finished = collect_done();
     if (!finished && !timeout_now_) break;
+    const bool multiplexed = multiplexed_done_;
+    multiplexed_done_ = false;
     // Report after the drain, so that what the callbacks start is added afresh (no re-entrancy).
     for (size_t i = 0; i < done_.size(); ++i) {
       if (done_[i].first != nullptr) done_[i].first->on_transfer_done(done_[i].second);
     }
     done_.clear();
     done_easy_.clear();
-    if (finished) kick_readers();
+    if (multiplexed) kick_readers();
     if (timeout_now_) {
       timeout_now_ = false;
       if (multi_ != nullptr) curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -193,6 +195,9 @@ bool CurlUvDriver::collect_done() {
     Transfer* transfer = nullptr;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, reinterpret_cast<char**>(&transfer));
     if (transfer != nullptr) transfer->on_transfer_finishing(easy, result);
+    long version = 0;
+    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version);
+    if (version >= CURL_HTTP_VERSION_2_0) multiplexed_done_ = true;
     curl_multi_remove_handle(multi_, easy);  // `msg` is invalid from here on
     done_.emplace_back(transfer, result);
     done_easy_.push_back(easy);

@@ -68,7 +68,8 @@ class CurlUvDriver {
   CURLM* multi_ = nullptr;
   UvHandle<uv_timer_t> timer_;
   bool in_perform_ = false;
-  bool timeout_now_ = false;  // libcurl asked for an immediate timeout while we were performing
+  bool timeout_now_ = false;
+  bool multiplexed_done_ = false;  // an HTTP/2 transfer finished: its neighbours get a read turn  // libcurl asked for an immediate timeout while we were performing
   std::vector<std::pair<Transfer*, CURLcode>> done_;  // finished, not yet reported
   std::vector<CURL*> done_easy_;                      // the easy handles of done_, for cancel()
   std::unordered_set<SocketContext*> contexts_;       // every context, to free what is left at close()
