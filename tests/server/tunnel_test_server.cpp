@@ -1,5 +1,5 @@
 // A faithful stand-in for Spring Boot DevTools' HttpTunnelServer (1.3-1.5), built for the tests
-// and the benchmark. The behaviour follows the shared PROTOCOL.md point by point:
+// and the benchmark, with fault injection. The behaviour follows the shared PROTOCOL.md point by point:
 //  - one target connection per endpoint, opened by the first request, shared until it closes;
 //  - every request is held until there is something to answer; at most two are held, a third
 //    releases the oldest with 429; target data goes out on the oldest held request;
@@ -8,37 +8,155 @@
 //  - 410 when the target closes or refuses the connection, 503 with --unavailable, 403 for a wrong
 //    secret; x-disconnect closes the target; the session ends after --disconnect-ms without requests;
 //  - client payloads are applied in x-seq order through a reorder queue of at most 100 entries
-//    (an already-applied x-seq is queued and never applied again, as in the original).
-// Threads mirror the original too: one per HTTP connection (cpp-httplib's pool) plus one reader
-// per target connection.
+//    (an already-applied x-seq is queued and never applied again, as in the original);
+//  - a held request whose connection died stays held and may be answered into the dead connection.
+// Threads mirror the original too: one per HTTP connection plus one reader per target connection.
+// The HTTP/1.1 layer is our own so that faults can be injected at any byte (--fault, see --help).
 #include <CLI/CLI.hpp>
-#include <httplib.h>
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kReadSize = 100 * 1024;  // one read from the target = at most one payload
 constexpr size_t kMaxQueued = 100;
+constexpr int kKeepAliveMax = 100;  // as Tomcat: a connection carries at most 100 requests
+constexpr size_t kMaxHead = 64 * 1024;
+constexpr size_t kMaxBody = 64 * 1024 * 1024;
+
+void log_line(const std::string& text) {
+  std::fprintf(stderr, "tunnel-test-server: %s\n", text.c_str());
+  std::fflush(stderr);
+}
+
+// ---- fault injection ------------------------------------------------------------------------
+
+enum class Fault {
+  // decided when a request arrives (counted over requests)
+  drop_request,  // close the connection right after the request head: the server never saw it
+  cut_post,      // read half of a POST body, then close: the payload is never applied
+  drop_held,     // handle and hold the request, then forget it and close without answering
+  late,          // handle it but hold it aside (never answered with data); 204 after --late-ms
+  status_500,    // answer 500 without handling the request
+  status_502,    // answer 502 with an HTML page, as a proxy that could not reach the server
+  status_504,    // answer 504 with an HTML page, as a proxy that timed out
+  // decided when a payload (200) goes out (counted over payloads)
+  cut_body,      // close the connection halfway through the body
+  cl_long,       // Content-Length larger than the body, then close
+  cl_short,      // Content-Length half the body (the rest follows on the wire), then close
+  cl_huge,       // Content-Length of a petabyte, then close
+  seq_dup,       // the payload carries the previous payload's x-seq
+  seq_skip,      // one x-seq is skipped: a gap that never fills
+  seq_swap,      // this payload and the next go out in swapped order (a legal reordering)
+  seq_text,      // x-seq: abc
+  seq_zero,      // x-seq: 0
+  seq_negative,  // x-seq: -<n>
+  seq_missing,   // no x-seq header
+};
+
+constexpr std::pair<const char*, Fault> kFaultNames[] = {
+    {"drop-request", Fault::drop_request}, {"cut-post", Fault::cut_post},   {"drop-held", Fault::drop_held},
+    {"late", Fault::late},                 {"500", Fault::status_500},      {"502", Fault::status_502},
+    {"504", Fault::status_504},            {"cut-body", Fault::cut_body},   {"cl-long", Fault::cl_long},
+    {"cl-short", Fault::cl_short},         {"cl-huge", Fault::cl_huge},     {"seq-dup", Fault::seq_dup},
+    {"seq-skip", Fault::seq_skip},         {"seq-swap", Fault::seq_swap},   {"seq-text", Fault::seq_text},
+    {"seq-zero", Fault::seq_zero},         {"seq-negative", Fault::seq_negative},
+    {"seq-missing", Fault::seq_missing},
+};
+
+const char* fault_name(Fault fault) {
+  for (const auto& [name, value] : kFaultNames) {
+    if (value == fault) return name;
+  }
+  return "?";
+}
+
+bool is_payload_fault(Fault fault) { return fault >= Fault::cut_body; }
+
+struct FaultRule {
+  Fault fault = Fault::drop_request;
+  double rate = 0;   // inject with this probability...
+  uint64_t nth = 0;  // ...or exactly on this request / payload (1-based)
+};
+
+// "NAME:RATE" (0 < RATE <= 1) or "NAME@N". Returns an error text.
+std::optional<std::string> parse_fault_rule(const std::string& text, FaultRule& rule) {
+  const size_t at = text.find_first_of(":@");
+  if (at == std::string::npos) return "expected NAME:RATE or NAME@N, got '" + text + "'";
+  const std::string name = text.substr(0, at);
+  auto it = std::find_if(std::begin(kFaultNames), std::end(kFaultNames), [&](const auto& p) { return name == p.first; });
+  if (it == std::end(kFaultNames)) return "unknown fault '" + name + "'";
+  rule.fault = it->second;
+  try {
+    if (text[at] == ':') {
+      rule.rate = std::stod(text.substr(at + 1));
+      if (!(rule.rate > 0 && rule.rate <= 1)) return "rate must be in (0, 1]: '" + text + "'";
+    } else {
+      rule.nth = std::stoull(text.substr(at + 1));
+      if (rule.nth == 0) return "N counts from 1: '" + text + "'";
+    }
+  } catch (const std::exception&) {
+    return "bad number in '" + text + "'";
+  }
+  return std::nullopt;
+}
+
+// Decides, from a seed, which request or payload gets which fault: one draw per rule, in order.
+class Faults {
+ public:
+  void add(FaultRule rule) { rules_.push_back(rule); }
+  void seed(uint64_t seed) { rng_.seed(seed); }
+
+  std::optional<Fault> on_request(bool post_with_body) { return draw(false, post_with_body, requests_); }
+  std::optional<Fault> on_payload() { return draw(true, false, payloads_); }
+
+ private:
+  std::optional<Fault> draw(bool payload, bool post_with_body, uint64_t& counter) {
+    std::lock_guard lock(mutex_);
+    const uint64_t n = ++counter;
+    for (const FaultRule& rule : rules_) {
+      if (is_payload_fault(rule.fault) != payload) continue;
+      if (rule.fault == Fault::cut_post && !post_with_body) continue;
+      const bool hit = rule.nth != 0 ? rule.nth == n : std::uniform_real_distribution<double>(0, 1)(rng_) < rule.rate;
+      if (hit) {
+        log_line(std::string("fault: ") + fault_name(rule.fault) + " on " + (payload ? "payload " : "request ") +
+                 std::to_string(n));
+        return rule.fault;
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::mutex mutex_;
+  std::vector<FaultRule> rules_;
+  std::mt19937_64 rng_{1};
+  uint64_t requests_ = 0;
+  uint64_t payloads_ = 0;
+};
 
 struct Options {
   std::string listen = "127.0.0.1:0";
@@ -46,15 +164,11 @@ struct Options {
   std::string path = "/.~~spring-boot!~/debug";
   long long long_poll_ms = 10000;
   long long disconnect_ms = 30000;
+  long long late_ms = 3000;
   std::string secret_header = "X-AUTH-TOKEN";
   std::optional<std::string> secret;
   bool unavailable = false;
 };
-
-void log_line(const std::string& text) {
-  std::fprintf(stderr, "tunnel-test-server: %s\n", text.c_str());
-  std::fflush(stderr);
-}
 
 bool split_host_port(const std::string& text, std::string& host, int& port) {
   auto colon = text.rfind(':');
@@ -69,12 +183,15 @@ bool split_host_port(const std::string& text, std::string& host, int& port) {
   return port >= 0 && port <= 65535;
 }
 
+// ---- the tunnel -----------------------------------------------------------------------------
+
 struct Answer {
   explicit Answer(int status_code, uint64_t seq_number = 0, std::string payload = {})
       : status(status_code), seq(seq_number), body(std::move(payload)) {}
   int status;
   uint64_t seq;
   std::string body;
+  std::optional<Fault> fault;  // a payload fault to apply when writing this answer
 };
 
 // One request the server holds until it has something to say.
@@ -89,15 +206,15 @@ class Endpoint;
 // The original's ServerThread: one target connection and the requests held for it.
 class TargetSession : public std::enable_shared_from_this<TargetSession> {
  public:
-  TargetSession(Endpoint& endpoint, int fd, uint64_t id, const Options& options)
-      : endpoint_(endpoint), fd_(fd), id_(id), options_(options) {}
+  TargetSession(Endpoint& endpoint, int fd, uint64_t id, const Options& options, Faults& faults)
+      : endpoint_(endpoint), fd_(fd), id_(id), options_(options), faults_(faults) {}
   ~TargetSession() { ::close(fd_); }
 
   void start() {
     std::thread([self = shared_from_this()] { self->run(); }).detach();
   }
 
-  // handleIncomingHttp: hold the request (releasing the oldest past two), then apply its payload.
+  // handleIncomingHttp: hold the request (releasing the oldest past two).
   std::shared_ptr<Held> hold() {
     auto held = std::make_shared<Held>();
     std::lock_guard lock(mutex_);
@@ -113,6 +230,21 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
     held_.push_back(held);
     reader_wakeup_.notify_all();
     return held;
+  }
+
+  // A request that keeps the session alive without being held (the late fault).
+  void touch() {
+    std::lock_guard lock(mutex_);
+    last_request_ = Clock::now();
+  }
+
+  // Takes a held request out of the list if it is still unanswered (the drop-held fault).
+  bool forget(const std::shared_ptr<Held>& held) {
+    std::lock_guard lock(mutex_);
+    auto it = std::find(held_.begin(), held_.end(), held);
+    if (it == held_.end()) return false;
+    held_.erase(it);
+    return true;
   }
 
   // x-disconnect: close the target now; everything held is answered 410 by the reader.
@@ -149,6 +281,11 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
     held.answered.wait(lock, [&] { return held.answer.has_value(); });
   }
 
+  bool wait_for(Held& held, std::chrono::milliseconds limit) {
+    std::unique_lock lock(mutex_);
+    return held.answered.wait_for(lock, limit, [&] { return held.answer.has_value(); });
+  }
+
   uint64_t id() const { return id_; }
 
  private:
@@ -173,6 +310,31 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
            Clock::now() - last_request_ < std::chrono::milliseconds(options_.disconnect_ms);
   }
 
+  // getOrWaitForHttpConnection, then answer on the oldest held request. False once closed.
+  bool answer_oldest(Answer answer, std::string& why) {
+    std::unique_lock lock(mutex_);
+    while (held_.empty() && !closed_) {
+      reader_wakeup_.wait_for(lock, std::chrono::milliseconds(options_.long_poll_ms));
+      if (!within_disconnect_timeout()) {
+        why = "disconnect timeout: no request for " + std::to_string(options_.disconnect_ms) + " ms";
+        closed_ = true;
+      }
+    }
+    if (closed_) return false;
+    answer_locked(held_.front(), std::move(answer));
+    held_.pop_front();
+    return true;
+  }
+
+  // A payload read from the target, numbered (and perhaps faulted) on its way out.
+  Answer make_payload(std::string data) {
+    Answer answer{200, 0, std::move(data)};
+    answer.fault = faults_.on_payload();
+    if (answer.fault == Fault::seq_skip) ++response_seq_;
+    answer.seq = answer.fault == Fault::seq_dup && response_seq_ > 0 ? response_seq_ : ++response_seq_;
+    return answer;
+  }
+
   // The reader loop (the original's readAndForwardTargetServerData).
   void run();
 
@@ -180,6 +342,7 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
   int fd_;
   uint64_t id_;
   const Options& options_;
+  Faults& faults_;
   std::mutex mutex_;
   std::condition_variable reader_wakeup_;
   std::deque<std::shared_ptr<Held>> held_;
@@ -194,7 +357,7 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
 
 class Endpoint {
  public:
-  explicit Endpoint(const Options& options) : options_(options) {
+  Endpoint(const Options& options, Faults& faults) : options_(options), faults_(faults) {
     split_host_port(options.target, target_host_, target_port_);
   }
 
@@ -215,7 +378,7 @@ class Endpoint {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    session_ = std::make_shared<TargetSession>(*this, fd, ++sessions_, options_);
+    session_ = std::make_shared<TargetSession>(*this, fd, ++sessions_, options_, faults_);
     log_line("target connection " + std::to_string(session_->id()) + " opened to " + options_.target);
     session_->start();
     return session_;
@@ -229,6 +392,7 @@ class Endpoint {
 
  private:
   const Options& options_;
+  Faults& faults_;
   std::string target_host_;
   int target_port_ = 0;
   std::mutex mutex_;
@@ -239,6 +403,7 @@ class Endpoint {
 void TargetSession::run() {
   std::string buffer(kReadSize, '\0');
   std::string why = "the target closed the connection";
+  std::optional<Answer> swapped;  // a payload held back to go out after the next one (seq-swap)
   for (;;) {
     {
       // closeStaleHttpConnections
@@ -259,22 +424,25 @@ void TargetSession::run() {
       }
     }
     pollfd p{fd_, POLLIN, 0};
-    int ready = ::poll(&p, 1, static_cast<int>(options_.long_poll_ms));
-    if (ready == 0) continue;  // the read timed out: check for stale requests again
+    int ready = ::poll(&p, 1, static_cast<int>(swapped ? 100 : options_.long_poll_ms));
+    if (ready == 0) {
+      // the read timed out: a held-back payload goes out alone; then check for stale requests
+      if (swapped && !answer_oldest(std::move(*swapped), why)) break;
+      swapped.reset();
+      continue;
+    }
     ssize_t n = ready < 0 ? -1 : ::recv(fd_, buffer.data(), buffer.size(), 0);
     if (n <= 0) break;
-    // getOrWaitForHttpConnection, then answer on the oldest held request
-    std::unique_lock lock(mutex_);
-    while (held_.empty() && !closed_) {
-      reader_wakeup_.wait_for(lock, std::chrono::milliseconds(options_.long_poll_ms));
-      if (!within_disconnect_timeout()) {
-        why = "disconnect timeout: no request for " + std::to_string(options_.disconnect_ms) + " ms";
-        closed_ = true;
-      }
+    Answer answer = make_payload(std::string(buffer.data(), static_cast<size_t>(n)));
+    if (answer.fault == Fault::seq_swap && !swapped) {
+      swapped = std::move(answer);
+      continue;
     }
-    if (closed_) break;
-    answer_locked(held_.front(), Answer{200, ++response_seq_, std::string(buffer.data(), static_cast<size_t>(n))});
-    held_.pop_front();
+    if (!answer_oldest(std::move(answer), why)) break;
+    if (swapped) {
+      if (!answer_oldest(std::move(*swapped), why)) break;
+      swapped.reset();
+    }
   }
   {
     std::lock_guard lock(mutex_);
@@ -288,14 +456,6 @@ void TargetSession::run() {
   endpoint_.ended(this);
 }
 
-void send_answer(httplib::Response& res, const Answer& answer) {
-  res.status = answer.status;
-  if (answer.status == 200) {
-    res.set_header("x-seq", std::to_string(answer.seq));
-    res.set_content(answer.body, "application/octet-stream");
-  }
-}
-
 std::optional<long long> parse_long(const std::string& text) {
   // Java's Long.valueOf: optional sign, decimal digits, nothing else.
   if (text.empty()) return std::nullopt;
@@ -306,11 +466,341 @@ std::optional<long long> parse_long(const std::string& text) {
   return std::stoll(text);
 }
 
+// ---- HTTP/1.1 -------------------------------------------------------------------------------
+
+struct Request {
+  std::string method;
+  std::string target;
+  bool http10 = false;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+
+  std::string header(const std::string& lowercase_name) const {
+    auto it = headers.find(lowercase_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+  bool has(const std::string& lowercase_name) const { return headers.count(lowercase_name) != 0; }
+};
+
+struct Reply {
+  explicit Reply(int status_code, std::string type = {}, std::string text = {}, bool close_after = false)
+      : status(status_code), content_type(std::move(type)), body(std::move(text)), close(close_after) {}
+  int status;
+  std::string content_type;
+  std::string body;
+  std::optional<std::string> seq;  // the x-seq header's text
+  std::optional<Fault> fault;      // a payload fault to apply while writing
+  bool close = false;              // Connection: close
+};
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 410: return "Gone";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+std::string lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+std::string trim(const std::string& text) {
+  const size_t b = text.find_first_not_of(" \t");
+  if (b == std::string::npos) return {};
+  return text.substr(b, text.find_last_not_of(" \t") - b + 1);
+}
+
+// One client connection: buffered reads, whole writes.
+class Connection {
+ public:
+  explicit Connection(int fd) : fd_(fd) {}
+  ~Connection() { ::close(fd_); }
+
+  bool read_head(Request& req) {
+    size_t end;
+    while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (buffer_.size() > kMaxHead || !fill()) return false;
+    }
+    const std::string head = buffer_.substr(0, end);
+    buffer_.erase(0, end + 4);
+    size_t line_end = head.find("\r\n");
+    const std::string request_line = head.substr(0, line_end);
+    const size_t s1 = request_line.find(' ');
+    const size_t s2 = request_line.rfind(' ');
+    if (s1 == std::string::npos || s2 == s1) return false;
+    req.method = request_line.substr(0, s1);
+    req.target = request_line.substr(s1 + 1, s2 - s1 - 1);
+    req.http10 = request_line.substr(s2 + 1) == "HTTP/1.0";
+    while (line_end != std::string::npos) {
+      const size_t next = head.find("\r\n", line_end + 2);
+      const std::string line = head.substr(line_end + 2, next == std::string::npos ? std::string::npos : next - line_end - 2);
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) req.headers[lower(line.substr(0, colon))] = trim(line.substr(colon + 1));
+      line_end = next;
+    }
+    return true;
+  }
+
+  // Content-Length of the request (0 when none), or nullopt when it is malformed.
+  static std::optional<size_t> content_length(const Request& req) {
+    if (!req.has("content-length")) return 0;
+    auto value = parse_long(req.header("content-length"));
+    if (!value || *value < 0 || static_cast<size_t>(*value) > kMaxBody) return std::nullopt;
+    return static_cast<size_t>(*value);
+  }
+
+  bool read_body(Request& req) {
+    if (lower(req.header("transfer-encoding")).find("chunked") != std::string::npos) return read_chunked(req.body);
+    auto length = content_length(req);
+    return length && read_exact(*length, req.body);
+  }
+
+  bool read_exact(size_t size, std::string& out) {
+    while (buffer_.size() < size) {
+      if (!fill()) return false;
+    }
+    out.assign(buffer_, 0, size);
+    buffer_.erase(0, size);
+    return true;
+  }
+
+  bool write_all(const char* data, size_t size) {
+    while (size > 0) {
+      ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+    return true;
+  }
+  bool write_all(const std::string& data) { return write_all(data.data(), data.size()); }
+
+ private:
+  bool fill() {
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n <= 0) return false;
+    buffer_.append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+
+  bool read_line(std::string& line) {
+    size_t end;
+    while ((end = buffer_.find("\r\n")) == std::string::npos) {
+      if (buffer_.size() > kMaxHead || !fill()) return false;
+    }
+    line = buffer_.substr(0, end);
+    buffer_.erase(0, end + 2);
+    return true;
+  }
+
+  bool read_chunked(std::string& body) {
+    for (;;) {
+      std::string line;
+      if (!read_line(line)) return false;
+      size_t size = 0;
+      try {
+        size = std::stoul(line, nullptr, 16);
+      } catch (const std::exception&) {
+        return false;
+      }
+      if (size == 0) {
+        while (read_line(line) && !line.empty()) {
+        }
+        return true;
+      }
+      std::string part;
+      if (body.size() + size > kMaxBody || !read_exact(size, part) || !read_line(line)) return false;
+      body += part;
+    }
+  }
+
+  int fd_;
+  std::string buffer_;
+};
+
+// Writes a reply, applying its payload fault. False when the connection must close.
+bool write_reply(Connection& conn, const Reply& reply) {
+  std::string head = "HTTP/1.1 " + std::to_string(reply.status) + " " + reason_phrase(reply.status) + "\r\n";
+  size_t declared = reply.body.size();
+  size_t sent = reply.body.size();
+  bool close = reply.close;
+  if (reply.fault) {
+    close = true;
+    switch (*reply.fault) {
+      case Fault::cut_body: sent = reply.body.size() / 2; break;
+      case Fault::cl_long: declared = reply.body.size() + 1000; break;
+      case Fault::cl_short: declared = reply.body.size() / 2; break;
+      case Fault::cl_huge: declared = 1000000000000000ull; break;
+      default: close = reply.close; break;
+    }
+  }
+  if (reply.seq) head += "x-seq: " + *reply.seq + "\r\n";
+  if (!reply.content_type.empty()) head += "Content-Type: " + reply.content_type + "\r\n";
+  if (reply.status != 204) head += "Content-Length: " + std::to_string(declared) + "\r\n";
+  if (close) head += "Connection: close\r\n";
+  head += "\r\n";
+  head.append(reply.body, 0, sent);
+  return conn.write_all(head) && !close;
+}
+
+class Server {
+ public:
+  Server(const Options& options, Faults& faults) : options_(options), faults_(faults), endpoint_(options, faults) {}
+
+  void serve(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    Connection conn(fd);
+    for (int count = 1;; ++count) {
+      Request req;
+      if (!conn.read_head(req)) return;
+      const auto length = Connection::content_length(req);
+      const std::optional<Fault> fault = faults_.on_request(req.method == "POST" && length.value_or(0) > 1);
+      if (fault == Fault::drop_request) return;
+      if (fault == Fault::cut_post) {
+        std::string half;
+        conn.read_exact(*length / 2, half);
+        return;
+      }
+      if (!conn.read_body(req)) {
+        write_reply(conn, Reply{400, "text/plain", "bad request body\n", true});
+        return;
+      }
+      const bool close = count >= kKeepAliveMax || lower(req.header("connection")) == "close" ||
+                         (req.http10 && lower(req.header("connection")) != "keep-alive");
+      std::optional<Reply> reply = handle(req, fault);
+      if (!reply) return;  // drop-held: the connection goes without an answer
+      reply->close = reply->close || close;
+      if (!write_reply(conn, *reply)) return;
+    }
+  }
+
+ private:
+  std::optional<Reply> handle(const Request& req, std::optional<Fault> fault) {
+    const std::string path = req.target.substr(0, req.target.find('?'));
+    if (path != options_.path && !(path.size() > options_.path.size() &&
+                                   path.compare(path.size() - options_.path.size(), std::string::npos, options_.path) == 0 &&
+                                   path.find("://") != std::string::npos)) {
+      return Reply{404, "text/html", "<html><body><h1>404 Not Found</h1></body></html>\n"};
+    }
+    if (req.method != "GET" && req.method != "POST") return Reply{405, "text/plain", "method not allowed\n"};
+    if (fault == Fault::status_500) return Reply{500, "text/plain", "Internal Server Error (injected)\n"};
+    if (fault == Fault::status_502 || fault == Fault::status_504) {
+      const int status = fault == Fault::status_502 ? 502 : 504;
+      return Reply{status, "text/html",
+                   "<html><body><h1>" + std::to_string(status) + " " + reason_phrase(status) +
+                       "</h1><p>injected by tunnel-test-server</p></body></html>\n"};
+    }
+    if (options_.unavailable) return Reply{503, {}, {}, true};
+    if (options_.secret && req.header(lower(options_.secret_header)) != *options_.secret) return Reply{403};
+    std::string refused;
+    auto session = endpoint_.session(refused);
+    if (!session) return Reply{410};
+    std::shared_ptr<Held> held;
+    if (fault == Fault::late) {
+      session->touch();
+    } else {
+      held = session->hold();
+    }
+    if (req.header("content-type") == "application/x-disconnect") {
+      session->disconnect();
+    } else if (req.has("content-length") && !req.body.empty()) {
+      // A payload: the original reads it only when Content-Length is positive.
+      auto seq = parse_long(req.header("x-seq"));
+      std::optional<std::string> error;
+      if (!seq) {
+        error = "Missing or bad sequence header";
+      } else {
+        error = session->forward(static_cast<uint64_t>(*seq), req.body);
+      }
+      if (error) {
+        log_line("request failed: " + *error);
+        // like the original, the held entry stays in the list until answered or closed
+        return Reply{500, "text/plain", *error};
+      }
+    }
+    if (fault == Fault::late) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(options_.late_ms));
+      return Reply{204};
+    }
+    if (fault == Fault::drop_held) {
+      // Held a little while, then the connection goes; unanswered by then, the request is dropped.
+      thread_local std::minstd_rand rng{std::random_device{}()};
+      const auto limit = std::chrono::milliseconds(1 + rng() % 20);
+      if (!session->wait_for(*held, limit) && session->forget(held)) return std::nullopt;
+    }
+    session->wait(*held);
+    const Answer& answer = *held->answer;
+    Reply reply{answer.status};
+    if (answer.status == 200) {
+      reply.content_type = "application/octet-stream";
+      reply.body = answer.body;
+      reply.fault = answer.fault;
+      if (answer.fault == Fault::seq_text) {
+        reply.seq = "abc";
+      } else if (answer.fault == Fault::seq_zero) {
+        reply.seq = "0";
+      } else if (answer.fault == Fault::seq_negative) {
+        reply.seq = "-" + std::to_string(answer.seq);
+      } else if (answer.fault != Fault::seq_missing) {
+        reply.seq = std::to_string(answer.seq);
+      }
+    }
+    return reply;
+  }
+
+  const Options& options_;
+  Faults& faults_;
+  Endpoint endpoint_;
+};
+
+int listen_socket(const std::string& host, int port, int& bound) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return -1;
+  int fd = ::socket(found->ai_family, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
+    freeaddrinfo(found);
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  freeaddrinfo(found);
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  bound = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  return fd;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options options;
+  Faults faults;
   std::string secret_file;
+  std::vector<std::string> fault_texts;
+  uint64_t seed = 1;
+  std::string fault_help = "inject a fault: NAME:RATE (each request or payload with probability RATE) or NAME@N "
+                           "(the Nth request or payload); repeatable. NAME is one of:";
+  for (const auto& [name, value] : kFaultNames) fault_help += std::string(" ") + name;
   CLI::App app{"tunnel-test-server: a faithful HttpTunnelServer (Spring Boot DevTools) for tests"};
   app.add_option("--listen", options.listen, "HOST:PORT to serve HTTP on (port 0: a free port)")->capture_default_str();
   app.add_option("--target", options.target, "HOST:PORT of the target (e.g. a JVM's JDWP port)")->required();
@@ -321,7 +811,19 @@ int main(int argc, char** argv) {
   app.add_option("--secret-header", options.secret_header, "header that carries the secret")->capture_default_str();
   app.add_option("--secret-file", secret_file, "require the secret on this file's first line");
   app.add_flag("--unavailable", options.unavailable, "answer 503 as when the target is not running");
+  app.add_option("--fault", fault_texts, fault_help);
+  app.add_option("--fault-seed", seed, "seed for the fault rates, to replay a run")->capture_default_str();
+  app.add_option("--late-ms", options.late_ms, "how long the late fault sits on a request")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  for (const auto& text : fault_texts) {
+    FaultRule rule;
+    if (auto error = parse_fault_rule(text, rule)) {
+      std::fprintf(stderr, "tunnel-test-server: --fault: %s\n", error->c_str());
+      return 2;
+    }
+    faults.add(rule);
+  }
+  faults.seed(seed);
   if (!secret_file.empty()) {
     std::ifstream in(secret_file);
     std::string line;
@@ -337,64 +839,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tunnel-test-server: bad --listen %s\n", options.listen.c_str());
     return 2;
   }
-
-  Endpoint endpoint(options);
-  httplib::Server server;
-  server.new_task_queue = [] { return new httplib::ThreadPool(64); };
-  server.set_keep_alive_max_count(100);  // as Tomcat
-  server.set_tcp_nodelay(true);
-  server.set_payload_max_length(64 * 1024 * 1024);
-
-  auto handle = [&](const httplib::Request& req, httplib::Response& res) {
-    if (options.unavailable) {
-      res.status = 503;
-      res.set_header("Connection", "close");
-      return;
-    }
-    if (options.secret && req.get_header_value(options.secret_header) != *options.secret) {
-      res.status = 403;
-      return;
-    }
-    std::string refused;
-    auto session = endpoint.session(refused);
-    if (!session) {
-      res.status = 410;
-      return;
-    }
-    auto held = session->hold();
-    if (req.get_header_value("Content-Type") == "application/x-disconnect") {
-      session->disconnect();
-    } else if (req.has_header("Content-Length") && !req.body.empty()) {
-      // A payload: the original reads it only when Content-Length is positive.
-      auto seq = parse_long(req.get_header_value("x-seq"));
-      std::optional<std::string> error;
-      if (!seq) {
-        error = "Missing or bad sequence header";
-      } else {
-        error = session->forward(static_cast<uint64_t>(*seq), req.body);
-      }
-      if (error) {
-        log_line("request failed: " + *error);
-        res.status = 500;
-        res.set_content(*error, "text/plain");
-        return;  // like the original, the held entry stays in the list until answered or closed
-      }
-    }
-    session->wait(*held);
-    send_answer(res, *held->answer);
-  };
-  server.Get(options.path, handle);
-  server.Post(options.path, handle);
-
-  int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
-  if (bound < 0) {
-    std::fprintf(stderr, "tunnel-test-server: cannot listen on %s\n", options.listen.c_str());
+  int bound = 0;
+  int listener = listen_socket(host, port, bound);
+  if (listener < 0) {
+    std::fprintf(stderr, "tunnel-test-server: cannot listen on %s: %s\n", options.listen.c_str(), std::strerror(errno));
     return 1;
   }
   std::printf("listening on %s:%d\n", host.c_str(), bound);
   std::fflush(stdout);
   log_line("listening on " + host + ":" + std::to_string(bound) + options.path + " for target " + options.target +
-           (options.unavailable ? " (answering 503: target not running)" : ""));
-  server.listen_after_bind();
-  return 0;
+           (options.unavailable ? " (answering 503: target not running)" : "") +
+           (fault_texts.empty() ? "" : " with faults, seed " + std::to_string(seed)));
+  Server server(options, faults);
+  for (;;) {
+    int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE) continue;
+      std::fprintf(stderr, "tunnel-test-server: accept failed: %s\n", std::strerror(errno));
+      return 1;
+    }
+    std::thread([&server, fd] { server.serve(fd); }).detach();
+  }
 }
