@@ -175,7 +175,8 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   int verbose = 0;
   bool quiet = false;
   double connect_timeout_s = 15;
-  double request_timeout_s = 60;
+  double request_timeout_s = 30;
+  double retry_window_s = 25;
 
   app.add_option("URL", config.url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug")->required();
   app.add_option("-l,--listen", listen_text,
@@ -194,6 +195,11 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   app.add_option("--request-timeout", request_timeout_s,
                  "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
       ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--retry-window", retry_window_s,
+                 "seconds a session keeps retrying failed requests, from the first failure in a row; the server "
+                 "drops a session that sees no request for 30 s, so keep it below that")
+      ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   std::vector<std::string> proxies;
   bool no_proxy = false;
@@ -331,6 +337,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   config.curl_trace = verbose > 1;
   config.connect_timeout_ms = static_cast<long>(connect_timeout_s * 1000);
   config.request_timeout_ms = static_cast<long>(request_timeout_s * 1000);
+  config.retry_window_ms = static_cast<long>(retry_window_s * 1000);
   result.config = std::move(config);
   return result;
 }

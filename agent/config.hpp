@@ -28,7 +28,8 @@ struct Config {
   log::Level log_level = log::Level::info;
   bool curl_trace = false;  // -vv
   long connect_timeout_ms = 15000;
-  long request_timeout_ms = 60000;
+  long request_timeout_ms = 30000;
+  long retry_window_ms = 25000;
   ProxySettings proxy;
   TlsSettings tls;
 };

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace tunnel {
 
 std::string socket_name(const uv_tcp_t* tcp, bool peer) {
@@ -96,10 +98,18 @@ void Listener::start_session(Waiting next) {
   const uint64_t id = next_session_id_++;
   session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(), std::move(next.client), id,
                                              std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
-  session_->start();
+  const uint64_t now = uv_hrtime();
+  session_->start(next_attempt_ns_ > now ? (next_attempt_ns_ - now) / 1000000 : 0);
 }
 
 void Listener::on_session_closed() {
+  if (session_->ended_target_unavailable()) {
+    unavailable_backoff_ms_ = unavailable_backoff_ms_ == 0 ? 1000 : std::min<uint64_t>(unavailable_backoff_ms_ * 2, 16000);
+    next_attempt_ns_ = uv_hrtime() + unavailable_backoff_ms_ * 1000000;
+  } else if (session_->was_served()) {
+    unavailable_backoff_ms_ = 0;
+    next_attempt_ns_ = 0;
+  }
   session_.reset();
   if (stopping_) {
     maybe_stopped();

@@ -44,6 +44,7 @@ tunnel::SessionSettings session_settings(const tunnel::Config& config) {
   s.http.url = config.url;
   s.http.connect_timeout_ms = config.connect_timeout_ms;
   s.http.request_timeout_ms = config.request_timeout_ms;
+  s.retry_window_ms = static_cast<uint64_t>(config.retry_window_ms);
   s.http.verbose = config.curl_trace;
   s.http.sensitive_headers = {config.secret_header};
   s.http.proxy = config.proxy;

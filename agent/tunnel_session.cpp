@@ -31,6 +31,7 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
       planner_(settings.planner),
       reorderer_(settings.download_window),
       started_ns_(uv_hrtime()) {
+  jitter_state_ = (started_ns_ ^ (id << 40)) | 1;
   client_.get()->data = this;
   gap_timer_.init(loop_, uv_timer_init);
   gap_timer_.get()->data = this;
@@ -47,8 +48,13 @@ TunnelSession::~TunnelSession() {
   if (disconnect_ && disconnect_->busy) driver_.cancel(disconnect_->exchange.easy());
 }
 
-void TunnelSession::start() {
+void TunnelSession::start(uint64_t hold_off_ms) {
   log::info("session {}: opened for local client {} (endpoint {})", id_, peer_, settings_.http.url);
+  if (hold_off_ms > 0) {
+    log::info("session {}: the target was not running at the last attempt; asking the server again in {:.1f} s",
+              id_, static_cast<double>(hold_off_ms) / 1000);
+    hold_off_until_ns_ = uv_hrtime() + hold_off_ms * 1000000;
+  }
   uv_tcp_nodelay(client_.get(), 1);
   set_reading(true);
   pump();
@@ -159,10 +165,16 @@ TunnelSession::Request& TunnelSession::idle_request() {
   return *pool_.back();
 }
 
-// Sends what the planner says, one request at a time, until it says nothing; resends first what a
-// closing server session refused; after local EOF, disconnects once the upload is through.
+// Sends what the planner says, one request at a time, until it says nothing; first, after any
+// back-off, what has to go again; after local EOF, disconnects once the upload is through.
 void TunnelSession::pump() {
   if (state_ != State::open && state_ != State::draining) return;
+  if (release_gets_ > 0 && failures_in_row_ <= 1) {
+    // After one failure, at once, not after the back-off: a request the server may hold for a
+    // dead connection must be released before the target's next bytes go out on it.
+    send_releases();
+    if (state_ != State::open && state_ != State::draining) return;
+  }
   if (hold_off_until_ns_ != 0) {
     const uint64_t now = uv_hrtime();
     if (now < hold_off_until_ns_) {
@@ -170,18 +182,10 @@ void TunnelSession::pump() {
       return;
     }
     hold_off_until_ns_ = 0;
-    // POSTs the closing server session refused go again first, unchanged (same x-seq, same body).
-    std::vector<Request*> again;
-    for (auto& r : pool_) {
-      if (r->resend) again.push_back(r.get());
-    }
-    std::sort(again.begin(), again.end(), [](const Request* a, const Request* b) { return a->seq < b->seq; });
-    for (Request* r : again) {
-      r->resend = false;
-      r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
-      if (!send(*r, Kind::post)) return;
-    }
   }
+  resend_posts();
+  send_releases();
+  if (state_ != State::open && state_ != State::draining) return;
   for (;;) {
     in_flight_.clear();
     for (const auto& r : pool_) {
@@ -204,6 +208,28 @@ void TunnelSession::pump() {
   }
   if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
   if (state_ == State::draining && pending_upload_.empty()) drain();
+}
+
+// POSTs to send again go unchanged (same x-seq, same body: the server applies an x-seq once).
+void TunnelSession::resend_posts() {
+  std::vector<Request*> again;
+  for (auto& r : pool_) {
+    if (r->resend) again.push_back(r.get());
+  }
+  std::sort(again.begin(), again.end(), [](const Request* a, const Request* b) { return a->seq < b->seq; });
+  for (Request* r : again) {
+    r->resend = false;
+    r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
+    if (!send(*r, Kind::post)) return;
+  }
+}
+
+// The requests that make the server release one it may hold for a dead connection.
+void TunnelSession::send_releases() {
+  while (release_gets_ > 0 && (state_ == State::open || state_ == State::draining)) {
+    --release_gets_;
+    send_get();
+  }
 }
 
 void TunnelSession::drain() {
@@ -323,6 +349,12 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
   log_exchange(r, result);
+  if (r.exchange.attempts() > 1 && r.kind != Kind::disconnect) {
+    // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
+    log::debug("session {}: libcurl sent that request {} times (its connection had died)", id_, r.exchange.attempts());
+    ++retries_;
+    release_gets_ = 2;
+  }
   if (result == CURLE_OK) planner_.observe_exchange(uv_hrtime() - r.started_ns);
 
   if (r.kind == Kind::disconnect) {
@@ -338,22 +370,34 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
 
   if (result != CURLE_OK) {
     if (state_ == State::disconnecting) return;
-    finish(r.exchange.body_too_large()
-               ? fmt::format("the server's answer exceeds {} bytes: not a tunnel answer (check the URL)",
-                             HttpExchange::kMaxBody)
-               : r.exchange.describe_failure(result),
-           true, false);
+    std::string fatal = fatal_transfer_error(r, result);
+    if (!fatal.empty()) {
+      // A lost or impossible payload: the server is there, so it is told to drop the target.
+      finish(std::move(fatal), true, served_ || r.exchange.status() == 200);
+      return;
+    }
+    retry_after_failure(r, r.exchange.describe_failure(result),
+                        result != CURLE_COULDNT_CONNECT && result != CURLE_COULDNT_RESOLVE_HOST &&
+                            result != CURLE_COULDNT_RESOLVE_PROXY);
     return;
   }
 
   const long status = r.exchange.status();
-  if (status != 410) served_ = true;
-  switch (protocol::classify_status(status)) {
+  const Answer answer = protocol::classify_status(status);
+  if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
+    served_ = true;
+    failures_in_row_ = 0;
+  }
+  switch (answer) {
     case Answer::payload:
       on_payload(r);
       break;
     case Answer::poll_again:
-    case Answer::released:  // a newer request of ours is held: no replacement needed
+      break;
+    case Answer::released:
+      // A newer request of ours is held: a GET needs no replacement. A POST released this way may
+      // have been answered before the server read its body, which it then drops: it goes again.
+      if (r.kind == Kind::post) r.resend = true;
       break;
     case Answer::target_closed:
       if (retry_early_410(r)) return;
@@ -371,6 +415,12 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
       }
       return;
     case Answer::target_unavailable:
+      if (!r.exchange.body().empty()) {
+        // The tunnel's own 503 has no body: a page with it comes from a proxy or gateway in front.
+        retry_after_failure(r, fmt::format("HTTP {} from something in front of the server", status_text(status, r.exchange.reason())), true);
+        return;
+      }
+      target_unavailable_ = true;
       finish("the server says the target is not running (503 Service Unavailable): start the JVM with "
              "-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=...",
              true, false);
@@ -382,11 +432,98 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
              true, false);
       return;
     case Answer::unexpected:
+      if (status == 502 || status == 504) {
+        // A proxy or gateway could not reach the server, or gave up waiting: the request may or may
+        // not have arrived, so it goes again, and anything the server may hold for it is released.
+        retry_after_failure(r, fmt::format("HTTP {} (a proxy or gateway in front of the server)", status_text(status, r.exchange.reason())), true);
+        return;
+      }
       finish(fmt::format("unexpected answer from {}: HTTP {}: not a tunnel response (check the URL's path)",
                          settings_.http.url, status_text(status, r.exchange.reason())),
              true, false);
       return;
   }
+  pump();
+}
+
+std::string TunnelSession::fatal_transfer_error(const Request& r, CURLcode result) const {
+  const HttpExchange& x = r.exchange;
+  const std::string seq = x.has_header_value() ? "x-seq " + x.header_value() : std::string("without x-seq");
+  if (x.body_too_large() || result == CURLE_FILESIZE_EXCEEDED) {
+    const curl_off_t declared = x.content_length();
+    return fmt::format("the server's answer ({}) {} bytes, more than a tunnel payload can be ({} at most): not a "
+                       "tunnel answer (check the URL)",
+                       seq, declared >= 0 ? fmt::format("declares {}", declared) : std::string("exceeds"),
+                       HttpExchange::kMaxBody);
+  }
+  if (x.status() == 200 && (x.has_header_value() || !x.body().empty())) {
+    const curl_off_t declared = x.content_length();
+    return fmt::format("server payload {} was cut off after {} of {} bytes ({}): the server never sends a payload "
+                       "again, so the stream cannot continue",
+                       seq, x.body().size(), declared >= 0 ? std::to_string(declared) : std::string("?"),
+                       describe_curl_error(result, x.error_detail()));
+  }
+  long connect_code = 0;
+  curl_easy_getinfo(x.easy(), CURLINFO_HTTP_CONNECTCODE, &connect_code);
+  bool transient = false;
+  if (connect_code != 0 && connect_code != 200) {
+    transient = served_ && (connect_code == 502 || connect_code == 503 || connect_code == 504);
+  } else {
+    switch (result) {
+      case CURLE_SEND_ERROR:
+      case CURLE_RECV_ERROR:
+      case CURLE_GOT_NOTHING:
+      case CURLE_PARTIAL_FILE:
+      case CURLE_OPERATION_TIMEDOUT:
+      case CURLE_HTTP2:
+      case CURLE_HTTP2_STREAM:
+        transient = true;
+        break;
+      case CURLE_COULDNT_CONNECT:
+      case CURLE_COULDNT_RESOLVE_HOST:
+      case CURLE_COULDNT_RESOLVE_PROXY:
+      case CURLE_SSL_CONNECT_ERROR:
+        transient = served_;  // reached before: the server or a proxy may be restarting
+        break;
+      default:
+        break;
+    }
+  }
+  return transient ? std::string() : x.describe_failure(result);
+}
+
+void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool maybe_held) {
+  const uint64_t now = uv_hrtime();
+  if (failures_in_row_ == 0) failing_since_ns_ = now;
+  ++failures_in_row_;
+  last_failure_ = why;
+  // Capped exponential back-off with jitter: half of the step plus a random part of the other half.
+  const uint64_t step = std::min(settings_.retry_cap_ms, settings_.retry_base_ms << std::min(failures_in_row_ - 1, 16u));
+  jitter_state_ ^= jitter_state_ << 13;
+  jitter_state_ ^= jitter_state_ >> 7;
+  jitter_state_ ^= jitter_state_ << 17;
+  const uint64_t delay_ms = step / 2 + jitter_state_ % (step / 2 + 1);
+  const uint64_t elapsed_ns = now - failing_since_ns_;
+  const char* what = r.kind == Kind::get ? "GET" : "POST";
+  if (!served_ && failures_in_row_ >= kUnservedAttempts) {
+    // Never reached a live tunnel: most likely a wrong URL, proxy or certificate; say so soon.
+    finish(fmt::format("{} (failed {} times in a row before any answer from the tunnel)", why, failures_in_row_),
+           true, false);
+    return;
+  }
+  if (elapsed_ns + delay_ms * 1000000 > settings_.retry_window_ms * 1000000) {
+    finish(fmt::format("{}; gave up after {} failed exchanges in a row over {:.1f} s (--retry-window {} s)", why,
+                       failures_in_row_, static_cast<double>(elapsed_ns) / 1e9,
+                       static_cast<double>(settings_.retry_window_ms) / 1000),
+           true, true);
+    return;
+  }
+  ++retries_;
+  log::warn("session {}: {}{}: {}; trying again in {} ms", id_, what,
+            r.kind == Kind::post ? fmt::format(" x-seq {}", r.seq) : std::string(), why, delay_ms);
+  if (r.kind == Kind::post) r.resend = true;
+  if (maybe_held) release_gets_ = 2;
+  hold_off_until_ns_ = std::max(hold_off_until_ns_, now + delay_ms * 1000000);
   pump();
 }
 
@@ -416,6 +553,13 @@ void TunnelSession::on_payload(Request& r) {
   auto seq = protocol::parse_seq(r.exchange.header_value());
   if (!seq) {
     finish(fmt::format("the server sent a malformed x-seq '{}'", r.exchange.header_value()), true, true);
+    return;
+  }
+  if (r.exchange.excess_after_body()) {
+    finish(fmt::format("server payload x-seq {} carried more bytes than its Content-Length ({}) declared: the rest "
+                       "is lost, so the stream cannot continue",
+                       *seq, r.exchange.content_length()),
+           true, true);
     return;
   }
   any_payload_ = true;
@@ -534,6 +678,7 @@ void TunnelSession::on_client_closed(void* data) noexcept {
   self->state_ = State::closed;
   std::string summary = fmt::format("after {:.1f} s, {} bytes sent, {} bytes received", seconds_since(self->started_ns_),
                                     self->bytes_up_, self->bytes_down_);
+  if (self->retries_ > 0) summary += fmt::format(", {} exchanges retried", self->retries_);
   if (self->end_is_error_) {
     log::error("session {} ({}) failed {}: {}", self->id_, self->peer_, summary, self->end_reason_);
   } else {

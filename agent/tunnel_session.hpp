@@ -38,6 +38,12 @@ struct SessionSettings {
   uint64_t drain_limit_ms = 2000;      // after local EOF: the longest wait for POST bodies to be read
   uint64_t disconnect_timeout_ms = 2000;
   uint64_t flush_timeout_ms = 2000;    // how long closing waits for the local client to take our bytes
+  // Failed exchanges are tried again (GETs reissued, POSTs resent with their x-seq) after a capped,
+  // jittered back-off, for at most this long after the first failure in a row: the server ends a
+  // session that sees no request for 30 s.
+  uint64_t retry_window_ms = 25000;
+  uint64_t retry_base_ms = 50;
+  uint64_t retry_cap_ms = 2000;
 };
 
 class TunnelSession {
@@ -51,10 +57,15 @@ class TunnelSession {
   TunnelSession(const TunnelSession&) = delete;
   TunnelSession& operator=(const TunnelSession&) = delete;
 
-  void start();
+  // `hold_off_ms`: wait this long before the first request (the listener's back-off after a 503).
+  void start(uint64_t hold_off_ms = 0);
   // The agent is stopping: ask the server to drop the target connection, then close.
   void stop();
   uint64_t id() const { return id_; }
+  // How the session ended, for the listener's back-off: the server said the target is not running.
+  bool ended_target_unavailable() const { return target_unavailable_; }
+  // Some request was answered by a live tunnel (200, 204 or 429).
+  bool was_served() const { return served_; }
 
  private:
   enum class State {
@@ -72,6 +83,7 @@ class TunnelSession {
       if (chain != nullptr) exchange.use_chain(*chain);
     }
     void on_transfer_done(CURLcode result) noexcept override { session.on_request_done(*this, result); }
+    void on_transfer_finishing(CURL*, CURLcode) noexcept override { exchange.note_finishing(); }
 
     TunnelSession& session;
     HttpExchange exchange;
@@ -81,7 +93,7 @@ class TunnelSession {
     uint64_t seq = 0;
     uint64_t started_ns = 0;
     bool busy = false;
-    bool resend = false;  // a POST refused by a closing server session, to be sent again as it is
+    bool resend = false;  // a POST to be sent again as it is (same x-seq, same body)
   };
   struct LocalWrite {
     uv_write_t req;
@@ -108,6 +120,12 @@ class TunnelSession {
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
   bool retry_early_410(Request& request);
+  // A failed exchange that may be tried again: schedules it (or gives up past the retry window).
+  void retry_after_failure(Request& request, const std::string& why, bool maybe_held);
+  // One line for a transfer that failed; empty when the failure may be retried.
+  std::string fatal_transfer_error(const Request& request, CURLcode result) const;
+  void resend_posts();
+  void send_releases();
   void build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const;
   void send_post();
   void send_disconnect(uint64_t timeout_ms);
@@ -146,6 +164,18 @@ class TunnelSession {
   int early_410_retries_ = 0;
   uint64_t hold_off_until_ns_ = 0;
   static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms
+  // Failures in a row (reset by any tunnel answer), when the first of them happened, and the last.
+  static constexpr unsigned kUnservedAttempts = 4;
+  unsigned failures_in_row_ = 0;
+  uint64_t failing_since_ns_ = 0;
+  std::string last_failure_;
+  uint64_t retries_ = 0;  // all retries of the session, for the closing line
+  // Requests to send at once after a failure: a request whose connection died may still be held by
+  // the server, which would answer it into the dead connection; two fresh requests make it release
+  // any such one with 429 (it holds at most two).
+  int release_gets_ = 0;
+  bool target_unavailable_ = false;
+  uint64_t jitter_state_ = 1;  // xorshift state for the back-off's jitter
   uint64_t next_upload_seq_ = 1;
   std::vector<char> pending_upload_;
   bool reading_ = false;

@@ -115,6 +115,8 @@ HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init())
   }
   curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, options.connect_timeout_ms);
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, options.request_timeout_ms);
+  // A declared body larger than any tunnel payload fails at once, before a byte of it is read.
+  curl_easy_setopt(easy_, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(kMaxBody));
   curl_easy_setopt(easy_, CURLOPT_USERAGENT, "tunnel-agent/" TUNNEL_AGENT_VERSION);
   curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, error_buffer_);
   curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, &HttpExchange::on_curl_header);
@@ -169,6 +171,7 @@ void HttpExchange::use_chain(ProxyChain& chain) {
 }
 
 void HttpExchange::reset_answer() {
+  attempts_ = 0;
   watched_value_.clear();
   watched_seen_ = false;
   reason_.clear();
@@ -214,6 +217,20 @@ size_t HttpExchange::on_curl_read(char* buffer, size_t size, size_t count, void*
   return n;
 }
 
+curl_off_t HttpExchange::content_length() const { return declared_length_; }
+
+bool HttpExchange::excess_after_body() const {
+  long version = 0;
+  curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
+  return version == CURL_HTTP_VERSION_1_1 && !server_closes_ && !connection_kept_;
+}
+
+void HttpExchange::note_finishing() {
+  curl_socket_t socket = CURL_SOCKET_BAD;
+  curl_easy_getinfo(easy_, CURLINFO_ACTIVESOCKET, &socket);
+  connection_kept_ = socket != CURL_SOCKET_BAD;
+}
+
 long HttpExchange::status() const {
   long code = 0;
   curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &code);
@@ -224,6 +241,7 @@ long HttpExchange::status() const {
 // body leaves now, with the head.
 int HttpExchange::on_curl_prereq(void* userp, char*, char*, int, int) noexcept {
   auto* self = static_cast<HttpExchange*>(userp);
+  ++self->attempts_;
   if (self->inline_body_) self->body_sent_ns_ = uv_hrtime();
   return CURL_PREREQFUNC_OK;
 }
@@ -258,12 +276,29 @@ size_t HttpExchange::on_curl_header(char* data, size_t size, size_t count, void*
     // A new status line (after a 100 Continue or a proxy's answer): forget the previous headers.
     self->watched_seen_ = false;
     self->watched_value_.clear();
+    self->server_closes_ = false;
+    self->declared_length_ = -1;
     auto space = line.find(' ');
     auto second = space == std::string_view::npos ? space : line.find(' ', space + 1);
     self->reason_ = second == std::string_view::npos ? std::string() : std::string(trim(line.substr(second + 1)));
     return n;
   }
   auto colon = line.find(':');
+  if (colon != std::string_view::npos && iequals(trim(line.substr(0, colon)), "connection") &&
+      iequals(trim(line.substr(colon + 1)), "close")) {
+    self->server_closes_ = true;
+  }
+  if (colon != std::string_view::npos && iequals(trim(line.substr(0, colon)), "content-length")) {
+    // Kept here too: libcurl does not report a length it refused (CURLOPT_MAXFILESIZE).
+    const std::string_view value = trim(line.substr(colon + 1));
+    curl_off_t n = 0;
+    bool digits = !value.empty() && value.size() <= 18;
+    for (char c : value) {
+      digits = digits && c >= '0' && c <= '9';
+      n = n * 10 + (c - '0');
+    }
+    self->declared_length_ = digits ? n : -1;
+  }
   if (colon != std::string_view::npos && !self->watched_name_.empty() &&
       iequals(trim(line.substr(0, colon)), self->watched_name_)) {
     if (self->watched_seen_) {

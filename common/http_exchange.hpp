@@ -90,6 +90,18 @@ class HttpExchange {
   std::vector<char>& body() { return body_; }
   const std::vector<char>& body() const { return body_; }
   bool body_too_large() const { return body_too_large_; }
+  // The answer's Content-Length, or -1 when it had none.
+  curl_off_t content_length() const;
+  // True when an HTTP/1.1 answer ended cleanly, without "Connection: close", and libcurl still did
+  // not keep the connection: it found bytes past the declared Content-Length (libcurl only notes
+  // that in its trace; a body longer than declared is otherwise silently cut).
+  bool excess_after_body() const;
+  // Call when the transfer is done and still in the multi handle (Transfer::on_transfer_finishing):
+  // notes whether libcurl kept the connection.
+  void note_finishing();
+  // How many times libcurl sent this request: more than once when it found a reused connection dead
+  // before any answer and tried again on a fresh one, on its own.
+  int attempts() const { return attempts_; }
   const char* error_detail() const { return error_buffer_; }
   // One line for a failed or refused exchange: what failed, where (which proxy hop, TLS or the
   // endpoint) and what to try.
@@ -112,6 +124,9 @@ class HttpExchange {
   std::string watched_name_;
   std::string watched_value_;
   bool watched_seen_ = false;
+  bool server_closes_ = false;  // the answer said "Connection: close"
+  bool connection_kept_ = true;
+  curl_off_t declared_length_ = -1;  // the answer's Content-Length, as the header said  // libcurl kept the connection after the transfer
   std::string reason_;
   std::vector<char> body_;
   bool body_too_large_ = false;
@@ -120,6 +135,7 @@ class HttpExchange {
   size_t upload_offset_ = 0;
   bool inline_body_ = false;  // the body leaves with the request head (small POSTs)
   uint64_t body_sent_ns_ = 0;
+  int attempts_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };
 

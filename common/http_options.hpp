@@ -37,7 +37,7 @@ struct TlsSettings {
 struct HttpOptions {
   std::string url;
   long connect_timeout_ms = 15000;
-  long request_timeout_ms = 60000;  // a long poll is answered within two server poll timeouts
+  long request_timeout_ms = 30000;  // a long poll is answered within two server poll timeouts
   bool verbose = false;             // libcurl's own trace on stderr (-vv), secrets masked
   std::vector<std::string> sensitive_headers;  // their values never reach the trace
   ProxySettings proxy;

@@ -101,9 +101,10 @@ struct FaultRule {
   Fault fault = Fault::drop_request;
   double rate = 0;   // inject with this probability...
   uint64_t nth = 0;  // ...or exactly on this request / payload (1-based)
+  bool onwards = false;  // ...or on it and every one after it
 };
 
-// "NAME:RATE" (0 < RATE <= 1) or "NAME@N". Returns an error text.
+// "NAME:RATE" (0 < RATE <= 1), "NAME@N" or "NAME@N+". Returns an error text.
 std::optional<std::string> parse_fault_rule(const std::string& text, FaultRule& rule) {
   const size_t at = text.find_first_of(":@");
   if (at == std::string::npos) return "expected NAME:RATE or NAME@N, got '" + text + "'";
@@ -117,6 +118,7 @@ std::optional<std::string> parse_fault_rule(const std::string& text, FaultRule& 
       if (!(rule.rate > 0 && rule.rate <= 1)) return "rate must be in (0, 1]: '" + text + "'";
     } else {
       rule.nth = std::stoull(text.substr(at + 1));
+      rule.onwards = text.back() == '+';
       if (rule.nth == 0) return "N counts from 1: '" + text + "'";
     }
   } catch (const std::exception&) {
@@ -141,7 +143,8 @@ class Faults {
     for (const FaultRule& rule : rules_) {
       if (is_payload_fault(rule.fault) != payload) continue;
       if (rule.fault == Fault::cut_post && !post_with_body) continue;
-      const bool hit = rule.nth != 0 ? rule.nth == n : std::uniform_real_distribution<double>(0, 1)(rng_) < rule.rate;
+      const bool hit = rule.nth != 0 ? (rule.onwards ? n >= rule.nth : n == rule.nth)
+                                     : std::uniform_real_distribution<double>(0, 1)(rng_) < rule.rate;
       if (hit) {
         log_line(std::string("fault: ") + fault_name(rule.fault) + " on " + (payload ? "payload " : "request ") +
                  std::to_string(n));
@@ -586,6 +589,12 @@ class Connection {
   }
   bool write_all(const std::string& data) { return write_all(data.data(), data.size()); }
 
+  // The client closed its side (or reset): an answer written now is lost.
+  bool peer_gone() const {
+    pollfd p{fd_, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
+
  private:
   bool fill() {
     char chunk[65536];
@@ -641,7 +650,12 @@ bool write_reply(Connection& conn, const Reply& reply) {
     switch (*reply.fault) {
       case Fault::cut_body: sent = reply.body.size() / 2; break;
       case Fault::cl_long: declared = reply.body.size() + 1000; break;
-      case Fault::cl_short: declared = reply.body.size() / 2; break;
+      case Fault::cl_short:
+        // the rest of the body follows as if it were the start of the next answer; as a faulty
+        // server would, keep the connection
+        declared = reply.body.size() / 2;
+        close = reply.close;
+        break;
       case Fault::cl_huge: declared = 1000000000000000ull; break;
       default: close = reply.close; break;
     }
@@ -683,6 +697,10 @@ class Server {
       std::optional<Reply> reply = handle(req, fault);
       if (!reply) return;  // drop-held: the connection goes without an answer
       reply->close = reply->close || close;
+      if (reply->status == 200 && conn.peer_gone()) {
+        // What the original does too, silently: the payload is gone with the connection.
+        log_line("payload x-seq " + reply->seq.value_or("?") + " answered into a dead connection: lost");
+      }
       if (!write_reply(conn, *reply)) return;
     }
   }
@@ -799,7 +817,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> fault_texts;
   uint64_t seed = 1;
   std::string fault_help = "inject a fault: NAME:RATE (each request or payload with probability RATE) or NAME@N "
-                           "(the Nth request or payload); repeatable. NAME is one of:";
+                           "(the Nth request or payload), NAME@N+ (the Nth and all after it); repeatable. NAME is one of:";
   for (const auto& [name, value] : kFaultNames) fault_help += std::string(" ") + name;
   CLI::App app{"tunnel-test-server: a faithful HttpTunnelServer (Spring Boot DevTools) for tests"};
   app.add_option("--listen", options.listen, "HOST:PORT to serve HTTP on (port 0: a free port)")->capture_default_str();

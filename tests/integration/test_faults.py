@@ -1,0 +1,156 @@
+"""Reliability: the agent against the test server's injected faults (tunnel-test-server --fault).
+Recoverable faults must not break the session nor change a byte; unrecoverable ones must end it
+with a message that names what broke, after delivering only a correct prefix of the stream."""
+import os
+import re
+import signal
+import socket
+import threading
+import unittest
+
+from harness import (Target, connect, exchange, live_output, sha256, start_agent, start_server, wait_until)
+
+# Each kind at 1% of requests: 5% of all exchanges fail, in every way the protocol recovers from.
+RECOVERABLE = ("drop-request", "cut-post", "drop-held", "502", "504")
+
+
+class FaultTestCase(unittest.TestCase):
+    server_faults = ()
+    agent_args = ("--request-timeout", "2")
+
+    def start(self, *faults, seed=7):
+        self.target = Target()
+        args = ["--long-poll-ms", "300", "--late-ms", "3000", "--fault-seed", str(seed)]
+        for fault in faults:
+            args += ["--fault", fault]
+        self.server, self.server_port = start_server(self.target.port, *args)
+        self.agent, self.port = start_agent(self.server_port, *self.agent_args)
+
+    def tearDown(self):
+        code, _ = self.agent.stop()
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        self.assertEqual(code, 0, f"agent exit code {code}; its output:\n{self.agent.output()}")
+
+
+class RecoverableFaults(FaultTestCase):
+    def test_64_mib_each_way_arrive_intact_while_5_percent_of_exchanges_fail(self):
+        self.start(*(f"{kind}:0.01" for kind in RECOVERABLE), "late@40", seed=20261121)
+        payload = os.urandom(64 << 20)
+        with connect(self.port) as s:
+            back = exchange(s, payload, timeout=300)
+        self.assertEqual(sha256(back), sha256(payload))
+        self.agent.wait_for_line(r"session 1 \(.*\) closed after .* exchanges retried")
+        self.assertEqual(self.agent.count(r"session 1 .* failed after"), 0, self.agent.output())
+        for kind in RECOVERABLE + ("late",):
+            self.assertGreater(self.server.count(rf"fault: {kind} on request"), 0, f"no {kind} fault was injected")
+        self.assertEqual(self.server.count(r"answered into a dead connection"), 0, self.server.output())
+        self.assertGreater(self.agent.count(r"trying again in \d+ ms"), 10)
+
+    def test_payloads_sent_in_swapped_order_are_put_back_in_order(self):
+        self.start("seq-swap@2", "seq-swap@5")
+        payload = os.urandom(4 << 20)
+        with connect(self.port) as s:
+            back = exchange(s, payload)
+        self.assertEqual(sha256(back), sha256(payload))
+        self.assertEqual(self.server.count(r"fault: seq-swap"), 2)
+
+    def test_the_agent_gives_up_after_the_retry_window_naming_the_last_failure(self):
+        self.agent_args = ("--request-timeout", "2", "--retry-window", "1.5")
+        self.start("502@3+")  # the first two requests reach the tunnel, all later ones fail
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"hello"), b"hello")
+            s.settimeout(15)
+            self.assertEqual(s.recv(100), b"")  # then the session ends
+        m = self.agent.wait_for_line(r"session 1 .* failed after .*: HTTP 502 Bad Gateway .*gave up after (\d+) "
+                                     r"failed exchanges in a row over ([\d.]+) s \(--retry-window 1.5 s\)")
+        self.assertGreaterEqual(int(m.group(1)), 3)
+        self.assertLessEqual(float(m.group(2)), 1.5)
+
+
+class UnrecoverableFaults(FaultTestCase):
+    """One fault on the 3rd server payload; the stream before it arrives intact, nothing after."""
+    CASES = {
+        "cut-body": r"server payload x-seq 3 was cut off after \d+ of \d+ bytes",
+        "cl-long": r"server payload x-seq 3 was cut off after (\d+) of \d+ bytes",
+        "cl-short": r"server payload x-seq 3 carried more bytes than its Content-Length \(\d+\) declared",
+        "cl-huge": r"the server's answer \(x-seq 3\) declares 1000000000000000 bytes, more than a tunnel payload",
+        "seq-dup": r"the server repeated x-seq 2 \(expected 3\)",
+        "seq-skip": r"server payload x-seq 3 was lost \(later ones arrived, it did not\)",
+        "seq-text": r"the server sent a malformed x-seq 'abc'",
+        "seq-zero": r"the server sent a malformed x-seq '0'",
+        "seq-negative": r"the server sent a malformed x-seq '-3'",
+        "seq-missing": r"the server answered 200 without an x-seq header",
+    }
+
+    def test_each_malformed_answer_ends_the_session_with_its_message_and_a_correct_prefix(self):
+        for fault, message in self.CASES.items():
+            with self.subTest(fault=fault):
+                self.start(f"{fault}@3")
+                try:
+                    self.check_one(message)
+                finally:
+                    self.tearDown()
+
+    def check_one(self, message):
+        payload = os.urandom(2 << 20)
+        received = bytearray()
+        with connect(self.port) as s:
+            # Messages one after another, each waiting for its echo: every server payload is one
+            # message, so payload 3 is the third message.
+            for i in range(0, 16):
+                chunk = payload[i * 1000:(i + 1) * 1000]
+                s.sendall(chunk)
+                s.settimeout(15)
+                want = len(received) + len(chunk)
+                while len(received) < want:
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    received.extend(data)
+                else:
+                    continue
+                break
+            s.settimeout(15)
+            while True:  # the session ends: the agent closes the local connection
+                try:
+                    data = s.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break
+                received.extend(data)
+        self.assertEqual(bytes(received), payload[:len(received)], "the bytes received are not a prefix")
+        self.assertLess(len(received), 3000, "nothing after the faulty payload arrives")
+        self.agent.wait_for_line(r"session 1 \(.*\) failed after .*" + message)
+        # The agent keeps serving: the next local connection gets a fresh, working session.
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"next session", timeout=20), b"next session")
+
+
+class DeadHeldRequests(FaultTestCase):
+    def test_a_request_whose_connection_dies_while_held_is_released_before_data_comes(self):
+        # drop-held on every 2nd request: the connection dies while the server holds the request.
+        self.start("drop-held@2", "drop-held@4", "drop-held@6")
+        with connect(self.port) as s:
+            for i in range(20):
+                message = f"message {i}".encode()
+                self.assertEqual(exchange(s, message, timeout=20), message)
+        self.assertEqual(self.server.count(r"fault: drop-held"), 3)
+        self.assertEqual(self.server.count(r"answered into a dead connection"), 0, self.server.output())
+
+
+class LateAnswers(FaultTestCase):
+    def test_a_request_the_server_sits_on_past_the_request_timeout_goes_again(self):
+        self.start("late@3")
+        with connect(self.port) as s:
+            for i in range(30):
+                message = f"message {i}".encode()
+                self.assertEqual(exchange(s, message, timeout=20), message)
+            self.agent.wait_for_line(r"session 1: (GET|POST x-seq \d+): .*Timeout was reached.*; trying again in \d+ ms", 10)
+            self.assertEqual(exchange(s, b"after the timeout", timeout=20), b"after the timeout")
+        self.assertEqual(self.server.count(r"fault: late on request 3"), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
