@@ -183,19 +183,25 @@ void TunnelSession::pump() {
     }
     hold_off_until_ns_ = 0;
   }
-  resend_posts();
   send_releases();
+  if (state_ != State::open && state_ != State::draining) return;
+  // Payloads wait until the releases have surely reached the server: the target's answer to them
+  // must not find a dead request still held.
+  const uint64_t gate_ns = release_gate_ns(uv_hrtime());
+  if (gate_ns == 0) resend_posts();
   if (state_ != State::open && state_ != State::draining) return;
   for (;;) {
     in_flight_.clear();
     for (const auto& r : pool_) {
       if (r->busy) in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns()});
     }
-    const Plan plan = planner_.next(in_flight_, !pending_upload_.empty(), write_backlog_ < settings_.download_window,
-                                    uv_hrtime());
+    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && !pending_upload_.empty(),
+                                    write_backlog_ < settings_.download_window, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
-      if (plan.recheck_in_ns > 0) {
-        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, plan.recheck_in_ns / 1000000 + 1, 0);
+      uint64_t recheck_ns = plan.recheck_in_ns;
+      if (gate_ns > 0 && (recheck_ns == 0 || gate_ns < recheck_ns)) recheck_ns = gate_ns;
+      if (recheck_ns > 0) {
+        uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, recheck_ns / 1000000 + 1, 0);
       }
       break;
     }
@@ -228,8 +234,24 @@ void TunnelSession::resend_posts() {
 void TunnelSession::send_releases() {
   while (release_gets_ > 0 && (state_ == State::open || state_ == State::draining)) {
     --release_gets_;
-    send_get();
+    Request& r = send_get();
+    r.release = true;
   }
+}
+
+// 0 once the releases sent after the last failure have surely been read by the server (or none
+// is needed); else how long until they are.
+uint64_t TunnelSession::release_gate_ns(uint64_t now) const {
+  if (!release_pending_) return 0;
+  const uint64_t settle = planner_.settle_ns();
+  if (release_gets_ > 0) return settle;  // not sent yet (back-off)
+  uint64_t wait = 0;
+  for (const auto& r : pool_) {
+    if (!r->busy || !r->release || r->epoch != failure_epoch_) continue;
+    const uint64_t sent = r->exchange.body_sent_ns();
+    wait = std::max(wait, sent == 0 ? settle : now - sent >= settle ? 0 : sent + settle - now);
+  }
+  return wait;
 }
 
 void TunnelSession::drain() {
@@ -271,12 +293,13 @@ void TunnelSession::build_headers(HeaderLines& lines, Kind kind, uint64_t seq) c
   if (kind != Kind::get) lines.add().append("Expect:");  // the server never answers 100-continue
 }
 
-void TunnelSession::send_get() {
+TunnelSession::Request& TunnelSession::send_get() {
   Request& r = idle_request();
   r.body.clear();
   build_headers(r.headers, Kind::get, 0);
   r.exchange.prepare_get(r.headers.list());
   send(r, Kind::get);
+  return r;
 }
 
 void TunnelSession::send_post() {
@@ -315,6 +338,8 @@ void TunnelSession::send_disconnect(uint64_t timeout_ms) {
 bool TunnelSession::send(Request& r, Kind kind) {
   r.kind = kind;
   r.started_ns = uv_hrtime();
+  r.epoch = failure_epoch_;
+  r.release = false;
   CURLMcode rc = driver_.start(r.exchange.easy(), &r);
   if (rc != CURLM_OK) {
     std::string why = fmt::format("cannot start an HTTP request: {}", curl_multi_strerror(rc));
@@ -353,6 +378,8 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
     log::debug("session {}: libcurl sent that request {} times (its connection had died)", id_, r.exchange.attempts());
     ++retries_;
+    ++failure_epoch_;
+    release_pending_ = true;
     release_gets_ = 2;
   }
   if (result == CURLE_OK) planner_.observe_exchange(uv_hrtime() - r.started_ns);
@@ -376,9 +403,9 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
       finish(std::move(fatal), true, served_ || r.exchange.status() == 200);
       return;
     }
-    retry_after_failure(r, r.exchange.describe_failure(result),
-                        result != CURLE_COULDNT_CONNECT && result != CURLE_COULDNT_RESOLVE_HOST &&
-                            result != CURLE_COULDNT_RESOLVE_PROXY);
+    // Once sent, it may be held (even when it ends in a failed connect: libcurl sends a request
+    // again on a fresh connection when the reused one turns out dead, and reports how that went).
+    retry_after_failure(r, r.exchange.describe_failure(result), r.exchange.attempts() > 0);
     return;
   }
 
@@ -387,6 +414,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
     served_ = true;
     failures_in_row_ = 0;
+    if (r.epoch == failure_epoch_) release_pending_ = false;  // the releases went through
   }
   switch (answer) {
     case Answer::payload:
@@ -522,7 +550,9 @@ void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool
   log::warn("session {}: {}{}: {}; trying again in {} ms", id_, what,
             r.kind == Kind::post ? fmt::format(" x-seq {}", r.seq) : std::string(), why, delay_ms);
   if (r.kind == Kind::post) r.resend = true;
-  if (maybe_held) release_gets_ = 2;
+  ++failure_epoch_;
+  if (maybe_held) release_pending_ = true;
+  if (release_pending_) release_gets_ = 2;
   hold_off_until_ns_ = std::max(hold_off_until_ns_, now + delay_ms * 1000000);
   pump();
 }

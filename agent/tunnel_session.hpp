@@ -92,6 +92,8 @@ class TunnelSession {
     Kind kind = Kind::get;
     uint64_t seq = 0;
     uint64_t started_ns = 0;
+    uint64_t epoch = 0;    // the session's failure_epoch_ when it was sent
+    bool release = false;  // sent to make the server release a request held for a dead connection
     bool busy = false;
     bool resend = false;  // a POST to be sent again as it is (same x-seq, same body)
   };
@@ -115,7 +117,8 @@ class TunnelSession {
   void on_payload(Request& request);
   void pump();
   Request& idle_request();
-  void send_get();
+  Request& send_get();
+  uint64_t release_gate_ns(uint64_t now) const;
   void drain();                    // after local EOF: disconnect once the last bodies are surely read
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
@@ -174,6 +177,10 @@ class TunnelSession {
   // the server, which would answer it into the dead connection; two fresh requests make it release
   // any such one with 429 (it holds at most two).
   int release_gets_ = 0;
+  // A request may be held for a dead connection until a request sent after the last failure is
+  // answered: till then every failure sends the releases again (they may have failed too).
+  bool release_pending_ = false;
+  uint64_t failure_epoch_ = 0;  // failures so far; each request notes it when sent
   bool target_unavailable_ = false;
   uint64_t jitter_state_ = 1;  // xorshift state for the back-off's jitter
   uint64_t next_upload_seq_ = 1;

@@ -183,6 +183,7 @@ void HttpExchange::reset_answer() {
 void HttpExchange::prepare_get(curl_slist* headers) {
   reset_answer();
   body_sent_ns_ = 0;
+  inline_body_ = true;  // a GET is all head: body_sent_ns() says when it left
   curl_easy_setopt(easy_, CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, headers);
 }

@@ -78,7 +78,7 @@ class HttpExchange {
   // the transfer ends). `headers` stays owned by the caller, alive until the transfer ends.
   void prepare_get(curl_slist* headers);
   void prepare_post(const char* data, size_t size, curl_slist* headers);
-  // uv_hrtime() at which libcurl took the last byte of the POST body (0: not yet; GETs: never).
+  // uv_hrtime() at which libcurl took the last byte of the POST body, or sent a GET (0: not yet).
   uint64_t body_sent_ns() const { return body_sent_ns_; }
 
   // The answer, valid once the transfer is done.

@@ -24,8 +24,14 @@ class ProxyProcess:
             f.write("\n".join(lines) + "\n")
 
     def run(self, args, what):
+        self.args, self.what = args, what
         self.proc = Process(args)
         wait_listening(self.port, what)
+
+    def restart(self):
+        """Stops the proxy (its connections die with it) and starts it again on the same port."""
+        self.proc.stop()
+        self.run(self.args, self.what)
 
     def log(self):
         try:

@@ -48,6 +48,45 @@ class ProxyTest(unittest.TestCase):
         return agent.wait_for_line(r"session \d+ .*failed").string
 
 
+class SquidRestart(ProxyTest):
+    def test_a_session_idling_through_a_squid_restart_carries_on_byte_exact(self):
+        # Spring's 10 s long poll: the request held through the old squid stays held, dead.
+        self.server.stop(signal.SIGKILL)
+        self.server, self.server_port = start_server(self.target.port, "--long-poll-ms", "10000", "--log-requests")
+        squid = self.proxy(Squid())
+        agent, port = self.agent("--proxy", squid.url)
+
+        def target_says(size):
+            """The target speaks on its own (as a JVM sends JDWP events); the bytes must arrive."""
+            data = os.urandom(size)
+            self.target.conns[-1].sendall(data)
+            s.settimeout(20)
+            back = bytearray()
+            while len(back) < len(data):
+                chunk = s.recv(1 << 20)
+                self.assertTrue(chunk, "the session ended:\n" + agent.output())
+                back.extend(chunk)
+            self.assertEqual(sha256(bytes(back)), sha256(data))
+
+        with connect(port) as s:
+            self.target.wait_opened(1)
+            target_says(1000)
+            # Idle: one GET waits, held by the server through squid.
+            wait_until(lambda: self.server.count(r"held GET") >= 2, 10, "the next waiting GET", self.server.cond)
+            held_before = self.server.count(r"held GET")
+            squid.restart()  # the waiting GET dies with squid, but the server still holds it
+            agent.wait_for_line(r"session 1: GET: .*; trying again in \d+ ms")
+            # Through the new squid: two GETs, so that the server releases the dead one (429).
+            # (within 6 s: the server answers the dead one 204 itself after its 10 s long poll)
+            wait_until(lambda: self.server.count(r"held GET") >= held_before + 2, 6, "two GETs after the restart",
+                       self.server.cond)
+            target_says(50 * 1024)
+            again = os.urandom(1000)
+            self.assertEqual(exchange(s, again), again)
+        agent.wait_for_line(r"session 1 \(.*\) closed after .* exchanges retried")
+        self.assertEqual(self.server.count(r"answered into a dead connection"), 0, self.server.output())
+
+
 class Squids(ProxyTest):
     def test_no_login_http_endpoint_goes_through_connect(self):
         squid = self.proxy(Squid())

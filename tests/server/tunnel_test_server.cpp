@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <fstream>
 #include <map>
@@ -49,7 +50,12 @@ constexpr size_t kMaxHead = 64 * 1024;
 constexpr size_t kMaxBody = 64 * 1024 * 1024;
 
 void log_line(const std::string& text) {
-  std::fprintf(stderr, "tunnel-test-server: %s\n", text.c_str());
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  tm parts{};
+  gmtime_r(&now.tv_sec, &parts);
+  std::fprintf(stderr, "%02d:%02d:%02d.%03ld tunnel-test-server: %s\n", parts.tm_hour, parts.tm_min, parts.tm_sec,
+               now.tv_nsec / 1000000, text.c_str());
   std::fflush(stderr);
 }
 
@@ -171,6 +177,7 @@ struct Options {
   std::string secret_header = "X-AUTH-TOKEN";
   std::optional<std::string> secret;
   bool unavailable = false;
+  bool log_requests = false;
 };
 
 bool split_host_port(const std::string& text, std::string& host, int& port) {
@@ -436,6 +443,7 @@ void TargetSession::run() {
     }
     ssize_t n = ready < 0 ? -1 : ::recv(fd_, buffer.data(), buffer.size(), 0);
     if (n <= 0) break;
+    if (options_.log_requests) log_line("read " + std::to_string(n) + " bytes from the target");
     Answer answer = make_payload(std::string(buffer.data(), static_cast<size_t>(n)));
     if (answer.fault == Fault::seq_swap && !swapped) {
       swapped = std::move(answer);
@@ -731,6 +739,7 @@ class Server {
       session->touch();
     } else {
       held = session->hold();
+      if (options_.log_requests) log_line("held " + req.method + " x-seq " + req.header("x-seq"));
     }
     if (req.header("content-type") == "application/x-disconnect") {
       session->disconnect();
@@ -830,6 +839,7 @@ int main(int argc, char** argv) {
   app.add_option("--secret-file", secret_file, "require the secret on this file's first line");
   app.add_flag("--unavailable", options.unavailable, "answer 503 as when the target is not running");
   app.add_option("--fault", fault_texts, fault_help);
+  app.add_flag("--log-requests", options.log_requests, "log each request the server holds");
   app.add_option("--fault-seed", seed, "seed for the fault rates, to replay a run")->capture_default_str();
   app.add_option("--late-ms", options.late_ms, "how long the late fault sits on a request")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
