@@ -270,46 +270,46 @@ const char* HttpExchange::http_version() const {
 
 // Called by libcurl for each response header line (status line included), also of a proxy's answer.
 size_t HttpExchange::on_curl_header(char* data, size_t size, size_t count, void* userp) noexcept {
-  auto* self = static_cast<HttpExchange*>(userp);
   const size_t n = size * count;
-  std::string_view line(data, n);
+  static_cast<HttpExchange*>(userp)->take_header_line(std::string_view(data, n));
+  return n;
+}
+
+void HttpExchange::take_header_line(std::string_view line) noexcept {
   if (line.rfind("HTTP/", 0) == 0) {
     // A new status line (after a 100 Continue or a proxy's answer): forget the previous headers.
-    self->watched_seen_ = false;
-    self->watched_value_.clear();
-    self->server_closes_ = false;
-    self->declared_length_ = -1;
+    watched_seen_ = false;
+    watched_value_.clear();
+    server_closes_ = false;
+    declared_length_ = -1;
     auto space = line.find(' ');
     auto second = space == std::string_view::npos ? space : line.find(' ', space + 1);
-    self->reason_ = second == std::string_view::npos ? std::string() : std::string(trim(line.substr(second + 1)));
-    return n;
+    reason_ = second == std::string_view::npos ? std::string() : std::string(trim(line.substr(second + 1)));
+    return;
   }
   auto colon = line.find(':');
-  if (colon != std::string_view::npos && iequals(trim(line.substr(0, colon)), "connection") &&
-      iequals(trim(line.substr(colon + 1)), "close")) {
-    self->server_closes_ = true;
-  }
-  if (colon != std::string_view::npos && iequals(trim(line.substr(0, colon)), "content-length")) {
+  if (colon == std::string_view::npos) return;
+  const std::string_view name = trim(line.substr(0, colon));
+  const std::string_view value = trim(line.substr(colon + 1));
+  if (iequals(name, "connection") && iequals(value, "close")) server_closes_ = true;
+  if (iequals(name, "content-length")) {
     // Kept here too: libcurl does not report a length it refused (CURLOPT_MAXFILESIZE).
-    const std::string_view value = trim(line.substr(colon + 1));
-    curl_off_t n = 0;
+    curl_off_t length = 0;
     bool digits = !value.empty() && value.size() <= 18;
     for (char c : value) {
       digits = digits && c >= '0' && c <= '9';
-      n = n * 10 + (c - '0');
+      if (digits) length = length * 10 + (c - '0');
     }
-    self->declared_length_ = digits ? n : -1;
+    declared_length_ = digits ? length : -1;
   }
-  if (colon != std::string_view::npos && !self->watched_name_.empty() &&
-      iequals(trim(line.substr(0, colon)), self->watched_name_)) {
-    if (self->watched_seen_) {
-      self->watched_value_ = "<repeated header>";  // two values: refuse to guess which one counts
+  if (!watched_name_.empty() && iequals(name, watched_name_)) {
+    if (watched_seen_) {
+      watched_value_ = "<repeated header>";  // two values: refuse to guess which one counts
     } else {
-      self->watched_value_ = std::string(trim(line.substr(colon + 1)));
+      watched_value_ = std::string(value);
     }
-    self->watched_seen_ = true;
+    watched_seen_ = true;
   }
-  return n;
 }
 
 // Called by libcurl with response body bytes.

@@ -81,6 +81,9 @@ class HttpExchange {
   // uv_hrtime() at which libcurl took the last byte of the POST body, or sent a GET (0: not yet).
   uint64_t body_sent_ns() const { return body_sent_ns_; }
 
+  // Takes one response header line (libcurl's header callback; public for the fuzz target).
+  void take_header_line(std::string_view line) noexcept;
+
   // The answer, valid once the transfer is done.
   long status() const;
   const char* http_version() const;  // "HTTP/1.1", "HTTP/2", ... of the last answer

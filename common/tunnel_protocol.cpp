@@ -20,13 +20,16 @@ Answer classify_status(long status) {
 }
 
 std::optional<uint64_t> parse_seq(std::string_view text) {
-  if (text.empty() || text.size() > 19) return std::nullopt;
+  if (text.empty()) return std::nullopt;
+  constexpr uint64_t kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   uint64_t value = 0;
   for (char c : text) {
     if (c < '0' || c > '9') return std::nullopt;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
+    const auto digit = static_cast<uint64_t>(c - '0');
+    if (value > (kMax - digit) / 10) return std::nullopt;  // past 2^63-1 (leading zeros are fine)
+    value = value * 10 + digit;
   }
-  if (value == 0 || value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+  if (value == 0) return std::nullopt;
   return value;
 }
 

@@ -28,7 +28,8 @@ enum class Answer {
 
 Answer classify_status(long status);
 
-// A strict decimal x-seq: digits only, no sign or spaces, 1 .. 2^63-1.
+// A strict decimal x-seq: digits only (leading zeros allowed, as Java's Long.valueOf), no sign or
+// spaces, 1 .. 2^63-1.
 std::optional<uint64_t> parse_seq(std::string_view text);
 
 // Puts server payloads back in x-seq order. A payload can arrive before its predecessor because two

@@ -29,7 +29,8 @@ TEST_CASE("x-seq accepts plain positive decimals only") {
   CHECK(parse_seq("1") == 1u);
   CHECK(parse_seq("42") == 42u);
   CHECK(parse_seq("9223372036854775807") == 9223372036854775807u);
-  for (const char* bad : {"", "0", "-1", "+1", " 1", "1 ", "1a", "0x10", "9223372036854775808", "99999999999999999999"}) {
+  CHECK(parse_seq("000000000000000000000007") == 7u);  // as Java's Long.valueOf (found by the fuzz target)
+  for (const char* bad : {"", "0", "000", "-1", "+1", " 1", "1 ", "1a", "0x10", "9223372036854775808", "99999999999999999999"}) {
     CAPTURE(bad);
     CHECK_FALSE(parse_seq(bad).has_value());
   }
