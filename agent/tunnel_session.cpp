@@ -188,14 +188,15 @@ void TunnelSession::pump() {
   // Payloads wait until the releases have surely reached the server: the target's answer to them
   // must not find a dead request still held.
   const uint64_t gate_ns = release_gate_ns(uv_hrtime());
-  if (gate_ns == 0) resend_posts();
-  if (state_ != State::open && state_ != State::draining) return;
   for (;;) {
     in_flight_.clear();
+    Request* resend = nullptr;  // POSTs to send again go first, lowest x-seq first, as the planner allows
     for (const auto& r : pool_) {
       if (r->busy) in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns()});
+      if (r->resend && (resend == nullptr || r->seq < resend->seq)) resend = r.get();
     }
-    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && !pending_upload_.empty(),
+    const bool upload_waiting = resend != nullptr || !pending_upload_.empty();
+    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting,
                                     write_backlog_ < settings_.download_window, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
@@ -205,7 +206,9 @@ void TunnelSession::pump() {
       }
       break;
     }
-    if (plan.next == Plan::Next::post) {
+    if (plan.next == Plan::Next::post && resend != nullptr) {
+      resend_post(*resend);
+    } else if (plan.next == Plan::Next::post) {
       send_post();
     } else {
       send_get();
@@ -216,18 +219,11 @@ void TunnelSession::pump() {
   if (state_ == State::draining && pending_upload_.empty()) drain();
 }
 
-// POSTs to send again go unchanged (same x-seq, same body: the server applies an x-seq once).
-void TunnelSession::resend_posts() {
-  std::vector<Request*> again;
-  for (auto& r : pool_) {
-    if (r->resend) again.push_back(r.get());
-  }
-  std::sort(again.begin(), again.end(), [](const Request* a, const Request* b) { return a->seq < b->seq; });
-  for (Request* r : again) {
-    r->resend = false;
-    r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
-    if (!send(*r, Kind::post)) return;
-  }
+// A POST sent again goes unchanged (same x-seq, same body: the server applies an x-seq once).
+void TunnelSession::resend_post(Request& r) {
+  r.resend = false;
+  r.exchange.prepare_post(r.body.data(), r.body.size(), r.headers.list());
+  send(r, Kind::post);
 }
 
 // The requests that make the server release one it may hold for a dead connection.
@@ -422,11 +418,16 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
       break;
     case Answer::poll_again:
       break;
-    case Answer::released:
-      // A newer request of ours is held: a GET needs no replacement. A POST released this way may
-      // have been answered before the server read its body, which it then drops: it goes again.
-      if (r.kind == Kind::post) r.resend = true;
+    case Answer::released: {
+      // A newer request of ours is held: a GET needs no replacement. A POST released this way
+      // before the server surely read its body (settled) may have lost it: it goes again.
+      const uint64_t sent = r.exchange.body_sent_ns();
+      if (r.kind == Kind::post && (sent == 0 || uv_hrtime() - sent < planner_.settle_ns())) {
+        log::debug("session {}: POST x-seq {} was released before its body was surely read; sending it again", id_, r.seq);
+        r.resend = true;
+      }
       break;
+    }
     case Answer::target_closed:
       if (retry_early_410(r)) return;
       if (state_ != State::disconnecting) {

@@ -127,7 +127,7 @@ class TunnelSession {
   void retry_after_failure(Request& request, const std::string& why, bool maybe_held);
   // One line for a transfer that failed; empty when the failure may be retried.
   std::string fatal_transfer_error(const Request& request, CURLcode result) const;
-  void resend_posts();
+  void resend_post(Request& request);
   void send_releases();
   void build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const;
   void send_post();
