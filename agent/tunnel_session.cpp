@@ -195,9 +195,14 @@ void TunnelSession::pump() {
       if (r->busy) in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns()});
       if (r->resend && (resend == nullptr || r->seq < resend->seq)) resend = r.get();
     }
-    const bool upload_waiting = resend != nullptr || !pending_upload_.empty();
-    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting,
-                                    write_backlog_ < settings_.download_window, uv_hrtime());
+    // While the local client does not take what it was sent, no request goes (a POST's answer
+    // may carry more for it too): the memory a session holds stays bounded.
+    // Nor while much waits behind a missing payload: its request is on its way (a POST answered
+    // only once the server has written its body to a slow target), and more would only queue up.
+    const bool local_keeps_up =
+        write_backlog_ < settings_.download_window && reorderer_.waiting_bytes() < settings_.download_window / 2;
+    const bool upload_waiting = local_keeps_up && (resend != nullptr || !pending_upload_.empty());
+    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting, local_keeps_up, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
       if (gate_ns > 0 && (recheck_ns == 0 || gate_ns < recheck_ns)) recheck_ns = gate_ns;
@@ -604,6 +609,7 @@ void TunnelSession::on_payload(Request& r) {
   while (auto ready = reorderer_.pop_ready()) write_local(std::move(*ready));
   if (reorderer_.has_gap()) {
     if (!uv_is_active(reinterpret_cast<uv_handle_t*>(gap_timer_.get()))) {
+      gap_since_ns_ = uv_hrtime();
       uv_timer_start(gap_timer_.get(), &TunnelSession::on_uv_gap_timeout, settings_.gap_timeout_ms, 0);
     }
   } else {
@@ -611,9 +617,19 @@ void TunnelSession::on_payload(Request& r) {
   }
 }
 
-// Called by libuv when a missing server payload did not arrive in time.
+// Called by libuv when a missing server payload did not arrive in time. It may still be on its way
+// in a request sent before the gap opened (a POST is answered only after the server has written its
+// body to the target): wait for those, within the request timeout; once none is left, it is lost.
 void TunnelSession::on_uv_gap_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
+  const uint64_t now = uv_hrtime();
+  const uint64_t limit_ns = static_cast<uint64_t>(self->settings_.http.request_timeout_ms) * 1000000;
+  for (const auto& r : self->pool_) {
+    if (r->busy && r->started_ns < self->gap_since_ns_ && now - self->gap_since_ns_ < limit_ns) {
+      uv_timer_start(timer, &TunnelSession::on_uv_gap_timeout, self->settings_.gap_timeout_ms / 5 + 1, 0);
+      return;
+    }
+  }
   self->finish(fmt::format("server payload x-seq {} was lost (later ones arrived, it did not): the stream cannot "
                            "continue without it",
                            self->reorderer_.next_expected()),

@@ -163,6 +163,7 @@ class TunnelSession {
   // connection: the first requests are then tried again after a short, growing pause.
   bool any_payload_ = false;
   uint64_t last_payload_ns_ = 0;  // when the last server payload arrived
+  uint64_t gap_since_ns_ = 0;     // when the current gap in the server's x-seq opened
   bool served_ = false;  // some request was answered by a live server session (not 410)
   int early_410_retries_ = 0;
   uint64_t hold_off_until_ns_ = 0;

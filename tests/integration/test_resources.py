@@ -1,0 +1,95 @@
+"""Bounded resources: a session's memory stays under a fixed ceiling with a fast sender and a slow
+reader on both sides at once (docs/PROTOCOL-NOTES.md states the ceiling), and the stream still
+arrives intact. Resident memory is only meaningful without the sanitizers' own allocator."""
+import hashlib
+import os
+import signal
+import socket
+import threading
+import time
+import unittest
+
+from harness import connect, start_agent, start_server, wait_until
+
+CEILING_MIB = 40  # agent resident memory: ~14 MiB of libraries + at most ~20 MiB of session buffers
+SIZE = 48 << 20
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def sanitized(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
+def slow_reader(sock, total, digest, done):
+    """Reads `total` bytes in 64 KiB steps, 10 ms apart: far slower than the other side sends."""
+    got = 0
+    sock.settimeout(120)
+    while got < total:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        digest.update(chunk)
+        got += len(chunk)
+        time.sleep(0.01)
+    done.append(got)
+
+
+def fast_sender(sock, data):
+    sock.sendall(data)
+
+
+class FastSenderSlowReader(unittest.TestCase):
+    def setUp(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.server, server_port = start_server(self.listener.getsockname()[1], "--long-poll-ms", "1000")
+        self.agent, self.port = start_agent(server_port)
+
+    def tearDown(self):
+        code, _ = self.agent.stop()
+        self.server.stop(signal.SIGKILL)
+        self.listener.close()
+        self.assertEqual(code, 0, self.agent.output())
+
+    def test_memory_stays_under_the_ceiling_with_both_sides_flooding_and_reading_slowly(self):
+        up, down = os.urandom(SIZE), os.urandom(SIZE)
+        client = connect(self.port, timeout=120)
+        self.listener.settimeout(10)
+        client.sendall(b"x")  # the first request opens the target connection
+        target, _ = self.listener.accept()
+        self.assertEqual(target.recv(1), b"x")
+        up_digest, down_digest = hashlib.sha256(), hashlib.sha256()
+        up_done, down_done = [], []
+        threads = [threading.Thread(target=fast_sender, args=(client, up), daemon=True),
+                   threading.Thread(target=fast_sender, args=(target, down), daemon=True),
+                   threading.Thread(target=slow_reader, args=(target, SIZE, up_digest, up_done), daemon=True),
+                   threading.Thread(target=slow_reader, args=(client, SIZE, down_digest, down_done), daemon=True)]
+        for t in threads:
+            t.start()
+        peak = 0.0
+        pid = self.agent.proc.pid
+        while any(t.is_alive() for t in threads[2:]):
+            peak = max(peak, rss_mib(pid))
+            time.sleep(0.05)
+        client.close()
+        target.close()
+        self.assertEqual(up_done, [SIZE], self.agent.output()[-3000:] + self.server.output()[-2000:])
+        self.assertEqual(down_done, [SIZE])
+        self.assertEqual(up_digest.hexdigest(), hashlib.sha256(up).hexdigest())
+        self.assertEqual(down_digest.hexdigest(), hashlib.sha256(down).hexdigest())
+        print(f"\npeak agent RSS {peak:.1f} MiB with {SIZE >> 20} MiB each way, both readers slow")
+        if not sanitized(pid):
+            self.assertLess(peak, CEILING_MIB)
+
+
+if __name__ == "__main__":
+    unittest.main()
