@@ -91,5 +91,36 @@ class FastSenderSlowReader(unittest.TestCase):
             self.assertLess(peak, CEILING_MIB)
 
 
+class ManySessions(unittest.TestCase):
+    def test_300_sessions_in_a_row_leave_no_file_descriptors_or_memory_behind(self):
+        from harness import Target, exchange
+        target = Target()
+        server, server_port = start_server(target.port, "--long-poll-ms", "1000")
+        agent, port = start_agent(server_port)
+        pid = agent.proc.pid
+        asan = sanitized(pid)
+        try:
+            samples = []
+            for i in range(1, 301):
+                with connect(port) as s:
+                    message = f"session {i}".encode()
+                    self.assertEqual(exchange(s, message, timeout=20), message)
+                wait_until(lambda: agent.count(r"session \d+ \(.*\) closed after") >= i, 20, f"session {i} closed",
+                           agent.cond)
+                if i in (50, 300):
+                    samples.append((len(os.listdir(f"/proc/{pid}/fd")), rss_mib(pid)))
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(code, 0, agent.output())
+        (fds_50, rss_50), (fds_300, rss_300) = samples
+        print(f"\nafter 50 sessions: {fds_50} fds, {rss_50:.1f} MiB; after 300: {fds_300} fds, {rss_300:.1f} MiB")
+        # Idle pooled connections come and go (a few fds); a leak would add one per session.
+        self.assertLessEqual(fds_300, fds_50 + 3)
+        if not asan:  # the sanitizers' allocator keeps freed memory in quarantine
+            self.assertLess(rss_300 - rss_50, 1.0, "resident memory grew with the number of sessions")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -110,6 +110,24 @@ class FailingSessions(unittest.TestCase):
         self.assertIn("-agentlib:jdwp", line)
         self.assertEqual(len(self.target.opened), 0)
 
+    def test_after_a_503_the_next_session_backs_off_before_asking_again(self):
+        self.failed_session("--unavailable")
+        for attempt, wait in ((2, "1.0"), (3, "2.0")):
+            with connect(self.port_of_agent()) as s:
+                s.sendall(b"JDWP-Handshake")
+                read_until_closed(s, timeout=15)
+            self.agent.wait_for_line(rf"session {attempt}: the target was not running at the last attempt; "
+                                     rf"asking the server again in {wait} s")
+            failed = self.agent.wait_for_line(rf"^(\d+):(\d+):([\d.]+) .*session {attempt} .*failed.*503")
+            opened = self.agent.wait_for_line(rf"^(\d+):(\d+):([\d.]+) .*session {attempt}: opened")
+            seconds = [int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) for m in (opened, failed)]
+            self.assertGreaterEqual(seconds[1] - seconds[0], float(wait) * 0.9, "the back-off was not waited")
+        # The agent itself carries on.
+        self.assertIsNone(self.agent.proc.poll())
+
+    def port_of_agent(self):
+        return int(self.agent.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+
     def test_a_non_tunnel_answer_names_the_status_and_the_url(self):
         line = self.failed_session(path="/not-the-endpoint")
         self.assertIn(f"unexpected answer from http://127.0.0.1:{self.server_port}/not-the-endpoint: "
