@@ -5,7 +5,10 @@
 #include <fmt/format.h>
 #include <uv.h>
 
+#include <strings.h>
+
 #include <fstream>
+#include <set>
 #include <memory>
 #include <sstream>
 
@@ -84,6 +87,39 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text, std::
   }
   out.port = port;
   return out;
+}
+
+std::optional<Forward> parse_forward(const std::string& text, std::string& error) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos) {
+    error = fmt::format("bad forward '{}': write -L [HOST:]PORT=URL, e.g. -L 8001=https://host/.~~spring-boot!~/debug",
+                        text);
+    return std::nullopt;
+  }
+  auto listen = parse_listen_address(text.substr(0, eq), error);
+  if (!listen) return std::nullopt;
+  Forward forward;
+  forward.listen = *listen;
+  forward.url = text.substr(eq + 1);
+  if (!check_endpoint_url(forward.url, error)) return std::nullopt;
+  return forward;
+}
+
+std::string check_header(const std::string& text) {
+  const auto colon = text.find(':');
+  const std::string name = colon == std::string::npos ? text : text.substr(0, colon);
+  if (colon == std::string::npos || name.empty() ||
+      name.find_first_not_of("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+          std::string::npos) {
+    return fmt::format("bad header '{}': write -H \"Name: value\" with a plain header name", name);
+  }
+  if (text.find_first_of("\r\n") != std::string::npos) return fmt::format("the -H {} value contains a line break", name);
+  for (const char* reserved : {"x-seq", "content-type", "content-length", "host", "transfer-encoding", "expect"}) {
+    if (strcasecmp(name.c_str(), reserved) == 0) {
+      return fmt::format("-H cannot set {}: the tunnel protocol uses it", name);
+    }
+  }
+  return {};
 }
 
 bool check_endpoint_url(const std::string& url, std::string& error) {
@@ -178,7 +214,17 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   double request_timeout_s = 30;
   double retry_window_s = 25;
 
-  app.add_option("URL", config.url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug")->required();
+  std::string url;
+  std::vector<std::string> forward_texts;
+  app.add_option("URL", url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug (or use -L)");
+  app.add_option("-L,--forward", forward_texts,
+                 "[HOST:]PORT=URL: one more local port and the endpoint it goes to; repeatable, each with its own "
+                 "listener and sessions (HOST defaults to 127.0.0.1; IPv6 as [::1]:PORT)")
+      ->allow_extra_args(false);
+  app.add_option("-H,--header", config.headers,
+                 "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
+                 "are never logged")
+      ->allow_extra_args(false);
   app.add_option("-l,--listen", listen_text,
                  "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
       ->capture_default_str();
@@ -207,7 +253,8 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   std::string proxy_auth = "any";
   app.add_option("-x,--proxy", proxies,
                  "HTTP(S) proxy to reach the endpoint through, always with CONNECT; credentials may be in the URL "
-                 "(percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads them");
+                 "(percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads them")
+      ->allow_extra_args(false);
   app.add_flag("--no-proxy", no_proxy, "ignore the proxy environment variables: connect directly");
   app.add_option("--proxy-user", config.proxy.user, "user name for the proxy's login");
   app.add_option("--proxy-password-file", proxy_password_file,
@@ -258,10 +305,31 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   };
 
   std::string error;
-  auto listen = parse_listen_address(listen_text, error);
-  if (!listen) return fail(error);
-  config.listen = *listen;
-  if (!check_endpoint_url(config.url, error)) return fail(error);
+  if (!url.empty()) {
+    auto listen = parse_listen_address(listen_text, error);
+    if (!listen) return fail(error);
+    if (!check_endpoint_url(url, error)) return fail(error);
+    config.forwards.push_back(Forward{*listen, url, {}});
+  }
+  for (const auto& text : forward_texts) {
+    auto forward = parse_forward(text, error);
+    if (!forward) return fail(error);
+    config.forwards.push_back(std::move(*forward));
+  }
+  if (config.forwards.empty()) {
+    return fail("give the endpoint URL (tunnel-agent [OPTIONS] URL), or one or more -L [HOST:]PORT=URL");
+  }
+  std::set<std::pair<std::string, int>> taken;
+  for (const auto& forward : config.forwards) {
+    if (forward.listen.port != 0 && !taken.insert({forward.listen.host, forward.listen.port}).second) {
+      return fail(fmt::format("two forwards listen on {}:{}: give each its own port", forward.listen.host,
+                              forward.listen.port));
+    }
+  }
+  if (config.headers.size() > kMaxHeaders) return fail(fmt::format("at most {} -H headers", kMaxHeaders));
+  for (const auto& header : config.headers) {
+    if (auto why = check_header(header); !why.empty()) return fail(why);
+  }
   if (config.secret_header.empty() || config.secret_header.find_first_of(": \r\n") != std::string::npos) {
     return fail(fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
   }
@@ -284,34 +352,35 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     const char* v = getenv(name);
     return v != nullptr ? v : "";
   };
-  if (!proxies.empty()) {
-    for (const auto& url : proxies) {
-      auto hop = parse_proxy(url, "--proxy", error);
-      if (!hop) return fail(error);
-      config.proxy.hops.push_back(std::move(*hop));
+  for (auto& forward : config.forwards) {
+    ProxySettings& proxy = forward.proxy;
+    if (!proxies.empty()) {
+      for (const auto& proxy_url : proxies) {
+        auto hop = parse_proxy(proxy_url, "--proxy", error);
+        if (!hop) return fail(error);
+        proxy.hops.push_back(std::move(*hop));
+      }
+    } else if (!no_proxy) {
+      const bool https = forward.url.rfind("https://", 0) == 0;
+      std::vector<const char*> names = https ? std::vector<const char*>{"https_proxy", "HTTPS_PROXY"}
+                                             : std::vector<const char*>{"http_proxy"};
+      names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
+      for (const char* name : names) {
+        if (env(name).empty()) continue;
+        auto hop = parse_proxy(env(name), name, error);
+        if (!hop) return fail(error);
+        proxy.hops.push_back(std::move(*hop));
+        break;
+      }
     }
-  } else if (!no_proxy) {
-    const bool https = config.url.rfind("https://", 0) == 0;
-    std::vector<const char*> names = https ? std::vector<const char*>{"https_proxy", "HTTPS_PROXY"}
-                                           : std::vector<const char*>{"http_proxy"};
-    names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
-    for (const char* name : names) {
-      if (env(name).empty()) continue;
-      auto hop = parse_proxy(env(name), name, error);
-      if (!hop) return fail(error);
-      config.proxy.hops.push_back(std::move(*hop));
-      break;
-    }
-  }
-  if (!config.proxy.hops.empty()) {
-    config.proxy.no_proxy = !env("no_proxy").empty() ? env("no_proxy") : env("NO_PROXY");
-  }
-  if (config.proxy.hops.size() > 1) {
-    for (size_t i = 0; i < config.proxy.hops.size(); ++i) {
-      if (config.proxy.hops[i].url.rfind("https://", 0) == 0) {
-        return fail(fmt::format("proxy {} ({}) is an https:// proxy: in a chain every proxy must be http:// (the "
-                                "tunnel to the endpoint can still be https://)",
-                                i + 1, config.proxy.hops[i].display));
+    if (!proxy.hops.empty()) proxy.no_proxy = !env("no_proxy").empty() ? env("no_proxy") : env("NO_PROXY");
+    if (proxy.hops.size() > 1) {
+      for (size_t i = 0; i < proxy.hops.size(); ++i) {
+        if (proxy.hops[i].url.rfind("https://", 0) == 0) {
+          return fail(fmt::format("proxy {} ({}) is an https:// proxy: in a chain every proxy must be http:// (the "
+                                  "tunnel to the endpoint can still be https://)",
+                                  i + 1, proxy.hops[i].display));
+        }
       }
     }
   }
@@ -330,6 +399,12 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
                       : proxy_auth == "ntlm"      ? CURLAUTH_NTLM
                       : proxy_auth == "negotiate" ? CURLAUTH_NEGOTIATE
                                                   : CURLAUTH_ANY;
+  for (auto& forward : config.forwards) {  // the login settings are the same for every forward
+    forward.proxy.user = config.proxy.user;
+    forward.proxy.password = config.proxy.password;
+    forward.proxy.auth = config.proxy.auth;
+  }
+  config.proxy = config.forwards.front().proxy;
   if (!config.tls.key.empty() && config.tls.cert.empty()) return fail("--key needs --cert");
   config.on_busy = on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
   if (quiet && verbose > 0) return fail("-q and -v contradict each other: give one of them");

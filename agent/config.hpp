@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace tunnel {
 
@@ -18,9 +19,16 @@ struct ListenAddress {
   int port = 8000;
 };
 
-struct Config {
+// One local listener and the endpoint its connections are carried to.
+struct Forward {
   ListenAddress listen;
   std::string url;
+  ProxySettings proxy;  // proxies for this endpoint (from the environment they depend on its scheme)
+};
+
+struct Config {
+  std::vector<Forward> forwards;  // the URL argument with --listen, and every -L
+  std::vector<std::string> headers;  // -H "Name: value", sent with every request (values never logged)
   std::string secret_header = "X-AUTH-TOKEN";
   std::optional<std::string> secret;  // never printed
   std::string secret_source;          // "--secret-file PATH" or "TUNNEL_SECRET", for messages
@@ -30,9 +38,11 @@ struct Config {
   long connect_timeout_ms = 15000;
   long request_timeout_ms = 30000;
   long retry_window_ms = 25000;
-  ProxySettings proxy;
+  ProxySettings proxy;  // the first forward's proxies (the shared login settings live here too)
   TlsSettings tls;
 };
+
+inline constexpr size_t kMaxHeaders = 8;
 
 struct ParseResult {
   std::optional<Config> config;  // set when the agent should run
@@ -46,6 +56,12 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
 
 // "[HOST:]PORT", "[v6]:PORT"; HOST must be an IP address or "localhost". Empty optional if invalid.
 std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error);
+
+// "[HOST:]PORT=URL" (-L). Empty optional if invalid.
+std::optional<Forward> parse_forward(const std::string& text, std::string& error);
+
+// "Name: value" (-H): a plain header name, a value without line breaks. Empty string if valid.
+std::string check_header(const std::string& text);
 
 // Checks an endpoint URL with libcurl's URL parser: http or https, with a host.
 bool check_endpoint_url(const std::string& url, std::string& error);

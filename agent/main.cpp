@@ -11,11 +11,14 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <vector>
 
 namespace {
 
 struct App {
-  tunnel::Listener* listener = nullptr;
+  std::vector<std::unique_ptr<tunnel::Listener>>* listeners = nullptr;
+  size_t running = 0;  // listeners not yet stopped
   tunnel::CurlUvDriver* driver = nullptr;
   tunnel::UvHandle<uv_signal_t> sigint;
   tunnel::UvHandle<uv_signal_t> sigterm;
@@ -32,22 +35,27 @@ void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
   app->stopping = true;
   tunnel::log::info("stopping ({}): closing the listener and ending live sessions",
                     signum == SIGINT ? "Ctrl-C" : "SIGTERM");
-  app->listener->stop([app] {
-    app->driver->close();
-    app->sigint.close();
-    app->sigterm.close();
-  });
+  for (auto& listener : *app->listeners) {
+    listener->stop([app] {
+      if (--app->running > 0) return;
+      app->driver->close();
+      app->sigint.close();
+      app->sigterm.close();
+    });
+  }
 }
 
-tunnel::SessionSettings session_settings(const tunnel::Config& config) {
+tunnel::SessionSettings session_settings(const tunnel::Config& config, const tunnel::Forward& forward) {
   tunnel::SessionSettings s;
-  s.http.url = config.url;
+  s.http.url = forward.url;
   s.http.connect_timeout_ms = config.connect_timeout_ms;
   s.http.request_timeout_ms = config.request_timeout_ms;
   s.retry_window_ms = static_cast<uint64_t>(config.retry_window_ms);
   s.http.verbose = config.curl_trace;
   s.http.sensitive_headers = {config.secret_header};
-  s.http.proxy = config.proxy;
+  for (const auto& header : config.headers) s.http.sensitive_headers.push_back(header.substr(0, header.find(':')));
+  s.headers = config.headers;
+  s.http.proxy = forward.proxy;
   s.http.tls = config.tls;
   s.secret_header = config.secret_header;
   s.secret = config.secret;
@@ -71,19 +79,22 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  if (config.secret && config.url.rfind("http://", 0) == 0) {
-    tunnel::log::warn("the secret travels unencrypted over http://: anyone on the path can read it; use https:// "
-                      "where the server offers it");
-  } else if (!config.secret) {
+  for (const auto& forward : config.forwards) {
+    if (config.secret && forward.url.rfind("http://", 0) == 0) {
+      tunnel::log::warn("the secret travels unencrypted over http:// to {}: anyone on the path can read it; use "
+                        "https:// where the server offers it",
+                        forward.url);
+    }
+    for (size_t i = 0; i < forward.proxy.hops.size(); ++i) {
+      const auto& hop = forward.proxy.hops[i];
+      tunnel::log::info("proxy {}: {} (from {}{}){}", i + 1, hop.display, hop.source,
+                        i == 0 && !forward.proxy.user.empty() ? ", user " + forward.proxy.user : "",
+                        forward.proxy.no_proxy.empty() ? "" : "; not for the hosts in no_proxy: " + forward.proxy.no_proxy);
+    }
+  }
+  if (!config.secret) {
     tunnel::log::info("no secret given (--secret-file or TUNNEL_SECRET): requests carry no {} header",
                       config.secret_header);
-  }
-
-  for (size_t i = 0; i < config.proxy.hops.size(); ++i) {
-    const auto& hop = config.proxy.hops[i];
-    tunnel::log::info("proxy {}: {} (from {}{}){}", i + 1, hop.display, hop.source,
-                      i == 0 && !config.proxy.user.empty() ? ", user " + config.proxy.user : "",
-                      config.proxy.no_proxy.empty() ? "" : "; not for the hosts in no_proxy: " + config.proxy.no_proxy);
   }
   if (config.tls.insecure) {
     tunnel::log::warn("--insecure: the endpoint's TLS certificate is NOT checked; anyone on the path can pose as "
@@ -96,9 +107,13 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   {
     tunnel::CurlUvDriver driver(&loop);
-    tunnel::Listener listener(&loop, driver, config.listen, config.on_busy, session_settings(config));
+    std::vector<std::unique_ptr<tunnel::Listener>> listeners;
+    for (const auto& forward : config.forwards) {
+      listeners.push_back(std::make_unique<tunnel::Listener>(&loop, driver, forward.listen, config.on_busy,
+                                                             session_settings(config, forward)));
+    }
     App app;
-    app.listener = &listener;
+    app.listeners = &listeners;
     app.driver = &driver;
     // Signals first: once "listening on" is printed, Ctrl-C must already be handled.
     app.sigint.init(&loop, uv_signal_init);
@@ -108,9 +123,14 @@ int main(int argc, char** argv) {
     app.sigterm.get()->data = &app;
     uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
     std::string error;
-    if (!listener.start(error)) {
+    for (auto& listener : listeners) {
+      if (!listener->start(error)) break;
+      ++app.running;
+    }
+    if (!error.empty()) {
       tunnel::log::error("{}", error);
       exit_code = 1;
+      listeners.clear();  // nothing was accepted yet: no session to end
       driver.close();
       app.sigint.close();
       app.sigterm.close();

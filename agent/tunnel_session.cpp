@@ -283,6 +283,7 @@ void TunnelSession::on_uv_pump_timeout(uv_timer_t* timer) noexcept {
 void TunnelSession::build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const {
   lines.clear();
   if (settings_.secret) lines.add().append(settings_.secret_header).append(": ").append(*settings_.secret);
+  for (const auto& header : settings_.headers) lines.add().append(header);
   if (kind == Kind::post) {
     lines.add().append("Content-Type: ").append(protocol::kPayloadType);
     char digits[24];

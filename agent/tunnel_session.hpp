@@ -28,6 +28,7 @@ struct SessionSettings {
   std::string secret_header;
   std::optional<std::string> secret;
   std::string secret_source;           // where the secret came from, for messages
+  std::vector<std::string> headers;    // -H "Name: value", on every request
   size_t max_post_body = 256 << 10;    // the most bytes one POST carries while the target talks back
   size_t max_quiet_post_body = 2 << 20;  // ... and while it has been quiet (docs/PROTOCOL-NOTES.md)
   uint64_t quiet_ms = 100;             // quiet: no payload from the target for this long

@@ -29,7 +29,7 @@ using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFree>;
 // strings have grown. Never give the list to curl_slist_free_all.
 class HeaderLines {
  public:
-  static constexpr size_t kMax = 4;
+  static constexpr size_t kMax = 12;  // the protocol's four, and up to eight -H headers
   void clear() { count_ = 0; }
   // Starts a new line (empty, its old capacity kept) and returns it to be filled.
   std::string& add() {

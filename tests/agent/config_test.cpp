@@ -33,9 +33,9 @@ const char* kUrl = "http://127.0.0.1:9/.~~spring-boot!~/debug";
 TEST_CASE("defaults: loopback port 8000, X-AUTH-TOKEN, wait when busy") {
   auto r = Run{}({kUrl});
   REQUIRE(r.config);
-  CHECK(r.config->listen.host == "127.0.0.1");
-  CHECK(r.config->listen.port == 8000);
-  CHECK(r.config->url == kUrl);
+  CHECK(r.config->forwards[0].listen.host == "127.0.0.1");
+  CHECK(r.config->forwards[0].listen.port == 8000);
+  CHECK(r.config->forwards[0].url == kUrl);
   CHECK(r.config->secret_header == "X-AUTH-TOKEN");
   CHECK_FALSE(r.config->secret.has_value());
   CHECK(r.config->on_busy == BusyPolicy::wait);
@@ -103,7 +103,7 @@ TEST_CASE("options and their errors") {
   auto r = Run{}({"--on-busy=refuse", "-l", "0", "-v", kUrl});
   REQUIRE(r.config);
   CHECK(r.config->on_busy == BusyPolicy::refuse);
-  CHECK(r.config->listen.port == 0);
+  CHECK(r.config->forwards[0].listen.port == 0);
   CHECK(r.config->log_level == log::Level::debug);
   CHECK_FALSE(r.config->curl_trace);
   CHECK(Run{}({"-vv", kUrl}).config->curl_trace);
@@ -182,4 +182,65 @@ TEST_CASE("proxy errors") {
   CHECK(r.message.find("--key needs --cert") != std::string::npos);
   r = Run{}({"--cacert", "/nonexistent/ca.pem", kUrl});
   CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("forwards: the URL with --listen, and every -L [HOST:]PORT=URL") {
+  auto r = Run{}({"-L", "9001=https://a.example/x", "-L", "[::1]:9002=http://b.example/y", kUrl});
+  REQUIRE(r.config);
+  REQUIRE(r.config->forwards.size() == 3);
+  CHECK(r.config->forwards[0].url == kUrl);
+  CHECK(r.config->forwards[0].listen.port == 8000);
+  CHECK(r.config->forwards[1].listen.host == "127.0.0.1");
+  CHECK(r.config->forwards[1].listen.port == 9001);
+  CHECK(r.config->forwards[1].url == "https://a.example/x");
+  CHECK(r.config->forwards[2].listen.host == "::1");
+  CHECK(r.config->forwards[2].url == "http://b.example/y");
+  // Without the URL argument, -L alone.
+  r = Run{}({"-L", "0.0.0.0:9001=https://a.example/x"});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards.size() == 1);
+  CHECK(r.config->forwards[0].listen.host == "0.0.0.0");
+  // Proxies from the environment follow each endpoint's scheme.
+  r = Run{{{"https_proxy", "http://sec:1"}, {"http_proxy", "http://plain:2"}}}(
+      {"-L", "9001=https://a.example/x", "-L", "9002=http://b.example/y"});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards[0].proxy.hops.at(0).display == "sec:1");
+  CHECK(r.config->forwards[1].proxy.hops.at(0).display == "plain:2");
+
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"-L", "9001"}, "write -L [HOST:]PORT=URL"},
+           {{"-L", "9001=ftp://x/y"}, "the scheme must be http or https"},
+           {{"-L", "host.example:9001=http://x/y"}, "the host must be an IP address"},
+           {{"-L", "9001=http://x/y", "-L", "9001=http://z/y"}, "two forwards listen on 127.0.0.1:9001"},
+           {{"-l", "9001", kUrl, "-L", "9001=http://z/y"}, "two forwards listen on 127.0.0.1:9001"},
+       }) {
+    CAPTURE(says);
+    r = Run{}(args);
+    CHECK_FALSE(r.config);
+    CHECK(r.exit_code == 2);
+    CHECK(r.message.find(says) != std::string::npos);
+  }
+}
+
+TEST_CASE("extra headers: -H \"Name: value\", checked, repeatable") {
+  auto r = Run{}({"-H", "Authorization: Bearer abc", "-H", "X-Team:  blue", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->headers == std::vector<std::string>{"Authorization: Bearer abc", "X-Team:  blue"});
+  for (const auto& [header, says] : std::vector<std::pair<std::string, std::string>>{
+           {"NoColon", "write -H \"Name: value\""},
+           {"Bad Name: x", "plain header name"},
+           {": x", "plain header name"},
+           {"x-seq: 5", "-H cannot set x-seq"},
+           {"Content-Type: text/plain", "-H cannot set Content-Type"},
+           {"X-A: one\ntwo", "contains a line break"},
+       }) {
+    CAPTURE(header);
+    r = Run{}({"-H", header, kUrl});
+    CHECK_FALSE(r.config);
+    CHECK(r.message.find(says) != std::string::npos);
+  }
+  std::vector<std::string> many;
+  for (size_t i = 0; i <= kMaxHeaders; ++i) many.insert(many.end(), {"-H", "X-N: " + std::to_string(i)});
+  many.push_back(kUrl);
+  CHECK(Run{}(many).message.find("at most 8 -H headers") != std::string::npos);
 }

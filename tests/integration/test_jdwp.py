@@ -22,12 +22,12 @@ def start_debuggee():
     return jvm, port
 
 
-def jdb_threads(port, attempts=10):
+def jdb_threads(port, attempts=10, host="127.0.0.1"):
     """Attaches jdb to 127.0.0.1:port, lists the threads and quits; returns jdb's output. After a
     debugger leaves, the JVM takes a moment to listen again (the server then answers 410 and jdb's
     handshake fails), so a failed attach is tried again, as a user would."""
     for attempt in range(attempts):
-        jdb = Process(["jdb", "-attach", f"127.0.0.1:{port}"], stdin=True)
+        jdb = Process(["jdb", "-connect", f"com.sun.jdi.SocketAttach:hostname={host},port={port}"], stdin=True)
         try:
             jdb.wait_for_line(r"^> |Unable to attach to target VM", timeout=60)
             if "Unable to attach" in jdb.output():
@@ -60,6 +60,49 @@ class JdwpEndToEnd(unittest.TestCase):
             code, _ = agent.stop()
             server.stop(signal.SIGKILL)
             jvm.stop(signal.SIGKILL)
+        self.assertEqual(code, 0, agent.output())
+
+
+@unittest.skipUnless(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
+class TwoForwards(unittest.TestCase):
+    def test_two_forwards_carry_two_jdwp_sessions_to_two_jvms_at_once(self):
+        import threading
+        from harness import AGENT, ENDPOINT_PATH
+        jvms, servers, urls = [], [], []
+        for _ in range(2):
+            jvm, jdwp_port = start_debuggee()
+            server, server_port = start_server(jdwp_port, "--long-poll-ms", "2000")
+            jvms.append((jvm, jdwp_port))
+            servers.append(server)
+            urls.append(f"http://127.0.0.1:{server_port}{ENDPOINT_PATH}")
+        agent = Process([AGENT, "-L", f"0={urls[0]}", "-L", f"[::1]:0={urls[1]}"])
+        try:
+            ports = {}
+            for url in urls:
+                m = agent.wait_for_line(rf"listening on (127\.0\.0\.1|\[::1\]):(\d+), tunnelling to {re.escape(url)}")
+                ports[url] = (m.group(1).strip("[]"), int(m.group(2)))
+            outputs = {}
+
+            def debug(url):
+                host, port = ports[url]
+                outputs[url] = jdb_threads(port, host=host)
+            threads = [threading.Thread(target=debug, args=(url,)) for url in urls]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(180)
+            for url in urls:
+                self.assertRegex(outputs.get(url, ""), r"\(java\.lang\.Thread\)\S+\s+main\s")
+            # Each forward reached its own server, and that server its own JVM.
+            for server, (_, jdwp_port) in zip(servers, jvms):
+                server.wait_for_line(rf"target connection 1 opened to 127\.0\.0\.1:{jdwp_port}")
+            self.assertEqual(agent.count(r"failed"), 0, agent.output())
+        finally:
+            code, _ = agent.stop()
+            for server in servers:
+                server.stop(signal.SIGKILL)
+            for jvm, _ in jvms:
+                jvm.stop(signal.SIGKILL)
         self.assertEqual(code, 0, agent.output())
 
 
