@@ -221,6 +221,9 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
                  "[HOST:]PORT=URL: one more local port and the endpoint it goes to; repeatable, each with its own "
                  "listener and sessions (HOST defaults to 127.0.0.1; IPv6 as [::1]:PORT)")
       ->allow_extra_args(false);
+  app.add_flag("--stdio", config.stdio,
+               "carry standard input and output through one session to URL, then exit (for ssh's ProxyCommand "
+               "and scripts); exit code 0 when the session ended normally");
   app.add_option("-H,--header", config.headers,
                  "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
                  "are never logged")
@@ -315,6 +318,9 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     auto forward = parse_forward(text, error);
     if (!forward) return fail(error);
     config.forwards.push_back(std::move(*forward));
+  }
+  if (config.stdio && (url.empty() || !forward_texts.empty())) {
+    return fail("--stdio carries one session to the URL argument: give the URL, and no -L");
   }
   if (config.forwards.empty()) {
     return fail("give the endpoint URL (tunnel-agent [OPTIONS] URL), or one or more -L [HOST:]PORT=URL");

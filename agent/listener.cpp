@@ -76,9 +76,9 @@ void Listener::on_connection(int status) {
     return;
   }
   Waiting next;
-  if (next.client.init(loop_, uv_tcp_init) != 0) return;
+  if (next.client.init(loop_, &LocalEnd::init_tcp) != 0) return;
   if (uv_accept(server_.as_stream(), next.client.as_stream()) != 0) return;
-  next.peer = socket_name(next.client.get(), true);
+  next.peer = socket_name(&next.client.get()->tcp, true);
   if (stopping_) return;  // closed by the owner going out of scope
   if (!session_) {
     start_session(std::move(next));
@@ -96,7 +96,8 @@ void Listener::on_connection(int status) {
 
 void Listener::start_session(Waiting next) {
   const uint64_t id = next_session_id_++;
-  session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(), std::move(next.client), id,
+  session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(),
+                                             LocalEnd::from_tcp(std::move(next.client)), id,
                                              std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
   const uint64_t now = uv_hrtime();
   session_->start(next_attempt_ns_ > now ? (next_attempt_ns_ - now) / 1000000 : 0);

@@ -31,7 +31,7 @@ class Listener {
 
  private:
   struct Waiting {
-    UvHandle<uv_tcp_t> client;
+    UvHandle<uv_any_handle> client;
     std::string peer;
   };
 

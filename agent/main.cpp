@@ -18,6 +18,7 @@ namespace {
 
 struct App {
   std::vector<std::unique_ptr<tunnel::Listener>>* listeners = nullptr;
+  tunnel::TunnelSession* stdio_session = nullptr;  // --stdio
   size_t running = 0;  // listeners not yet stopped
   tunnel::CurlUvDriver* driver = nullptr;
   tunnel::UvHandle<uv_signal_t> sigint;
@@ -35,6 +36,7 @@ void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
   app->stopping = true;
   tunnel::log::info("stopping ({}): closing the listener and ending live sessions",
                     signum == SIGINT ? "Ctrl-C" : "SIGTERM");
+  if (app->stdio_session != nullptr) app->stdio_session->stop();  // its end closes the rest
   for (auto& listener : *app->listeners) {
     listener->stop([app] {
       if (--app->running > 0) return;
@@ -109,6 +111,7 @@ int main(int argc, char** argv) {
     tunnel::CurlUvDriver driver(&loop);
     std::vector<std::unique_ptr<tunnel::Listener>> listeners;
     for (const auto& forward : config.forwards) {
+      if (config.stdio) break;
       listeners.push_back(std::make_unique<tunnel::Listener>(&loop, driver, forward.listen, config.on_busy,
                                                              session_settings(config, forward)));
     }
@@ -123,9 +126,36 @@ int main(int argc, char** argv) {
     app.sigterm.get()->data = &app;
     uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
     std::string error;
-    for (auto& listener : listeners) {
-      if (!listener->start(error)) break;
-      ++app.running;
+    std::unique_ptr<tunnel::ProxyChain> chain;
+    std::unique_ptr<tunnel::TunnelSession> session;
+    tunnel::SessionSettings stdio_settings;
+    if (config.stdio) {
+      // One session over standard input and output; the agent exits when it ends.
+      stdio_settings = session_settings(config, config.forwards.front());
+      stdio_settings.output_outlives_input = true;
+      if (stdio_settings.http.proxy.hops.size() > 1) {
+        chain = std::make_unique<tunnel::ProxyChain>(&loop, driver, stdio_settings.http);
+        chain->start(error);
+      }
+      tunnel::LocalEnd end;
+      if (error.empty() && end.open_stdio(&loop, error)) {
+        session = std::make_unique<tunnel::TunnelSession>(
+            &loop, driver, stdio_settings, chain.get(), std::move(end), 1, "stdio", [&](tunnel::TunnelSession& s) {
+              exit_code = s.failed() ? 1 : 0;
+              app.stdio_session = nullptr;
+              if (chain) chain->close();
+              driver.close();
+              app.sigint.close();
+              app.sigterm.close();
+            });
+        app.stdio_session = session.get();
+        session->start();
+      }
+    } else {
+      for (auto& listener : listeners) {
+        if (!listener->start(error)) break;
+        ++app.running;
+      }
     }
     if (!error.empty()) {
       tunnel::log::error("{}", error);
@@ -136,7 +166,7 @@ int main(int argc, char** argv) {
       app.sigterm.close();
     } else {
       uv_run(&loop, UV_RUN_DEFAULT);
-      tunnel::log::info("stopped");
+      if (!config.stdio) tunnel::log::info("stopped");
     }
   }
   uv_run(&loop, UV_RUN_DEFAULT);  // run the close callbacks of everything released above

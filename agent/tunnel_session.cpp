@@ -18,7 +18,7 @@ double seconds_since(uint64_t start_ns) { return static_cast<double>(uv_hrtime()
 }  // namespace
 
 TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings,
-                             ProxyChain* chain, UvHandle<uv_tcp_t> client, uint64_t id, std::string peer,
+                             ProxyChain* chain, LocalEnd client, uint64_t id, std::string peer,
                              ClosedCallback on_closed)
     : loop_(loop),
       driver_(driver),
@@ -32,7 +32,7 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
       reorderer_(settings.download_window),
       started_ns_(uv_hrtime()) {
   jitter_state_ = (started_ns_ ^ (id << 40)) | 1;
-  client_.get()->data = this;
+  client_.set_data(this);
   gap_timer_.init(loop_, uv_timer_init);
   gap_timer_.get()->data = this;
   phase_timer_.init(loop_, uv_timer_init);
@@ -55,7 +55,7 @@ void TunnelSession::start(uint64_t hold_off_ms) {
               id_, static_cast<double>(hold_off_ms) / 1000);
     hold_off_until_ns_ = uv_hrtime() + hold_off_ms * 1000000;
   }
-  uv_tcp_nodelay(client_.get(), 1);
+  if (client_.tcp() != nullptr) uv_tcp_nodelay(client_.tcp(), 1);
   set_reading(true);
   pump();
 }
@@ -74,13 +74,13 @@ void TunnelSession::stop() {
 void TunnelSession::set_reading(bool on) {
   if (on == reading_ || !client_) return;
   if (on) {
-    int rc = uv_read_start(client_.as_stream(), &TunnelSession::on_uv_alloc, &TunnelSession::on_uv_read);
+    int rc = uv_read_start(client_.input(), &TunnelSession::on_uv_alloc, &TunnelSession::on_uv_read);
     if (rc != 0) {
       finish(fmt::format("cannot read from the local client: {}", uv_strerror(rc)), true, true);
       return;
     }
   } else {
-    uv_read_stop(client_.as_stream());
+    uv_read_stop(client_.input());
   }
   reading_ = on;
 }
@@ -119,6 +119,13 @@ void TunnelSession::on_local_data(const char* data, size_t size) {
 void TunnelSession::on_local_eof(const char* why) {
   set_reading(false);
   if (state_ != State::open) return;
+  if (settings_.output_outlives_input && !local_input_ended_) {
+    // stdio, as netcat: the rest goes up, and the target's output keeps coming until it closes.
+    log::debug("session {}: {}; the target's output keeps coming until it closes", id_, why);
+    local_input_ended_ = true;
+    pump();
+    return;
+  }
   log::debug("session {}: {}; sending what is left, then disconnecting", id_, why);
   end_reason_ = why;
   state_ = State::draining;
@@ -131,7 +138,7 @@ void TunnelSession::write_local(std::vector<char> data) {
   const size_t size = data.size();
   auto* w = new LocalWrite{{}, std::move(data), this};
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(size));
-  int rc = uv_write(&w->req, client_.as_stream(), &buf, 1, &TunnelSession::on_uv_write);
+  int rc = uv_write(&w->req, client_.output(), &buf, 1, &TunnelSession::on_uv_write);
   if (rc != 0) {
     delete w;
     finish(fmt::format("writing to the local client failed: {}", uv_strerror(rc)), true, true);
@@ -220,7 +227,9 @@ void TunnelSession::pump() {
     }
     if (state_ != State::open && state_ != State::draining) return;
   }
-  if (state_ == State::open && !reading_ && pending_upload_.size() < settings_.upload_window) set_reading(true);
+  if (state_ == State::open && !reading_ && !local_input_ended_ && pending_upload_.size() < settings_.upload_window) {
+    set_reading(true);
+  }
   if (state_ == State::draining && pending_upload_.empty()) drain();
 }
 
@@ -699,7 +708,7 @@ void TunnelSession::close_local(bool flush) {
     // Let the local client take what it was sent, then FIN; a deadline covers a client that stalls.
     auto* req = new uv_shutdown_t{};
     req->data = this;
-    if (uv_shutdown(req, client_.as_stream(), &TunnelSession::on_uv_shutdown) == 0) {
+    if (uv_shutdown(req, client_.output(), &TunnelSession::on_uv_shutdown) == 0) {
       uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout,
                      stopping_ ? kStopDeadlineMs : settings_.flush_timeout_ms, 0);
       return;
@@ -710,6 +719,7 @@ void TunnelSession::close_local(bool flush) {
   gap_timer_.close();
   phase_timer_.close();
   pump_timer_.close();
+  client_handles_open_ = client_.handles();
   client_.close(&TunnelSession::on_client_closed);
 }
 
@@ -723,6 +733,7 @@ void TunnelSession::on_uv_shutdown(uv_shutdown_t* req, int) noexcept {
 // Called (through UvHandle) by libuv when the local socket is closed: the session's last moment.
 void TunnelSession::on_client_closed(void* data) noexcept {
   auto* self = static_cast<TunnelSession*>(data);
+  if (--self->client_handles_open_ > 0) return;  // stdio: standard input and output both closed
   self->state_ = State::closed;
   std::string summary = fmt::format("after {:.1f} s, {} bytes sent, {} bytes received", seconds_since(self->started_ns_),
                                     self->bytes_up_, self->bytes_down_);

@@ -4,6 +4,7 @@
 // POST body when a third request makes it release that POST early.
 #pragma once
 
+#include "agent/local_end.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
 #include "common/proxy_chain.hpp"
@@ -29,6 +30,7 @@ struct SessionSettings {
   std::optional<std::string> secret;
   std::string secret_source;           // where the secret came from, for messages
   std::vector<std::string> headers;    // -H "Name: value", on every request
+  bool output_outlives_input = false;  // stdio: local EOF does not end the session; the target's close does
   size_t max_post_body = 256 << 10;    // the most bytes one POST carries while the target talks back
   size_t max_quiet_post_body = 2 << 20;  // ... and while it has been quiet (docs/PROTOCOL-NOTES.md)
   uint64_t quiet_ms = 100;             // quiet: no payload from the target for this long
@@ -53,7 +55,7 @@ class TunnelSession {
 
   // `chain`: the proxy chain to send requests through, or null.
   TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings, ProxyChain* chain,
-                UvHandle<uv_tcp_t> client, uint64_t id, std::string peer, ClosedCallback on_closed);
+                LocalEnd client, uint64_t id, std::string peer, ClosedCallback on_closed);
   ~TunnelSession();
   TunnelSession(const TunnelSession&) = delete;
   TunnelSession& operator=(const TunnelSession&) = delete;
@@ -67,6 +69,7 @@ class TunnelSession {
   bool ended_target_unavailable() const { return target_unavailable_; }
   // Some request was answered by a live tunnel (200, 204 or 429).
   bool was_served() const { return served_; }
+  bool failed() const { return end_is_error_; }
 
  private:
   enum class State {
@@ -144,7 +147,8 @@ class TunnelSession {
   CurlUvDriver& driver_;
   const SessionSettings& settings_;
   ProxyChain* chain_;
-  UvHandle<uv_tcp_t> client_;
+  LocalEnd client_;
+  int client_handles_open_ = 0;  // closing the local end: handles whose close has not come back yet
   UvHandle<uv_timer_t> gap_timer_;
   UvHandle<uv_timer_t> phase_timer_;
   uint64_t id_;
@@ -188,6 +192,7 @@ class TunnelSession {
   uint64_t next_upload_seq_ = 1;
   std::vector<char> pending_upload_;
   bool reading_ = false;
+  bool local_input_ended_ = false;  // output_outlives_input: the local input reached EOF
   std::array<char, 64 * 1024> read_buffer_;
   protocol::PayloadReorderer reorderer_;
   size_t write_backlog_ = 0;

@@ -1,0 +1,99 @@
+"""--stdio: standard input and output carried through one session (ssh's ProxyCommand, scripts)."""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import unittest
+
+from harness import AGENT, ENDPOINT_PATH, sha256, start_server
+
+
+class EchoThenClose:
+    """A target that echoes what it reads and closes once `total` bytes came through."""
+
+    def __init__(self, total):
+        self.total = total
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            done = 0
+            while done < self.total:
+                data = conn.recv(1 << 16)
+                if not data:
+                    return
+                conn.sendall(data)
+                done += len(data)
+
+    def close(self):
+        self.sock.close()
+
+
+class Stdio(unittest.TestCase):
+    def start(self, total, *server_args):
+        self.target = EchoThenClose(total)
+        self.server, port = start_server(self.target.port, "--long-poll-ms", "1000", *server_args)
+        self.url = f"http://127.0.0.1:{port}{ENDPOINT_PATH}"
+
+    def tearDown(self):
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+
+    def test_a_script_pipes_data_through_and_gets_every_byte_back(self):
+        data = os.urandom(8 << 20)
+        self.start(len(data))
+        # stdin ends long before the echo does: as netcat, the output keeps coming until the target closes.
+        run = subprocess.run([AGENT, "--stdio", self.url], input=data, capture_output=True, timeout=120)
+        self.assertEqual(run.returncode, 0, run.stderr.decode())
+        self.assertEqual(len(run.stdout), len(data), run.stderr.decode()[-2000:])
+        self.assertEqual(sha256(run.stdout), sha256(data))
+        self.assertIn("closed after", run.stderr.decode())
+        self.assertIn("the target closed the connection", run.stderr.decode())
+
+    def test_as_a_proxy_command_it_carries_a_conversation(self):
+        messages = [f"line {i}\n".encode() * (i + 1) for i in range(50)]
+        self.start(sum(len(m) for m in messages))
+        agent = subprocess.Popen([AGENT, "--stdio", self.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        try:
+            for message in messages:  # each answer read before the next question, as ssh does
+                agent.stdin.write(message)
+                agent.stdin.flush()
+                got = b""
+                while len(got) < len(message):
+                    chunk = agent.stdout.read1(1 << 16)
+                    self.assertTrue(chunk, "the agent's output ended early")
+                    got += chunk
+                self.assertEqual(got, message)
+            agent.stdin.close()
+            self.assertEqual(agent.wait(30), 0, agent.stderr.read().decode())
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+            for stream in (agent.stdout, agent.stderr):
+                stream.close()
+
+    def test_a_failed_session_exits_1_with_its_reason(self):
+        self.start(1, "--unavailable")
+        run = subprocess.run([AGENT, "--stdio", self.url], input=b"hello", capture_output=True, timeout=60)
+        self.assertEqual(run.returncode, 1)
+        self.assertEqual(run.stdout, b"")
+        self.assertIn("the target is not running (503 Service Unavailable)", run.stderr.decode())
+
+    def test_stdin_must_be_a_pipe_a_socket_or_a_terminal(self):
+        self.start(1)
+        with open(__file__, "rb") as source:
+            run = subprocess.run([AGENT, "--stdio", self.url], stdin=source, capture_output=True, timeout=30)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("standard input is a file or is closed: --stdio needs a pipe", run.stderr.decode())
+
+
+if __name__ == "__main__":
+    unittest.main()
