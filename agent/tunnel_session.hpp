@@ -87,7 +87,6 @@ class TunnelSession {
       if (chain != nullptr) exchange.use_chain(*chain);
     }
     void on_transfer_done(CURLcode result) noexcept override { session.on_request_done(*this, result); }
-    void on_transfer_finishing(CURL*, CURLcode) noexcept override { exchange.note_finishing(); }
 
     TunnelSession& session;
     HttpExchange exchange;

@@ -20,6 +20,11 @@ CurlUvDriver::CurlUvDriver(uv_loop_t* loop) : loop_(loop) {
   curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &CurlUvDriver::on_curl_timer);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+  // libcurl's default cache holds 4 connections per transfer in progress, and when it is full it
+  // closes the oldest idle one, which can be the one a transfer just finished on (all others busy
+  // with held requests): a connection lost for nothing, and a false "excess after the body"
+  // (HttpExchange::excess_after_body). Held requests keep few connections busy; keep them all.
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, kMaxConnections);
 }
 
 CurlUvDriver::~CurlUvDriver() { close(); }

@@ -30,6 +30,7 @@ class Transfer {
 
 class CurlUvDriver {
  public:
+  static constexpr long kMaxConnections = 64;  // idle connections libcurl may keep for reuse
   explicit CurlUvDriver(uv_loop_t* loop);
   ~CurlUvDriver();
   CurlUvDriver(const CurlUvDriver&) = delete;

@@ -127,19 +127,25 @@ HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init())
   curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this);
   apply_proxy(easy_, options.proxy);
   apply_tls(easy_, options.tls);
-  if (options.verbose) {
-    sensitive_headers_ = options.sensitive_headers;
-    for (const char* always : {"Authorization", "Proxy-Authorization", "Cookie"}) sensitive_headers_.emplace_back(always);
-    curl_easy_setopt(easy_, CURLOPT_DEBUGFUNCTION, &HttpExchange::on_curl_debug);
-    curl_easy_setopt(easy_, CURLOPT_DEBUGDATA, this);
-    curl_easy_setopt(easy_, CURLOPT_VERBOSE, 1L);
-  }
+  // libcurl's trace is always on, for one line of it: "Excess found", the only sign that an answer
+  // carried more bytes than its Content-Length (libcurl cuts the body there and goes on). It is
+  // printed only with -vv (options.verbose), secrets masked.
+  sensitive_headers_ = options.sensitive_headers;
+  for (const char* always : {"Authorization", "Proxy-Authorization", "Cookie"}) sensitive_headers_.emplace_back(always);
+  curl_easy_setopt(easy_, CURLOPT_DEBUGFUNCTION, &HttpExchange::on_curl_debug);
+  curl_easy_setopt(easy_, CURLOPT_DEBUGDATA, this);
+  curl_easy_setopt(easy_, CURLOPT_VERBOSE, 1L);
 }
 
 // Called by libcurl with its trace (-vv): text and headers go to stderr, sensitive values masked,
 // bodies are left out (they are the tunnelled bytes).
 int HttpExchange::on_curl_debug(CURL*, curl_infotype type, char* data, size_t size, void* userp) noexcept {
   auto* self = static_cast<HttpExchange*>(userp);
+  static constexpr std::string_view kExcess = "Excess found";
+  if (type == CURLINFO_TEXT && size >= kExcess.size() && std::memcmp(data, kExcess.data(), kExcess.size()) == 0) {
+    self->excess_ = true;
+  }
+  if (!self->options_.verbose) return 0;
   const char* prefix = type == CURLINFO_TEXT ? "* " : type == CURLINFO_HEADER_OUT ? "> " : type == CURLINFO_HEADER_IN ? "< " : nullptr;
   if (prefix == nullptr) return 0;
   std::string_view block(data, size);
@@ -172,6 +178,7 @@ void HttpExchange::use_chain(ProxyChain& chain) {
 
 void HttpExchange::reset_answer() {
   attempts_ = 0;
+  excess_ = false;
   watched_value_.clear();
   watched_seen_ = false;
   reason_.clear();
@@ -220,17 +227,6 @@ size_t HttpExchange::on_curl_read(char* buffer, size_t size, size_t count, void*
 
 curl_off_t HttpExchange::content_length() const { return declared_length_; }
 
-bool HttpExchange::excess_after_body() const {
-  long version = 0;
-  curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
-  return version == CURL_HTTP_VERSION_1_1 && !server_closes_ && !connection_kept_;
-}
-
-void HttpExchange::note_finishing() {
-  curl_socket_t socket = CURL_SOCKET_BAD;
-  curl_easy_getinfo(easy_, CURLINFO_ACTIVESOCKET, &socket);
-  connection_kept_ = socket != CURL_SOCKET_BAD;
-}
 
 long HttpExchange::status() const {
   long code = 0;
@@ -280,7 +276,6 @@ void HttpExchange::take_header_line(std::string_view line) noexcept {
     // A new status line (after a 100 Continue or a proxy's answer): forget the previous headers.
     watched_seen_ = false;
     watched_value_.clear();
-    server_closes_ = false;
     declared_length_ = -1;
     auto space = line.find(' ');
     auto second = space == std::string_view::npos ? space : line.find(' ', space + 1);
@@ -291,7 +286,6 @@ void HttpExchange::take_header_line(std::string_view line) noexcept {
   if (colon == std::string_view::npos) return;
   const std::string_view name = trim(line.substr(0, colon));
   const std::string_view value = trim(line.substr(colon + 1));
-  if (iequals(name, "connection") && iequals(value, "close")) server_closes_ = true;
   if (iequals(name, "content-length")) {
     // Kept here too: libcurl does not report a length it refused (CURLOPT_MAXFILESIZE).
     curl_off_t length = 0;

@@ -95,13 +95,9 @@ class HttpExchange {
   bool body_too_large() const { return body_too_large_; }
   // The answer's Content-Length, or -1 when it had none.
   curl_off_t content_length() const;
-  // True when an HTTP/1.1 answer ended cleanly, without "Connection: close", and libcurl still did
-  // not keep the connection: it found bytes past the declared Content-Length (libcurl only notes
-  // that in its trace; a body longer than declared is otherwise silently cut).
-  bool excess_after_body() const;
-  // Call when the transfer is done and still in the multi handle (Transfer::on_transfer_finishing):
-  // notes whether libcurl kept the connection.
-  void note_finishing();
+  // True when libcurl found bytes past the answer's Content-Length (it cuts the body there and goes
+  // on; only its trace says so).
+  bool excess_after_body() const { return excess_; }
   // How many times libcurl sent this request: more than once when it found a reused connection dead
   // before any answer and tried again on a fresh one, on its own.
   int attempts() const { return attempts_; }
@@ -127,8 +123,7 @@ class HttpExchange {
   std::string watched_name_;
   std::string watched_value_;
   bool watched_seen_ = false;
-  bool server_closes_ = false;  // the answer said "Connection: close"
-  bool connection_kept_ = true;
+  bool excess_ = false;  // libcurl's trace said "Excess found"
   curl_off_t declared_length_ = -1;  // the answer's Content-Length, as the header said  // libcurl kept the connection after the transfer
   std::string reason_;
   std::vector<char> body_;
