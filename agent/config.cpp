@@ -287,8 +287,14 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
       "and exits 0 on Ctrl-C or SIGTERM after telling the server to drop live sessions.");
 
   ParseResult result;
+  std::vector<const char*> args(argv, argv + argc);
+  if (args.size() > 1 && std::string_view(args[1]) == "check") {
+    // tunnel-agent check URL [OPTIONS]: the same options, a diagnosis instead of a listener.
+    config.check = true;
+    args.erase(args.begin() + 1);
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::CallForHelp&) {
     result.message = app.help();
     return result;
@@ -318,6 +324,9 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     auto forward = parse_forward(text, error);
     if (!forward) return fail(error);
     config.forwards.push_back(std::move(*forward));
+  }
+  if (config.check && (url.empty() || !forward_texts.empty() || config.stdio)) {
+    return fail("check looks at one endpoint: tunnel-agent check URL [OPTIONS]");
   }
   if (config.stdio && (url.empty() || !forward_texts.empty())) {
     return fail("--stdio carries one session to the URL argument: give the URL, and no -L");

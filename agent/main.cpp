@@ -1,6 +1,8 @@
 // tunnel-agent: local TCP listener -> HttpTunnelServer endpoint. Single thread, one libuv loop.
 #include "agent/config.hpp"
 #include "agent/listener.hpp"
+#include "agent/check.hpp"
+#include "agent/settings.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/log.hpp"
 #include "common/uv_handle.hpp"
@@ -47,24 +49,6 @@ void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
   }
 }
 
-tunnel::SessionSettings session_settings(const tunnel::Config& config, const tunnel::Forward& forward) {
-  tunnel::SessionSettings s;
-  s.http.url = forward.url;
-  s.http.connect_timeout_ms = config.connect_timeout_ms;
-  s.http.request_timeout_ms = config.request_timeout_ms;
-  s.retry_window_ms = static_cast<uint64_t>(config.retry_window_ms);
-  s.http.verbose = config.curl_trace;
-  s.http.sensitive_headers = {config.secret_header};
-  for (const auto& header : config.headers) s.http.sensitive_headers.push_back(header.substr(0, header.find(':')));
-  s.headers = config.headers;
-  s.http.proxy = forward.proxy;
-  s.http.tls = config.tls;
-  s.secret_header = config.secret_header;
-  s.secret = config.secret;
-  s.secret_source = config.secret_source;
-  return s;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -80,6 +64,13 @@ int main(int argc, char** argv) {
     tunnel::log::error("cannot initialise libcurl");
     return 1;
   }
+
+  if (config.check) {
+    const int code = tunnel::run_check(config);
+    curl_global_cleanup();
+    return code;
+  }
+
 
   for (const auto& forward : config.forwards) {
     if (config.secret && forward.url.rfind("http://", 0) == 0) {
@@ -113,7 +104,7 @@ int main(int argc, char** argv) {
     for (const auto& forward : config.forwards) {
       if (config.stdio) break;
       listeners.push_back(std::make_unique<tunnel::Listener>(&loop, driver, forward.listen, config.on_busy,
-                                                             session_settings(config, forward)));
+                                                             tunnel::session_settings(config, forward)));
     }
     App app;
     app.listeners = &listeners;
@@ -131,7 +122,7 @@ int main(int argc, char** argv) {
     tunnel::SessionSettings stdio_settings;
     if (config.stdio) {
       // One session over standard input and output; the agent exits when it ends.
-      stdio_settings = session_settings(config, config.forwards.front());
+      stdio_settings = tunnel::session_settings(config, config.forwards.front());
       stdio_settings.output_outlives_input = true;
       if (stdio_settings.http.proxy.hops.size() > 1) {
         chain = std::make_unique<tunnel::ProxyChain>(&loop, driver, stdio_settings.http);

@@ -144,6 +144,18 @@ int HttpExchange::on_curl_debug(CURL*, curl_infotype type, char* data, size_t si
   static constexpr std::string_view kExcess = "Excess found";
   if (type == CURLINFO_TEXT && size >= kExcess.size() && std::memcmp(data, kExcess.data(), kExcess.size()) == 0) {
     self->excess_ = true;
+  } else if (type == CURLINFO_TEXT) {
+    static constexpr std::string_view kTls = "SSL connection using ";
+    static constexpr std::string_view kAlpn = "ALPN: server accepted ";
+    std::string_view text = trim(std::string_view(data, size));
+    try {
+      if (text.substr(0, kTls.size()) == kTls) {
+        self->tls_summary_ = std::string(text.substr(kTls.size()));
+      } else if (text.substr(0, kAlpn.size()) == kAlpn) {
+        self->tls_summary_ += "; ALPN " + std::string(text.substr(kAlpn.size()));
+      }
+    } catch (const std::bad_alloc&) {
+    }
   }
   if (!self->options_.verbose) return 0;
   const char* prefix = type == CURLINFO_TEXT ? "* " : type == CURLINFO_HEADER_OUT ? "> " : type == CURLINFO_HEADER_IN ? "< " : nullptr;

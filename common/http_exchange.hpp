@@ -98,6 +98,8 @@ class HttpExchange {
   // True when libcurl found bytes past the answer's Content-Length (it cuts the body there and goes
   // on; only its trace says so).
   bool excess_after_body() const { return excess_; }
+  // What libcurl's trace said of TLS on a new connection: "TLSv1.3 / TLS_AES_256_GCM_SHA384; ALPN h2".
+  const std::string& tls_summary() const { return tls_summary_; }
   // How many times libcurl sent this request: more than once when it found a reused connection dead
   // before any answer and tried again on a fresh one, on its own.
   int attempts() const { return attempts_; }
@@ -124,6 +126,7 @@ class HttpExchange {
   std::string watched_value_;
   bool watched_seen_ = false;
   bool excess_ = false;  // libcurl's trace said "Excess found"
+  std::string tls_summary_;
   curl_off_t declared_length_ = -1;  // the answer's Content-Length, as the header said  // libcurl kept the connection after the transfer
   std::string reason_;
   std::vector<char> body_;

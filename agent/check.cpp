@@ -1,0 +1,273 @@
+#include "agent/check.hpp"
+
+#include "agent/settings.hpp"
+#include "common/curl_uv_driver.hpp"
+#include "common/http_exchange.hpp"
+#include "common/proxy_chain.hpp"
+#include "common/tunnel_protocol.hpp"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace tunnel {
+namespace {
+
+// Prints the step lines: "ok", "FAIL" or "info", the step, what was found.
+class Report {
+ public:
+  void ok(std::string_view step, const std::string& text) { line("ok", step, text); }
+  void info(std::string_view step, const std::string& text) { line("info", step, text); }
+  void fail(std::string_view step, const std::string& text) {
+    ++failures_;
+    line("FAIL", step, text);
+  }
+  int failures() const { return failures_; }
+
+ private:
+  static void line(std::string_view verdict, std::string_view step, const std::string& text) {
+    fmt::print("{:<5} {:<9} {}\n", verdict, step, text);
+    std::fflush(stdout);
+  }
+  int failures_ = 0;
+};
+
+std::string url_part(const std::string& url, CURLUPart part) {
+  CURLU* u = curl_url();
+  std::string out;
+  char* raw = nullptr;
+  if (u != nullptr && curl_url_set(u, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+      curl_url_get(u, part, &raw, CURLU_DEFAULT_PORT) == CURLUE_OK && raw != nullptr) {
+    out = raw;
+  }
+  curl_free(raw);
+  curl_url_cleanup(u);
+  return out;
+}
+
+// Resolves `host` (synchronously: a one-shot diagnosis) and lists its addresses.
+bool resolve(uv_loop_t* loop, const std::string& host, std::string& out) {
+  uv_getaddrinfo_t req;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  const int rc = uv_getaddrinfo(loop, &req, nullptr, host.c_str(), nullptr, &hints);
+  if (rc != 0) {
+    out = uv_strerror(rc);
+    return false;
+  }
+  for (addrinfo* a = req.addrinfo; a != nullptr; a = a->ai_next) {
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (a->ai_family == AF_INET) {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(a->ai_addr), ip, sizeof ip);
+    } else if (a->ai_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(a->ai_addr), ip, sizeof ip);
+    } else {
+      continue;
+    }
+    if (out.find(ip) == std::string::npos) out += (out.empty() ? "" : ", ") + std::string(ip);
+  }
+  uv_freeaddrinfo(req.addrinfo);
+  return true;
+}
+
+// "Subject: CN=host", "Issuer: ...", "Expire date: ..." of the server's certificate.
+std::string certificate_summary(CURL* easy) {
+  curl_certinfo* info = nullptr;
+  if (curl_easy_getinfo(easy, CURLINFO_CERTINFO, &info) != CURLE_OK || info == nullptr || info->num_of_certs < 1) {
+    return "";
+  }
+  std::string subject, issuer, expires;
+  for (curl_slist* item = info->certinfo[0]; item != nullptr; item = item->next) {
+    const std::string_view field(item->data);
+    auto take = [&](std::string_view name, std::string& into) {
+      if (field.substr(0, name.size()) == name) into = std::string(field.substr(name.size()));
+    };
+    take("Subject:", subject);
+    take("Issuer:", issuer);
+    take("Expire date:", expires);
+  }
+  std::string text = fmt::format("certificate {}, issued by {}, expires {}", subject, issuer, expires);
+  // "Nov 23 21:19:30 2026 GMT" (OpenSSL) or "2026-11-23 21:19:30 GMT": how far off.
+  std::tm when{};
+  if (strptime(expires.c_str(), "%b %d %H:%M:%S %Y", &when) != nullptr ||
+      strptime(expires.c_str(), "%Y-%m-%d %H:%M:%S", &when) != nullptr) {
+    const double days = std::difftime(timegm(&when), std::time(nullptr)) / 86400;
+    text += days < 0 ? " (EXPIRED)" : fmt::format(" (in {:.0f} days)", days);
+  }
+  return text;
+}
+
+struct Probe final : Transfer {
+  explicit Probe(const HttpOptions& options) : exchange(options) {}
+  void on_transfer_done(CURLcode code) noexcept override {
+    result = code;
+    done = true;
+  }
+  HttpExchange exchange;
+  HeaderLines headers;
+  CURLcode result = CURLE_OK;
+  bool done = false;
+};
+
+std::string html_title(const std::vector<char>& body) {
+  const std::string text(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(body.size(), 65536)));
+  const auto open = text.find("<title>");
+  const auto close = open == std::string::npos ? open : text.find("</title>", open);
+  if (close == std::string::npos) return "";
+  std::string title = text.substr(open + 7, close - open - 7);
+  for (char& c : title) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  return title.size() > 80 ? title.substr(0, 80) + "..." : title;
+}
+
+}  // namespace
+
+int run_check(const Config& config) {
+  Report report;
+  const Forward& forward = config.forwards.front();
+  const SessionSettings settings = session_settings(config, forward);
+  const std::string host = url_part(forward.url, CURLUPART_HOST);
+  const std::string port = url_part(forward.url, CURLUPART_PORT);
+  const bool https = forward.url.rfind("https://", 0) == 0;
+  report.info("endpoint", fmt::format("{} (host {}, port {})", forward.url, host, port));
+  report.info("secret", settings.secret ? fmt::format("sent in {}, from {}", settings.secret_header, settings.secret_source)
+                                        : fmt::format("none given (--secret-file or TUNNEL_SECRET): no {} header",
+                                                      settings.secret_header));
+  if (config.tls.insecure) report.info("TLS", "--insecure: the endpoint's certificate is NOT checked");
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int code = 1;
+  {
+    // 1. Names: the endpoint's, unless a proxy reaches it (then the proxy resolves it), and proxy 1's.
+    const auto& hops = settings.http.proxy.hops;
+    std::string addresses;
+    if (hops.empty()) {
+      if (resolve(&loop, host, addresses)) {
+        report.ok("name", fmt::format("{} is {}", host, addresses));
+      } else {
+        report.fail("name", fmt::format("cannot resolve {}: {}; check the host name in the URL", host, addresses));
+      }
+    } else {
+      const std::string proxy_host = url_part(hops.front().url.find("://") == std::string::npos
+                                                  ? "http://" + hops.front().url
+                                                  : hops.front().url,
+                                              CURLUPART_HOST);
+      if (resolve(&loop, proxy_host, addresses)) {
+        report.ok("name", fmt::format("proxy 1 host {} is {} ({} is resolved by the proxy)", proxy_host, addresses, host));
+      } else {
+        report.fail("name", fmt::format("cannot resolve proxy 1's host {}: {}; check the proxy ({})", proxy_host,
+                                        addresses, hops.front().source));
+      }
+    }
+
+    // 2. The probe: one x-disconnect POST. It opens the server's target connection, as a debugger
+    //    would, and closes it again at once (a JVM accepts one debugger at a time).
+    if (report.failures() == 0) {
+      CurlUvDriver driver(&loop);
+      std::unique_ptr<ProxyChain> chain;
+      std::string error;
+      if (hops.size() > 1) {
+        chain = std::make_unique<ProxyChain>(&loop, driver, settings.http);
+        if (!chain->start(error)) report.fail("proxy", error);
+      }
+      if (report.failures() == 0) {
+        Probe probe(settings.http);
+        if (chain) probe.exchange.use_chain(*chain);
+        curl_easy_setopt(probe.exchange.easy(), CURLOPT_CERTINFO, 1L);
+        if (settings.secret) probe.headers.add().append(settings.secret_header).append(": ").append(*settings.secret);
+        for (const auto& header : settings.headers) probe.headers.add().append(header);
+        probe.headers.add().append("Content-Type: ").append(protocol::kDisconnectType);
+        probe.headers.add().append("Expect:");
+        probe.exchange.prepare_post(nullptr, 0, probe.headers.list());
+        if (driver.start(probe.exchange.easy(), &probe) == CURLM_OK) {
+          while (!probe.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
+          }
+        }
+        const HttpExchange& x = probe.exchange;
+        long connect_code = 0;
+        curl_easy_getinfo(x.easy(), CURLINFO_HTTP_CONNECTCODE, &connect_code);
+        const bool answered = probe.done && probe.result == CURLE_OK;
+        const std::string failure = answered ? std::string() : x.describe_failure(probe.result);
+        const bool proxy_failed =
+            !answered && (failure.rfind("proxy", 0) == 0 || failure.find("proxy 1") != std::string::npos ||
+                          failure.find("proxy 2") != std::string::npos || (connect_code != 0 && connect_code != 200));
+        for (size_t i = 0; i < hops.size(); ++i) {
+          if (proxy_failed) break;
+          report.ok(fmt::format("proxy {}", i + 1),
+                    fmt::format("{} (from {}): CONNECT to {}:{} accepted", hops[i].display, hops[i].source, host, port));
+        }
+        const bool tls_failed = !answered && failure.rfind("TLS", 0) == 0;
+        if (proxy_failed) {
+          report.fail("proxy", failure);
+        } else if (tls_failed) {
+          report.fail("TLS", failure);
+        } else if (!answered) {
+          report.fail("connect", failure);
+        } else {
+          if (https) {
+            report.ok("TLS", fmt::format("{}; {}", x.tls_summary().empty() ? "TLS" : x.tls_summary(),
+                                         certificate_summary(x.easy())));
+          }
+          const long status = x.status();
+          const std::string status_line = status_text(status, x.reason());
+          char* content_type = nullptr;
+          curl_easy_getinfo(x.easy(), CURLINFO_CONTENT_TYPE, &content_type);
+          const std::string type = content_type != nullptr ? content_type : "";
+          char* location = nullptr;
+          curl_easy_getinfo(x.easy(), CURLINFO_REDIRECT_URL, &location);
+          report.ok("HTTP", fmt::format("{} answered {}", x.http_version(), status_line));
+          const bool html = type.find("html") != std::string::npos;
+          if (status == 410 || status == 204 || (status == 200 && !html)) {
+            report.ok("tunnel", fmt::format("the endpoint answered the probe as a tunnel server does ({}): a debugger "
+                                            "can attach through the agent",
+                                            status_line));
+          } else if (status == 503 && x.body().empty()) {
+            report.fail("tunnel", "the server says the target is not running (503): start the JVM with "
+                                  "-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=...");
+          } else if (status == 401 || status == 403) {
+            report.fail("tunnel", fmt::format("the server refused the secret ({}): {}", status_line,
+                                              settings.secret ? "check the secret given by " + settings.secret_source
+                                                              : std::string("no secret was given: use --secret-file or "
+                                                                            "TUNNEL_SECRET")));
+          } else if (status == 404) {
+            report.fail("tunnel", fmt::format("nothing at this path ({}): check the URL's path (Spring Boot: "
+                                              "/.~~spring-boot!~/debug, with spring.devtools.remote.secret set)",
+                                              status_line));
+          } else if (status >= 300 && status < 400) {
+            report.fail("tunnel", fmt::format("redirected ({}) to {}: something in front of the app (a login or SSO "
+                                              "gateway?) answers instead; give its token with -H",
+                                              status_line, location != nullptr ? location : "?"));
+          } else if (html) {
+            const std::string title = html_title(x.body());
+            report.fail("tunnel", fmt::format("an HTML page answered ({}{}): a login page or portal in front of the "
+                                              "app; give its token with -H, or ask for the endpoint to be let through",
+                                              status_line, title.empty() ? "" : ", \"" + title + "\""));
+          } else {
+            report.fail("tunnel", fmt::format("not a tunnel answer: {} (the tunnel answers the probe with 410)",
+                                              status_line));
+          }
+        }
+        if (probe.done == false) driver.cancel(probe.exchange.easy());
+      }
+      if (chain) chain->close();
+      driver.close();
+      uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    code = report.failures() == 0 ? 0 : 1;
+    fmt::print("{}\n", code == 0 ? "verdict: a debugger can attach (tunnel-agent with the same options)"
+                                 : "verdict: a debugger cannot attach yet: fix the FAIL line above");
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  return code;
+}
+
+}  // namespace tunnel

@@ -1,0 +1,142 @@
+"""tunnel-agent check URL: one line per step, the right verdict for each failure it names, exit 0
+only when a debugger could attach, and the server left as it was found."""
+import http.server
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from harness import AGENT, ENDPOINT_PATH, Target, start_server
+from proxies import Squid
+from tls import Nghttpx, Pki
+
+
+def check(url, *args, env=None):
+    full_env = dict(os.environ, http_proxy="", https_proxy="", all_proxy="", HTTPS_PROXY="", ALL_PROXY="")
+    full_env.update(env or {})
+    run = subprocess.run([AGENT, "check", url, *args], capture_output=True, text=True, timeout=60, env=full_env)
+    return run.returncode, run.stdout
+
+
+class Portal(http.server.BaseHTTPRequestHandler):
+    """Something else in front of the app: a login page, or a redirect to one."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "https://sso.example/login?next=/debug")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"<html><head><title>Sign in - Corp SSO</title></head><body>login</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class Check(unittest.TestCase):
+    def setUp(self):
+        self.target = Target()
+        self.secret_dir = tempfile.mkdtemp()
+        self.secret_file = os.path.join(self.secret_dir, "secret")
+        with open(self.secret_file, "w") as f:
+            f.write("right\n")
+        self.server, port = start_server(self.target.port, "--long-poll-ms", "1000", "--secret-file", self.secret_file)
+        self.url = f"http://127.0.0.1:{port}{ENDPOINT_PATH}"
+
+    def tearDown(self):
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+
+    def test_a_working_tunnel_passes_and_the_probe_leaves_the_target_closed(self):
+        code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"(?m)^ok +name +127\.0\.0\.1 is 127\.0\.0\.1$")
+        self.assertRegex(out, r"(?m)^ok +tunnel +the endpoint answered the probe as a tunnel server does \(410 Gone\)")
+        self.assertIn("verdict: a debugger can attach", out)
+        # The probe opened the target connection, as a debugger would, and closed it again.
+        self.target.wait_opened(1)
+        self.target.wait_closed(1)
+        self.server.wait_for_line(r"target connection 1 closed: x-disconnect")
+
+    def test_each_failure_gets_its_verdict_and_exit_code_1(self):
+        cases = [
+            ("bad secret", self.url, {"TUNNEL_SECRET": "wrong"}, (),
+             r"FAIL +tunnel +the server refused the secret \(403 Forbidden\): check the secret given by TUNNEL_SECRET"),
+            ("no secret", self.url, {"TUNNEL_SECRET": ""}, (), r"FAIL +tunnel +the server refused the secret .*no secret"),
+            ("wrong path", self.url.replace("debug", "other"), {"TUNNEL_SECRET": "right"}, (),
+             r"FAIL +tunnel +nothing at this path \(404 Not Found\)"),
+            ("unknown host", "http://no-such-host.invalid/x", {}, (), r"FAIL +name +cannot resolve no-such-host\.invalid"),
+        ]
+        for name, url, env, args, verdict in cases:
+            with self.subTest(name):
+                code, out = check(url, *args, env=env)
+                self.assertEqual(code, 1, out)
+                self.assertRegex(out, verdict)
+                self.assertIn("verdict: a debugger cannot attach yet", out)
+
+    def test_target_not_running_503(self):
+        server, port = start_server(self.target.port, "--unavailable")
+        try:
+            code, out = check(f"http://127.0.0.1:{port}{ENDPOINT_PATH}")
+        finally:
+            server.stop(signal.SIGKILL)
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out, r"FAIL +tunnel +the server says the target is not running \(503\): start the JVM with "
+                              r"-agentlib:jdwp")
+
+    def test_a_proxy_that_refuses_connect(self):
+        port = int(re.search(r":(\d+)/", self.url).group(1))
+        squid = Squid(deny_port=port)
+        try:
+            code, out = check(self.url, "--proxy", squid.url, env={"TUNNEL_SECRET": "right"})
+        finally:
+            squid.stop()
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out, rf"(?m)^ok +name +proxy 1 host 127\.0\.0\.1 is 127\.0\.0\.1")
+        self.assertRegex(out, rf"FAIL +proxy +proxy 1 \(127\.0\.0\.1:{squid.port}\) refused CONNECT to 127\.0\.0\.1:{port}: "
+                              r"403 Forbidden")
+
+    def test_tls_untrusted_then_trusted(self):
+        pki = Pki()
+        front = Nghttpx(pki, int(re.search(r":(\d+)/", self.url).group(1)))
+        try:
+            code, out = check(front.url, env={"TUNNEL_SECRET": "right"})
+            self.assertEqual(code, 1, out)
+            self.assertRegex(out, r"FAIL +TLS +TLS: certificate not trusted .*use --cacert")
+            code, out = check(front.url, "--cacert", pki.path("ca.pem"), env={"TUNNEL_SECRET": "right"})
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, r"(?m)^ok +TLS +TLSv1\.[23] / \S+; ALPN h2; certificate CN = tunnel-agent test server, "
+                                  r"issued by CN = tunnel-agent test ca, expires .* \(in [12] days\)$")
+            self.assertRegex(out, r"(?m)^ok +HTTP +HTTP/2 answered 410")
+        finally:
+            front.stop()
+            pki.remove()
+
+    def test_a_login_page_or_a_redirect_in_front(self):
+        portal = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+        threading.Thread(target=portal.serve_forever, daemon=True).start()
+        try:
+            base = f"http://127.0.0.1:{portal.server_address[1]}"
+            code, out = check(base + ENDPOINT_PATH)
+            self.assertEqual(code, 1, out)
+            self.assertRegex(out, r'FAIL +tunnel +an HTML page answered \(200 OK, "Sign in - Corp SSO"\): a login page')
+            code, out = check(base + "/redirect" + ENDPOINT_PATH)
+            self.assertEqual(code, 1, out)
+            self.assertRegex(out, r"FAIL +tunnel +redirected \(302 Found\) to https://sso\.example/login\?next=/debug")
+        finally:
+            portal.shutdown()
+            portal.server_close()
+
+
+if __name__ == "__main__":
+    unittest.main()
