@@ -224,6 +224,12 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   app.add_flag("--stdio", config.stdio,
                "carry standard input and output through one session to URL, then exit (for ssh's ProxyCommand "
                "and scripts); exit code 0 when the session ended normally");
+  double linger_s = 2;
+  app.add_option("--stdio-linger", linger_s,
+                 "with --stdio: once standard input ends, wait this long for more output before ending (the session "
+                 "also ends when the target closes)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("-H,--header", config.headers,
                  "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
                  "are never logged")
@@ -428,6 +434,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   config.connect_timeout_ms = static_cast<long>(connect_timeout_s * 1000);
   config.request_timeout_ms = static_cast<long>(request_timeout_s * 1000);
   config.retry_window_ms = static_cast<long>(retry_window_s * 1000);
+  config.stdio_linger_ms = static_cast<long>(linger_s * 1000);
   result.config = std::move(config);
   return result;
 }

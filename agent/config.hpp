@@ -30,6 +30,7 @@ struct Config {
   std::vector<Forward> forwards;  // the URL argument with --listen, and every -L
   std::vector<std::string> headers;  // -H "Name: value", sent with every request (values never logged)
   bool stdio = false;  // --stdio: one session over standard input and output, then exit
+  long stdio_linger_ms = 2000;  // --stdio-linger
   bool check = false;  // tunnel-agent check URL: diagnose the path, then exit
   std::string secret_header = "X-AUTH-TOKEN";
   std::optional<std::string> secret;  // never printed

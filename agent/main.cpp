@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
       // One session over standard input and output; the agent exits when it ends.
       stdio_settings = tunnel::session_settings(config, config.forwards.front());
       stdio_settings.output_outlives_input = true;
+      stdio_settings.linger_ms = static_cast<uint64_t>(config.stdio_linger_ms);
       if (stdio_settings.http.proxy.hops.size() > 1) {
         chain = std::make_unique<tunnel::ProxyChain>(&loop, driver, stdio_settings.http);
         chain->start(error);

@@ -39,6 +39,8 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
   phase_timer_.get()->data = this;
   pump_timer_.init(loop_, uv_timer_init);
   pump_timer_.get()->data = this;
+  linger_timer_.init(loop_, uv_timer_init);
+  linger_timer_.get()->data = this;
 }
 
 TunnelSession::~TunnelSession() {
@@ -123,6 +125,7 @@ void TunnelSession::on_local_eof(const char* why) {
     // stdio, as netcat: the rest goes up, and the target's output keeps coming until it closes.
     log::debug("session {}: {}; the target's output keeps coming until it closes", id_, why);
     local_input_ended_ = true;
+    uv_timer_start(linger_timer_.get(), &TunnelSession::on_uv_linger_timeout, settings_.linger_ms, 0);
     pump();
     return;
   }
@@ -176,6 +179,10 @@ TunnelSession::Request& TunnelSession::idle_request() {
 // back-off, what has to go again; after local EOF, disconnects once the upload is through.
 void TunnelSession::pump() {
   if (state_ != State::open && state_ != State::draining) return;
+  if (target_gone_) {
+    end_after_target_closed();  // nothing more to send: the target is gone
+    return;
+  }
   if (release_gets_ > 0 && failures_in_row_ <= 1) {
     // After one failure, at once, not after the back-off: a request the server may hold for a
     // dead connection must be released before the target's next bytes go out on it.
@@ -209,7 +216,12 @@ void TunnelSession::pump() {
     const bool local_keeps_up =
         write_backlog_ < settings_.download_window && reorderer_.waiting_bytes() < settings_.download_window / 2;
     const bool upload_waiting = local_keeps_up && (resend != nullptr || !pending_upload_.empty());
-    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting, local_keeps_up, uv_hrtime());
+    // Still, one request stays held up to twice the window: a target that closes while the server
+    // holds no request is never reported (the next request opens a new target connection).
+    const bool keep_one_held = in_flight_.empty() && write_backlog_ < 2 * settings_.download_window &&
+                               reorderer_.waiting_bytes() < settings_.download_window / 2;
+    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting, local_keeps_up || keep_one_held,
+                                    uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
       if (gate_ns > 0 && (recheck_ns == 0 || gate_ns < recheck_ns)) recheck_ns = gate_ns;
@@ -382,6 +394,30 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
              static_cast<double>(uv_hrtime() - r.started_ns) / 1e6);
 }
 
+// Once the target closed (410) and no request that may still carry its last payloads is left.
+void TunnelSession::end_after_target_closed(bool deadline) {
+  if (!target_gone_ || state_ == State::disconnecting || state_ == State::closing || state_ == State::closed) return;
+  if (!deadline) {
+    for (const auto& r : pool_) {
+      if (r->busy) return;
+    }
+  }
+  if (reorderer_.has_gap()) {
+    finish(fmt::format("the target closed the connection (410 Gone), and server payload x-seq {} never arrived",
+                       reorderer_.next_expected()),
+           true, false);
+  } else if (state_ == State::draining) {
+    finish(end_reason_, false, false);
+  } else if (any_payload_) {
+    finish("the target closed the connection (410 Gone)", false, false);
+  } else {
+    // Nothing ever came from the target: most likely the server could not connect to it.
+    finish("the server could not reach the target, or the target closed at once (410 Gone): is the JVM "
+           "listening on its debug port, and is no other debugger attached?",
+           true, false);
+  }
+}
+
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
   log_exchange(r, result);
@@ -445,18 +481,13 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     }
     case Answer::target_closed:
       if (retry_early_410(r)) return;
-      if (state_ != State::disconnecting) {
-        if (state_ == State::draining) {
-          finish(end_reason_, false, false);
-        } else if (any_payload_) {
-          finish("the target closed the connection (410 Gone)", false, false);
-        } else {
-          // Nothing ever came from the target: most likely the server could not connect to it.
-          finish("the server could not reach the target, or the target closed at once (410 Gone): is the JVM "
-                 "listening on its debug port, and is no other debugger attached?",
-                 true, false);
-        }
+      if (state_ != State::disconnecting && !target_gone_) {
+        // The server answers 410 to every request it holds once the target closed, after the
+        // target's last payloads: those may still be on their way in other requests. Wait for them.
+        target_gone_ = true;
+        uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.flush_timeout_ms, 0);
       }
+      end_after_target_closed();
       return;
     case Answer::target_unavailable:
       if (!r.exchange.body().empty()) {
@@ -610,6 +641,9 @@ void TunnelSession::on_payload(Request& r) {
   }
   any_payload_ = true;
   last_payload_ns_ = uv_hrtime();
+  if (local_input_ended_) {
+    uv_timer_start(linger_timer_.get(), &TunnelSession::on_uv_linger_timeout, settings_.linger_ms, 0);
+  }
   const uint64_t expected = reorderer_.next_expected();
   auto result = reorderer_.push(*seq, std::move(r.exchange.body()));
   if (result != protocol::PayloadReorderer::Result::accepted) {
@@ -646,12 +680,30 @@ void TunnelSession::on_uv_gap_timeout(uv_timer_t* timer) noexcept {
                true, true);
 }
 
+// Called by libuv when, after the local input ended, the target said nothing for the linger time.
+void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<TunnelSession*>(timer->data);
+  if (self->state_ != State::open) return;
+  if (!self->pending_upload_.empty()) {  // still sending the input's end: output may come after it
+    uv_timer_start(timer, &TunnelSession::on_uv_linger_timeout, self->settings_.linger_ms, 0);
+    return;
+  }
+  self->finish(fmt::format("the input ended, and the target sent nothing for {:.1f} s after it",
+                           static_cast<double>(self->settings_.linger_ms) / 1000),
+               false, true);
+}
+
 // Called by libuv when the current phase's deadline passes (drain grace, disconnect, flush).
 void TunnelSession::on_uv_phase_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   switch (self->state_) {
+    case State::open:
     case State::draining:
-      self->pump();  // looks again whether the last POST bodies are surely read
+      if (self->target_gone_) {
+        self->end_after_target_closed(true);  // the last requests did not come back in time
+      } else {
+        self->pump();  // looks again whether the last POST bodies are surely read
+      }
       break;
     case State::disconnecting:
       log::warn("session {}: the server did not confirm the disconnect within {} ms", self->id_,
@@ -676,6 +728,7 @@ void TunnelSession::finish(std::string why, bool error, bool disconnect_first) {
   uv_timer_stop(gap_timer_.get());
   uv_timer_stop(phase_timer_.get());
   uv_timer_stop(pump_timer_.get());
+  uv_timer_stop(linger_timer_.get());
   if (disconnect_first) {
     state_ = State::disconnecting;
     send_disconnect(stopping_ ? kStopDeadlineMs : settings_.disconnect_timeout_ms);
@@ -719,6 +772,7 @@ void TunnelSession::close_local(bool flush) {
   gap_timer_.close();
   phase_timer_.close();
   pump_timer_.close();
+  linger_timer_.close();
   client_handles_open_ = client_.handles();
   client_.close(&TunnelSession::on_client_closed);
 }

@@ -30,7 +30,10 @@ struct SessionSettings {
   std::optional<std::string> secret;
   std::string secret_source;           // where the secret came from, for messages
   std::vector<std::string> headers;    // -H "Name: value", on every request
-  bool output_outlives_input = false;  // stdio: local EOF does not end the session; the target's close does
+  // stdio: local EOF does not end the session; the target's close does, or this long without output
+  // from it (the protocol cannot always tell that the target closed: docs/PROTOCOL-NOTES.md).
+  bool output_outlives_input = false;
+  uint64_t linger_ms = 2000;
   size_t max_post_body = 256 << 10;    // the most bytes one POST carries while the target talks back
   size_t max_quiet_post_body = 2 << 20;  // ... and while it has been quiet (docs/PROTOCOL-NOTES.md)
   uint64_t quiet_ms = 100;             // quiet: no payload from the target for this long
@@ -111,6 +114,7 @@ class TunnelSession {
   static void on_uv_write(uv_write_t* req, int status) noexcept;
   static void on_uv_shutdown(uv_shutdown_t* req, int status) noexcept;
   static void on_uv_gap_timeout(uv_timer_t* timer) noexcept;
+  static void on_uv_linger_timeout(uv_timer_t* timer) noexcept;
   static void on_uv_phase_timeout(uv_timer_t* timer) noexcept;
   static void on_client_closed(void* data) noexcept;
 
@@ -131,6 +135,7 @@ class TunnelSession {
   // One line for a transfer that failed; empty when the failure may be retried.
   std::string fatal_transfer_error(const Request& request, CURLcode result) const;
   void resend_post(Request& request);
+  void end_after_target_closed(bool deadline = false);
   void send_releases();
   void build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const;
   void send_post();
@@ -150,6 +155,7 @@ class TunnelSession {
   int client_handles_open_ = 0;  // closing the local end: handles whose close has not come back yet
   UvHandle<uv_timer_t> gap_timer_;
   UvHandle<uv_timer_t> phase_timer_;
+  UvHandle<uv_timer_t> linger_timer_;  // output_outlives_input: after local EOF, how long output may pause
   uint64_t id_;
   std::string peer_;
   ClosedCallback on_closed_;
@@ -191,7 +197,8 @@ class TunnelSession {
   uint64_t next_upload_seq_ = 1;
   std::vector<char> pending_upload_;
   bool reading_ = false;
-  bool local_input_ended_ = false;  // output_outlives_input: the local input reached EOF
+  bool local_input_ended_ = false;
+  bool target_gone_ = false;  // a 410 came: the session ends once the requests still out are back  // output_outlives_input: the local input reached EOF
   std::array<char, 64 * 1024> read_buffer_;
   protocol::PayloadReorderer reorderer_;
   size_t write_backlog_ = 0;
