@@ -283,6 +283,10 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   app.add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
   app.add_flag("-v,--verbose", verbose, "log every HTTP exchange; twice: also libcurl's own trace");
   app.add_flag("-q,--quiet", quiet, "log errors only");
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text, or json: one JSON object per line on stderr, for log collectors")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.footer(
       "Environment:\n"
       "  TUNNEL_SECRET           the secret, when --secret-file is not given (never logged)\n"
@@ -431,6 +435,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (quiet && verbose > 0) return fail("-q and -v contradict each other: give one of them");
   config.log_level = quiet ? log::Level::error : verbose > 0 ? log::Level::debug : log::Level::info;
   config.curl_trace = verbose > 1;
+  config.log_format = log_format == "json" ? log::Format::json : log::Format::text;
   config.connect_timeout_ms = static_cast<long>(connect_timeout_s * 1000);
   config.request_timeout_ms = static_cast<long>(request_timeout_s * 1000);
   config.retry_window_ms = static_cast<long>(retry_window_s * 1000);

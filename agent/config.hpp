@@ -37,6 +37,7 @@ struct Config {
   std::string secret_source;          // "--secret-file PATH" or "TUNNEL_SECRET", for messages
   BusyPolicy on_busy = BusyPolicy::wait;
   log::Level log_level = log::Level::info;
+  log::Format log_format = log::Format::text;
   bool curl_trace = false;  // -vv
   long connect_timeout_ms = 15000;
   long request_timeout_ms = 30000;

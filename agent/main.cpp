@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   }
   const tunnel::Config& config = *parsed.config;
   tunnel::log::set_level(config.log_level);
+  tunnel::log::set_format(config.log_format);
   std::signal(SIGPIPE, SIG_IGN);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     tunnel::log::error("cannot initialise libcurl");

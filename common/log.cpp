@@ -7,6 +7,7 @@
 namespace tunnel::log {
 namespace {
 Level g_level = Level::info;
+Format g_format = Format::text;
 
 const char* level_name(Level level) {
   switch (level) {
@@ -20,12 +21,43 @@ const char* level_name(Level level) {
 }  // namespace
 
 void set_level(Level level) { g_level = level; }
+void set_format(Format format) { g_format = format; }
+
+std::string json_line(std::string_view time_utc, Level level, std::string_view message) {
+  std::string out = "{\"time\":\"";
+  out.append(time_utc).append("\",\"level\":\"").append(level_name(level)).append("\",\"message\":\"");
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (u < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", u);
+      out.append(escaped);
+    } else {
+      out.push_back(c);  // UTF-8 passes through; invalid bytes never come from our messages' parts
+    }
+  }
+  out.append("\"}");
+  return out;
+}
 Level level() { return g_level; }
 bool enabled(Level level) { return level >= g_level; }
 
 void write(Level level, std::string_view message) {
   timeval tv{};
   gettimeofday(&tv, nullptr);
+  if (g_format == Format::json) {
+    tm utc{};
+    gmtime_r(&tv.tv_sec, &utc);
+    char stamp[40];
+    const size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", static_cast<long>(tv.tv_usec / 1000));
+    const std::string line = json_line(stamp, level, message) + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    return;
+  }
   tm local{};
   localtime_r(&tv.tv_sec, &local);
   char stamp[32];

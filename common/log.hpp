@@ -4,13 +4,18 @@
 
 #include <fmt/format.h>
 
+#include <string>
 #include <string_view>
 
 namespace tunnel::log {
 
 enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+enum class Format { text, json };
 
 void set_level(Level level);
+void set_format(Format format);
+// One JSON object for a log line: {"time":"...Z","level":"info","message":"..."} (message escaped).
+std::string json_line(std::string_view time_utc, Level level, std::string_view message);
 Level level();
 bool enabled(Level level);
 void write(Level level, std::string_view message);

@@ -182,6 +182,25 @@ class Secrets(unittest.TestCase):
         self.assertNotIn("s3cr3t-value-42", output)
 
 
+class JsonLogs(TunnelTestCase):
+    agent_args = ("--log-format", "json", "-v")
+
+    def test_every_log_line_is_a_json_object(self):
+        import json
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"ping"), b"ping")
+        self.agent.wait_for_line(r'"message":"session 1 \(.*\) closed after')
+        self.agent.stop()
+        records = [json.loads(line) for line in self.agent.lines if line.strip()]
+        self.assertGreater(len(records), 3)
+        for record in records:
+            self.assertEqual(set(record), {"time", "level", "message"})
+            self.assertRegex(record["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertIn(record["level"], ("debug", "info", "warning", "error"))
+        self.assertTrue(any(r["message"].startswith("listening on 127.0.0.1:") for r in records))
+        self.assertTrue(any(r["level"] == "debug" and "GET ->" in r["message"] for r in records))
+
+
 class Disconnect(TunnelTestCase):
     def test_local_close_makes_the_server_drop_the_target_within_1s(self):
         with connect(self.port) as s:
