@@ -198,7 +198,9 @@ class JsonLogs(TunnelTestCase):
             self.assertRegex(record["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
             self.assertIn(record["level"], ("debug", "info", "warning", "error"))
         self.assertTrue(any(r["message"].startswith("listening on 127.0.0.1:") for r in records))
-        self.assertTrue(any(r["level"] == "debug" and "GET ->" in r["message"] for r in records))
+        # -v: the exchanges, at least the x-disconnect the session ends with.
+        self.assertTrue(any(r["level"] == "debug" and "POST x-disconnect -> HTTP/1.1 410" in r["message"]
+                            for r in records), records)
 
 
 class Disconnect(TunnelTestCase):
