@@ -4,7 +4,7 @@
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
 #include "common/proxy_chain.hpp"
-#include "common/tunnel_protocol.hpp"
+#include "common/url.hpp"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -37,19 +37,6 @@ class Report {
   }
   int failures_ = 0;
 };
-
-std::string url_part(const std::string& url, CURLUPart part) {
-  CURLU* u = curl_url();
-  std::string out;
-  char* raw = nullptr;
-  if (u != nullptr && curl_url_set(u, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-      curl_url_get(u, part, &raw, CURLU_DEFAULT_PORT) == CURLUE_OK && raw != nullptr) {
-    out = raw;
-  }
-  curl_free(raw);
-  curl_url_cleanup(u);
-  return out;
-}
 
 // Resolves `host` (synchronously: a one-shot diagnosis) and lists its addresses.
 bool resolve(uv_loop_t* loop, const std::string& host, std::string& out) {
@@ -134,7 +121,7 @@ int run_check(const Config& config) {
   const Forward& forward = config.forwards.front();
   const SessionSettings settings = session_settings(config, forward);
   const std::string host = url_part(forward.url, CURLUPART_HOST);
-  const std::string port = url_part(forward.url, CURLUPART_PORT);
+  const std::string port = url_part(forward.url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
   const bool https = forward.url.rfind("https://", 0) == 0;
   report.info("endpoint", fmt::format("{} (host {}, port {})", forward.url, host, port));
   report.info("secret", settings.secret ? fmt::format("sent in {}, from {}", settings.secret_header, settings.secret_source)
@@ -156,10 +143,7 @@ int run_check(const Config& config) {
         report.fail("name", fmt::format("cannot resolve {}: {}; check the host name in the URL", host, addresses));
       }
     } else {
-      const std::string proxy_host = url_part(hops.front().url.find("://") == std::string::npos
-                                                  ? "http://" + hops.front().url
-                                                  : hops.front().url,
-                                              CURLUPART_HOST);
+      const std::string proxy_host = url_part(hops.front().url, CURLUPART_HOST);
       if (resolve(&loop, proxy_host, addresses)) {
         report.ok("name", fmt::format("proxy 1 host {} is {} ({} is resolved by the proxy)", proxy_host, addresses, host));
       } else {
@@ -182,10 +166,7 @@ int run_check(const Config& config) {
         Probe probe(settings.http);
         if (chain) probe.exchange.use_chain(*chain);
         curl_easy_setopt(probe.exchange.easy(), CURLOPT_CERTINFO, 1L);
-        if (settings.secret) probe.headers.add().append(settings.secret_header).append(": ").append(*settings.secret);
-        for (const auto& header : settings.headers) probe.headers.add().append(header);
-        probe.headers.add().append("Content-Type: ").append(protocol::kDisconnectType);
-        probe.headers.add().append("Expect:");
+        TunnelSession::build_headers(probe.headers, settings, TunnelSession::Kind::disconnect, 0);
         probe.exchange.prepare_post(nullptr, 0, probe.headers.list());
         if (driver.start(probe.exchange.easy(), &probe) == CURLM_OK) {
           while (!probe.done && uv_run(&loop, UV_RUN_ONCE) != 0) {

@@ -213,13 +213,13 @@ void TunnelSession::pump() {
     // may carry more for it too): the memory a session holds stays bounded.
     // Nor while much waits behind a missing payload: its request is on its way (a POST answered
     // only once the server has written its body to a slow target), and more would only queue up.
-    const bool local_keeps_up =
-        write_backlog_ < settings_.download_window && reorderer_.waiting_bytes() < settings_.download_window / 2;
+    const bool room_behind_gap = reorderer_.waiting_bytes() < settings_.download_window / 2;
+    const bool local_keeps_up = write_backlog_ < settings_.download_window && room_behind_gap;
     const bool upload_waiting = local_keeps_up && (resend != nullptr || !pending_upload_.empty());
     // Still, one request stays held up to twice the window: a target that closes while the server
     // holds no request is never reported (the next request opens a new target connection).
-    const bool keep_one_held = in_flight_.empty() && write_backlog_ < 2 * settings_.download_window &&
-                               reorderer_.waiting_bytes() < settings_.download_window / 2;
+    const bool keep_one_held =
+        in_flight_.empty() && write_backlog_ < 2 * settings_.download_window && room_behind_gap;
     const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting, local_keeps_up || keep_one_held,
                                     uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
@@ -245,6 +245,14 @@ void TunnelSession::pump() {
   if (state_ == State::draining && pending_upload_.empty()) drain();
 }
 
+// A new failure: requests sent from now on belong to a new epoch. While a request may still be held
+// for a dead connection (`maybe_held` now or since the last answered epoch), two GETs go to release it.
+void TunnelSession::note_failure(bool maybe_held) {
+  ++failure_epoch_;
+  if (maybe_held) release_pending_ = true;
+  if (release_pending_) release_gets_ = 2;
+}
+
 // A POST sent again goes unchanged (same x-seq, same body: the server applies an x-seq once).
 void TunnelSession::resend_post(Request& r) {
   r.resend = false;
@@ -265,13 +273,11 @@ void TunnelSession::send_releases() {
 // is needed); else how long until they are.
 uint64_t TunnelSession::release_gate_ns(uint64_t now) const {
   if (!release_pending_) return 0;
-  const uint64_t settle = planner_.settle_ns();
-  if (release_gets_ > 0) return settle;  // not sent yet (back-off)
+  if (release_gets_ > 0) return planner_.settle_ns();  // not sent yet (back-off)
   uint64_t wait = 0;
   for (const auto& r : pool_) {
     if (!r->busy || !r->release || r->epoch != failure_epoch_) continue;
-    const uint64_t sent = r->exchange.body_sent_ns();
-    wait = std::max(wait, sent == 0 ? settle : now - sent >= settle ? 0 : sent + settle - now);
+    wait = std::max(wait, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
   }
   return wait;
 }
@@ -285,9 +291,7 @@ void TunnelSession::drain() {
   for (const auto& r : pool_) {
     if (r->resend) return;
     if (!r->busy || r->kind != Kind::post) continue;
-    const uint64_t sent = r->exchange.body_sent_ns();
-    const uint64_t settle = planner_.settle_ns();
-    wait_ns = std::max(wait_ns, sent == 0 ? settle : now - sent >= settle ? 0 : sent + settle - now);
+    wait_ns = std::max(wait_ns, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
   }
   if (wait_ns == 0 || now - draining_since_ns_ >= settings_.drain_limit_ms * 1000000) {
     finish(end_reason_, false, true);
@@ -301,10 +305,10 @@ void TunnelSession::on_uv_pump_timeout(uv_timer_t* timer) noexcept {
   static_cast<TunnelSession*>(timer->data)->pump();
 }
 
-void TunnelSession::build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const {
+void TunnelSession::build_headers(HeaderLines& lines, const SessionSettings& settings, Kind kind, uint64_t seq) {
   lines.clear();
-  if (settings_.secret) lines.add().append(settings_.secret_header).append(": ").append(*settings_.secret);
-  for (const auto& header : settings_.headers) lines.add().append(header);
+  if (settings.secret) lines.add().append(settings.secret_header).append(": ").append(*settings.secret);
+  for (const auto& header : settings.headers) lines.add().append(header);
   if (kind == Kind::post) {
     lines.add().append("Content-Type: ").append(protocol::kPayloadType);
     char digits[24];
@@ -319,7 +323,7 @@ void TunnelSession::build_headers(HeaderLines& lines, Kind kind, uint64_t seq) c
 TunnelSession::Request& TunnelSession::send_get() {
   Request& r = idle_request();
   r.body.clear();
-  build_headers(r.headers, Kind::get, 0);
+  build_headers(r.headers, settings_, Kind::get, 0);
   r.exchange.prepare_get(r.headers.list());
   send(r, Kind::get);
   return r;
@@ -340,7 +344,7 @@ void TunnelSession::send_post() {
     pending_upload_.erase(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
   }
   r->seq = next_upload_seq_++;
-  build_headers(r->headers, Kind::post, r->seq);
+  build_headers(r->headers, settings_, Kind::post, r->seq);
   r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
   bytes_up_ += r->body.size();
   send(*r, Kind::post);
@@ -349,7 +353,7 @@ void TunnelSession::send_post() {
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
   if (!disconnect_) disconnect_ = std::make_unique<Request>(*this, settings_.http, chain_);
   Request* r = disconnect_.get();
-  build_headers(r->headers, Kind::disconnect, 0);
+  build_headers(r->headers, settings_, Kind::disconnect, 0);
   r->exchange.prepare_post(nullptr, 0, r->headers.list());
   if (!send(*r, Kind::disconnect)) {
     close_local(true);
@@ -425,9 +429,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
     log::debug("session {}: libcurl sent that request {} times (its connection had died)", id_, r.exchange.attempts());
     ++retries_;
-    ++failure_epoch_;
-    release_pending_ = true;
-    release_gets_ = 2;
+    note_failure(true);
   }
   if (result == CURLE_OK) planner_.observe_exchange(uv_hrtime() - r.started_ns);
 
@@ -472,8 +474,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::released: {
       // A newer request of ours is held: a GET needs no replacement. A POST released this way
       // before the server surely read its body (settled) may have lost it: it goes again.
-      const uint64_t sent = r.exchange.body_sent_ns();
-      if (r.kind == Kind::post && (sent == 0 || uv_hrtime() - sent < planner_.settle_ns())) {
+      if (r.kind == Kind::post && planner_.settle_wait_ns(r.exchange.body_sent_ns(), uv_hrtime()) > 0) {
         log::debug("session {}: POST x-seq {} was released before its body was surely read; sending it again", id_, r.seq);
         r.resend = true;
       }
@@ -597,9 +598,7 @@ void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool
   log::warn("session {}: {}{}: {}; trying again in {} ms", id_, what,
             r.kind == Kind::post ? fmt::format(" x-seq {}", r.seq) : std::string(), why, delay_ms);
   if (r.kind == Kind::post) r.resend = true;
-  ++failure_epoch_;
-  if (maybe_held) release_pending_ = true;
-  if (release_pending_) release_gets_ = 2;
+  note_failure(maybe_held);
   hold_off_until_ns_ = std::max(hold_off_until_ns_, now + delay_ms * 1000000);
   pump();
 }

@@ -65,6 +65,11 @@ class TunnelSession {
 
   // `hold_off_ms`: wait this long before the first request (the listener's back-off after a 503).
   void start(uint64_t hold_off_ms = 0);
+
+  enum class Kind { get, post, disconnect };
+  // The header lines of one request of the protocol (the secret, -H headers, its Content-Type and
+  // x-seq); also used by `tunnel-agent check` for its probe.
+  static void build_headers(HeaderLines& lines, const SessionSettings& settings, Kind kind, uint64_t seq);
   // The agent is stopping: ask the server to drop the target connection, then close.
   void stop();
   uint64_t id() const { return id_; }
@@ -82,7 +87,6 @@ class TunnelSession {
     closing,        // local socket closing
     closed,
   };
-  enum class Kind { get, post, disconnect };
 
   struct Request final : Transfer {
     Request(TunnelSession& s, const HttpOptions& options, ProxyChain* chain) : session(s), exchange(options) {
@@ -135,9 +139,9 @@ class TunnelSession {
   // One line for a transfer that failed; empty when the failure may be retried.
   std::string fatal_transfer_error(const Request& request, CURLcode result) const;
   void resend_post(Request& request);
+  void note_failure(bool maybe_held);
   void end_after_target_closed(bool deadline = false);
   void send_releases();
-  void build_headers(HeaderLines& lines, Kind kind, uint64_t seq) const;
   void send_post();
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);

@@ -1,6 +1,7 @@
 #include "common/http_exchange.hpp"
 
 #include "common/proxy_chain.hpp"
+#include "common/url.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -85,19 +86,8 @@ std::string auth_names(long mask) {
 
 // "host:port" of a URL, for messages (never its credentials).
 std::string host_port(const std::string& url) {
-  CURLU* u = curl_url();
-  std::string out = "?";
-  if (u != nullptr && curl_url_set(u, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
-    char* host = nullptr;
-    char* port = nullptr;
-    curl_url_get(u, CURLUPART_HOST, &host, 0);
-    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
-    if (host != nullptr) out = std::string(host) + ":" + (port != nullptr ? port : "?");
-    curl_free(host);
-    curl_free(port);
-  }
-  curl_url_cleanup(u);
-  return out;
+  const std::string host = url_part(url, CURLUPART_HOST);
+  return host.empty() ? "?" : host + ":" + url_part(url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "common/proxy_chain.hpp"
 
+#include "common/url.hpp"
+
 #include "common/log.hpp"
 
 #include <fmt/format.h>
@@ -45,20 +47,6 @@ std::string base64(const std::string& in) {
                        (i + 1 < in.size() ? static_cast<unsigned char>(in[i + 1]) << 8 : 0);
     out += {table[v >> 18], table[(v >> 12) & 63], i + 1 < in.size() ? table[(v >> 6) & 63] : '=', '='};
   }
-  return out;
-}
-
-// Parts of a URL (decoded), or "" when absent.
-std::string url_part(const std::string& url, CURLUPart which, unsigned flags = 0) {
-  CURLU* u = curl_url();
-  std::string out;
-  char* raw = nullptr;
-  if (u != nullptr && curl_url_set(u, CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-      curl_url_get(u, which, &raw, flags) == CURLUE_OK && raw != nullptr) {
-    out = raw;
-  }
-  curl_free(raw);
-  curl_url_cleanup(u);
   return out;
 }
 

@@ -42,6 +42,12 @@ class RequestPlanner {
   }
   // How long after its body was sent a held POST is taken as read by the server.
   uint64_t settle_ns() const { return settings_.settle_base_ns + 2 * (fastest_ns_ == UINT64_MAX ? 0 : fastest_ns_); }
+  // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
+  // settle time when it has not left yet (sent_ns 0).
+  uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now) const {
+    const uint64_t settle = settle_ns();
+    return sent_ns == 0 ? settle : now - sent_ns >= settle ? 0 : sent_ns + settle - now;
+  }
 
  private:
   PlannerSettings settings_;

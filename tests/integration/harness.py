@@ -156,9 +156,8 @@ class Target:
     """A TCP target on 127.0.0.1:0 that echoes what it reads (or, with echo=False, only counts it).
     It records each connection's open and close times so tests can see what the server did."""
 
-    def __init__(self, echo=True, echo_delay=0.0):
+    def __init__(self, echo=True):
         self.echo = echo
-        self.echo_delay = echo_delay  # seconds each echo waits: target output that comes later on its own
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -196,8 +195,6 @@ class Target:
                 if data.endswith(b"CLOSE-NOW"):
                     break
                 if self.echo:
-                    if self.echo_delay:
-                        time.sleep(self.echo_delay)
                     conn.sendall(data)
         except OSError:
             pass

@@ -29,7 +29,8 @@ def sanitized(pid):
 
 
 def slow_reader(sock, total, digest, done):
-    """Reads `total` bytes in 64 KiB steps, 10 ms apart: far slower than the other side sends."""
+    """Reads `total` bytes in 64 KiB steps, 10 ms apart: far slower than the other side sends. (The
+    pause is the slowness under test, not a wait for something.)"""
     got = 0
     sock.settimeout(120)
     while got < total:
@@ -77,9 +78,12 @@ class FastSenderSlowReader(unittest.TestCase):
             t.start()
         peak = 0.0
         pid = self.agent.proc.pid
-        while any(t.is_alive() for t in threads[2:]):
-            peak = max(peak, rss_mib(pid))
-            time.sleep(0.05)
+        deadline = time.monotonic() + 180
+        for reader in threads[2:]:
+            # Sample the agent's memory every 50 ms until each slow reader has everything.
+            while reader.is_alive() and time.monotonic() < deadline:
+                peak = max(peak, rss_mib(pid))
+                reader.join(0.05)
         client.close()
         target.close()
         self.assertEqual(up_done, [SIZE], self.agent.output()[-3000:] + self.server.output()[-2000:])
