@@ -74,7 +74,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (colon != std::string_view::npos) {
         std::string name(line.substr(0, colon));
         for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+        // as HttpExchange trims: spaces and tabs, and line ends at the back
+        while (!name.empty() && std::string_view(" \t\r\n").find(name.back()) != std::string_view::npos) {
+          name.pop_back();
+        }
         while (!name.empty() && (name.front() == ' ' || name.front() == '\t')) name.erase(0, 1);
         if (name == "content-length") {
           std::string value(line.substr(colon + 1));
