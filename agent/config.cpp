@@ -1,11 +1,17 @@
 #include "agent/config.hpp"
 
+#include "agent/config_file.hpp"
+
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <uv.h>
 
 #include <strings.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 
 #include <fstream>
 #include <set>
@@ -193,18 +199,13 @@ std::optional<ProxyHop> parse_proxy(const std::string& url, const std::string& s
   return hop;
 }
 
-ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv) {
-  CLI::App app{
-      "tunnel-agent: carries local TCP connections (e.g. a debugger's JDWP) to a remote Spring Boot\n"
-      "DevTools HttpTunnelServer endpoint over plain long-poll HTTP(S) requests.\n\n"
-      "Example:\n"
-      "  TUNNEL_SECRET=mysecret tunnel-agent https://app.example.com/.~~spring-boot!~/debug\n"
-      "  jdb -attach 127.0.0.1:8000\n",
-      "tunnel-agent"};
-  app.set_version_flag("--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
-  app.get_formatter()->column_width(32);
+namespace {
 
+// Everything the option definitions write into; Config's own fields are bound directly.
+struct Raw {
   Config config;
+  std::string url;
+  std::vector<std::string> forward_texts;
   std::string listen_text = "127.0.0.1:8000";
   std::string on_busy = "wait";
   std::string secret_file;
@@ -213,103 +214,230 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   double connect_timeout_s = 15;
   double request_timeout_s = 30;
   double retry_window_s = 25;
-
-  std::string url;
-  std::vector<std::string> forward_texts;
-  app.add_option("URL", url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug (or use -L)");
-  app.add_option("-L,--forward", forward_texts,
-                 "[HOST:]PORT=URL: one more local port and the endpoint it goes to; repeatable, each with its own "
-                 "listener and sessions (HOST defaults to 127.0.0.1; IPv6 as [::1]:PORT)")
-      ->allow_extra_args(false);
-  app.add_flag("--stdio", config.stdio,
-               "carry standard input and output through one session to URL, then exit (for ssh's ProxyCommand "
-               "and scripts); exit code 0 when the session ended normally");
   double linger_s = 2;
-  app.add_option("--stdio-linger", linger_s,
-                 "with --stdio: once standard input ends, wait this long for more output before ending (the session "
-                 "also ends when the target closes)")
-      ->check(CLI::Range(0.0, 86400.0))
-      ->capture_default_str();
-  app.add_option("-H,--header", config.headers,
-                 "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
-                 "are never logged")
-      ->allow_extra_args(false);
-  app.add_option("-l,--listen", listen_text,
-                 "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
-      ->capture_default_str();
-  app.add_option("--secret-header", config.secret_header, "header that carries the secret")->capture_default_str();
-  app.add_option("--secret-file", secret_file,
-                 "file whose first line is the secret (else the environment variable TUNNEL_SECRET)");
-  app.add_option("--on-busy", on_busy,
-                 "a second local connection while a session runs: wait for it to end, or refuse it")
-      ->check(CLI::IsMember({"wait", "refuse"}))
-      ->capture_default_str();
-  app.add_option("--connect-timeout", connect_timeout_s, "seconds to wait for a TCP/TLS connection")
-      ->check(CLI::Range(0.1, 3600.0))
-      ->capture_default_str();
-  app.add_option("--request-timeout", request_timeout_s,
-                 "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
-      ->check(CLI::Range(1.0, 86400.0))
-      ->capture_default_str();
-  app.add_option("--retry-window", retry_window_s,
-                 "seconds a session keeps retrying failed requests, from the first failure in a row; the server "
-                 "drops a session that sees no request for 30 s, so keep it below that")
-      ->check(CLI::Range(0.0, 3600.0))
-      ->capture_default_str();
   std::vector<std::string> proxies;
   bool no_proxy = false;
   std::string proxy_password_file;
   std::string proxy_auth = "any";
-  app.add_option("-x,--proxy", proxies,
-                 "HTTP(S) proxy to reach the endpoint through, always with CONNECT; credentials may be in the URL "
-                 "(percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads them")
+  std::string log_format = "text";
+  std::string config_path;
+  bool no_config = false;
+  bool print_config = false;
+};
+
+// Options that only steer the command line itself: not settable from a file or the environment.
+bool command_line_only(const std::string& name) {
+  return name == "help" || name == "version" || name == "config" || name == "no-config" || name == "print-config";
+}
+
+std::unique_ptr<CLI::App> make_app(Raw& raw) {
+  auto app = std::make_unique<CLI::App>(
+      "tunnel-agent: carries local TCP connections (e.g. a debugger's JDWP) to a remote Spring Boot\n"
+      "DevTools HttpTunnelServer endpoint over plain long-poll HTTP(S) requests.\n\n"
+      "Example:\n"
+      "  TUNNEL_SECRET=mysecret tunnel-agent https://app.example.com/.~~spring-boot!~/debug\n"
+      "  jdb -attach 127.0.0.1:8000\n\n"
+      "Diagnose the path to an endpoint (DNS, proxies, TLS, the tunnel's answer):\n"
+      "  tunnel-agent check URL [OPTIONS]\n",
+      "tunnel-agent");
+  app->set_version_flag("--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
+  app->get_formatter()->column_width(32);
+  Config& config = raw.config;
+  app->add_option("URL", raw.url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug (or use -L)");
+  app->add_option("-L,--forward", raw.forward_texts,
+                  "[HOST:]PORT=URL: one more local port and the endpoint it goes to; repeatable, each with its own "
+                  "listener and sessions (HOST defaults to 127.0.0.1; IPv6 as [::1]:PORT)")
       ->allow_extra_args(false);
-  app.add_flag("--no-proxy", no_proxy, "ignore the proxy environment variables: connect directly");
-  app.add_option("--proxy-user", config.proxy.user, "user name for the proxy's login");
-  app.add_option("--proxy-password-file", proxy_password_file,
-                 "file whose first line is the proxy password (else TUNNEL_PROXY_PASSWORD)");
-  app.add_option("--proxy-auth", proxy_auth, "proxy login scheme; any: the strongest the proxy offers")
+  app->add_flag("--stdio", config.stdio,
+                "carry standard input and output through one session to URL, then exit (for ssh's ProxyCommand "
+                "and scripts); exit code 0 when the session ended normally");
+  app->add_option("--stdio-linger", raw.linger_s,
+                  "with --stdio: once standard input ends, wait this long for more output before ending (the session "
+                  "also ends when the target closes)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app->add_option("-H,--header", config.headers,
+                  "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
+                  "are never logged")
+      ->allow_extra_args(false);
+  app->add_option("-l,--listen", raw.listen_text,
+                  "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
+      ->capture_default_str();
+  app->add_option("--secret-header", config.secret_header, "header that carries the secret")->capture_default_str();
+  app->add_option("--secret-file", raw.secret_file,
+                  "file whose first line is the secret (else the environment variable TUNNEL_SECRET)");
+  app->add_option("--on-busy", raw.on_busy,
+                  "a second local connection while a session runs: wait for it to end, or refuse it")
+      ->check(CLI::IsMember({"wait", "refuse"}))
+      ->capture_default_str();
+  app->add_option("--connect-timeout", raw.connect_timeout_s, "seconds to wait for a TCP/TLS connection")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app->add_option("--request-timeout", raw.request_timeout_s,
+                  "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  app->add_option("--retry-window", raw.retry_window_s,
+                  "seconds a session keeps retrying failed requests, from the first failure in a row; the server "
+                  "drops a session that sees no request for 30 s, so keep it below that")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app->add_option("-x,--proxy", raw.proxies,
+                  "HTTP(S) proxy to reach the endpoint through, always with CONNECT; repeat for a chain; credentials "
+                  "may be in the URL (percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads "
+                  "them")
+      ->allow_extra_args(false);
+  app->add_flag("--no-proxy", raw.no_proxy, "ignore the proxy environment variables: connect directly");
+  app->add_option("--proxy-user", config.proxy.user, "user name for the proxy's login");
+  app->add_option("--proxy-password-file", raw.proxy_password_file,
+                  "file whose first line is the proxy password (else TUNNEL_PROXY_PASSWORD)");
+  app->add_option("--proxy-auth", raw.proxy_auth, "proxy login scheme; any: the strongest the proxy offers")
       ->check(CLI::IsMember({"any", "basic", "digest", "ntlm", "negotiate"}))
       ->capture_default_str();
-  app.add_option("--cacert", config.tls.cacert, "CA certificates (PEM) to trust for the endpoint")->check(CLI::ExistingFile);
-  app.add_option("--capath", config.tls.capath, "directory of CA certificates to trust")->check(CLI::ExistingDirectory);
-  app.add_flag("-k,--insecure", config.tls.insecure, "do not verify the endpoint's certificate (unsafe)");
-  app.add_option("--cert", config.tls.cert, "client certificate (PEM) for the endpoint")->check(CLI::ExistingFile);
-  app.add_option("--key", config.tls.key, "private key (PEM) of the client certificate")->check(CLI::ExistingFile);
-  app.add_option("--pinned-pubkey", config.tls.pinned_pubkey,
-                 "accept only this public key: sha256//BASE64[;sha256//...] or a PEM/DER file");
-  app.add_option("--proxy-cacert", config.tls.proxy_cacert, "CA certificates to trust for an https:// proxy")
+  app->add_option("--cacert", config.tls.cacert, "CA certificates (PEM) to trust for the endpoint")
       ->check(CLI::ExistingFile);
-  app.add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
-  app.add_flag("-v,--verbose", verbose, "log every HTTP exchange; twice: also libcurl's own trace");
-  app.add_flag("-q,--quiet", quiet, "log errors only");
-  std::string log_format = "text";
-  app.add_option("--log-format", log_format, "text, or json: one JSON object per line on stderr, for log collectors")
+  app->add_option("--capath", config.tls.capath, "directory of CA certificates to trust")
+      ->check(CLI::ExistingDirectory);
+  app->add_flag("-k,--insecure", config.tls.insecure, "do not verify the endpoint's certificate (unsafe)");
+  app->add_option("--cert", config.tls.cert, "client certificate (PEM) for the endpoint")->check(CLI::ExistingFile);
+  app->add_option("--key", config.tls.key, "private key (PEM) of the client certificate")->check(CLI::ExistingFile);
+  app->add_option("--pinned-pubkey", config.tls.pinned_pubkey,
+                  "accept only this public key: sha256//BASE64[;sha256//...] or a PEM/DER file");
+  app->add_option("--proxy-cacert", config.tls.proxy_cacert, "CA certificates to trust for an https:// proxy")
+      ->check(CLI::ExistingFile);
+  app->add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
+  app->add_flag("-v,--verbose", raw.verbose, "log every HTTP exchange; twice: also libcurl's own trace");
+  app->add_flag("-q,--quiet", raw.quiet, "log errors only");
+  app->add_option("--log-format", raw.log_format,
+                  "text, or json: one JSON object per line on stderr, for log collectors")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  app.footer(
+  app->add_option("--config", raw.config_path,
+                  "TOML file of settings, with the long option names as keys (default: "
+                  "$XDG_CONFIG_HOME/tunnel-agent/config.toml, when it exists; or TUNNEL_CONFIG)");
+  app->add_flag("--no-config", raw.no_config, "read no config file");
+  app->add_flag("--print-config", raw.print_config,
+                "print the settings in effect, and where each came from, as TOML (secrets masked), then exit");
+  app->footer(
       "Environment:\n"
       "  TUNNEL_SECRET           the secret, when --secret-file is not given (never logged)\n"
       "  TUNNEL_PROXY_PASSWORD   the proxy password, when --proxy-password-file is not given\n"
+      "  TUNNEL_<OPTION>         any long option, e.g. TUNNEL_RETRY_WINDOW=20, TUNNEL_URL=..., TUNNEL_INSECURE=1;\n"
+      "                          lists (TUNNEL_HEADER) one item per line; TUNNEL_FORWARD and TUNNEL_PROXY\n"
+      "                          also split on spaces\n"
       "  https_proxy, http_proxy, all_proxy, no_proxy (and HTTPS_PROXY, ALL_PROXY, NO_PROXY)\n"
       "                          the proxy, as curl reads them, unless --proxy or --no-proxy\n\n"
+      "Precedence: command line > environment > config file > default. A setting given by a higher\n"
+      "source replaces the whole setting (all its -H, -L or -x items). --print-config shows the result.\n\n"
       "The agent listens on loopback only unless --listen names another address. It logs to stderr\n"
       "and exits 0 on Ctrl-C or SIGTERM after telling the server to drop live sessions.");
+  return app;
+}
 
-  ParseResult result;
-  std::vector<const char*> args(argv, argv + argc);
-  if (args.size() > 1 && std::string_view(args[1]) == "check") {
-    // tunnel-agent check URL [OPTIONS]: the same options, a diagnosis instead of a listener.
-    config.check = true;
-    args.erase(args.begin() + 1);
+// Parses `tokens` (without the program name). Throws CLI::ParseError.
+void parse_tokens(CLI::App& app, const std::vector<std::string>& tokens) {
+  std::vector<const char*> argv{"tunnel-agent"};
+  for (const auto& t : tokens) argv.push_back(t.c_str());
+  app.parse(static_cast<int>(argv.size()), argv.data());
+}
+
+std::string env_name(const std::string& key) {
+  std::string out = "TUNNEL_";
+  for (char c : key) out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Settings that are replaced together: a source that gives one of them decides all of them.
+std::string group_of(const std::string& key) {
+  if (key == "url" || key == "forward") return "endpoints";
+  if (key == "proxy" || key == "no-proxy") return "proxy";
+  if (key == "quiet" || key == "verbose") return "verbosity";
+  return key;
+}
+
+enum class Source { default_value, file, environment, command_line };
+
+// Where one group of settings comes from.
+struct Chosen {
+  Source source = Source::default_value;
+};
+
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(c));
+    } else {
+      out += c;
+    }
   }
+  return out + "\"";
+}
+
+// A proxy URL for display: the password, if any, replaced by ***.
+std::string mask_proxy(const std::string& url) {
+  std::unique_ptr<CURLU, CurlUrlFree> handle(curl_url());
+  const std::string full = url.find("://") == std::string::npos ? "http://" + url : url;
+  if (!handle || curl_url_set(handle.get(), CURLUPART_URL, full.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+    return "(not shown)";
+  }
+  char* raw = nullptr;
+  if (curl_url_get(handle.get(), CURLUPART_PASSWORD, &raw, 0) == CURLUE_OK && raw != nullptr) {
+    curl_url_set(handle.get(), CURLUPART_PASSWORD, "***", 0);
+  }
+  curl_free(raw);
+  raw = nullptr;
+  std::string out = "(not shown)";
+  if (curl_url_get(handle.get(), CURLUPART_URL, &raw, 0) == CURLUE_OK && raw != nullptr) out = raw;
+  curl_free(raw);
+  return out;
+}
+
+std::string mask_header(const std::string& header) { return header.substr(0, header.find(':')) + ": ***"; }
+
+}  // namespace
+
+std::optional<std::string> default_config_path(const GetEnv& getenv) {
+  const char* xdg = getenv("XDG_CONFIG_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/tunnel-agent/config.toml";
+  const char* home = getenv("HOME");
+  if (home != nullptr && home[0] != '\0') return std::string(home) + "/.config/tunnel-agent/config.toml";
+  return std::nullopt;
+}
+
+ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv) {
+  ParseResult result;
+  auto fail = [&](const std::string& why) {
+    result.exit_code = 2;
+    result.message = fmt::format("tunnel-agent: {}\n", why);
+    return result;
+  };
+  auto env = [&](const std::string& name) -> std::optional<std::string> {
+    const char* v = getenv(name.c_str());
+    return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
+  };
+
+  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+  bool check = false;
+  if (!args.empty() && args.front() == "check") {
+    // tunnel-agent check URL [OPTIONS]: the same options, a diagnosis instead of a listener.
+    check = true;
+    args.erase(args.begin());
+  }
+
+  // 1. The command line alone: help, version, its syntax, and which settings it gives.
+  Raw cli;
+  auto cli_app = make_app(cli);
   try {
-    app.parse(static_cast<int>(args.size()), args.data());
+    parse_tokens(*cli_app, args);
   } catch (const CLI::CallForHelp&) {
-    result.message = app.help();
+    result.message = cli_app->help();
     return result;
   } catch (const CLI::CallForVersion&) {
-    result.message = app.version() + "\n";
+    result.message = cli_app->version() + "\n";
     return result;
   } catch (const CLI::ParseError& e) {
     result.exit_code = 2;
@@ -317,32 +445,167 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     return result;
   }
 
-  auto fail = [&](const std::string& why) {
-    result.exit_code = 2;
-    result.message = fmt::format("tunnel-agent: {}\n", why);
-    return result;
+  // The settings a file or the environment may give, and how each takes its value.
+  OptionKinds kinds;
+  std::vector<std::string> keys{"url"};  // in --help's order, for --print-config
+  for (const CLI::Option* opt : cli_app->get_options()) {
+    if (opt->get_lnames().empty()) continue;  // the URL positional
+    const std::string name = opt->get_lnames().front();
+    if (command_line_only(name)) continue;
+    keys.push_back(name);
+    kinds[name] = name == "verbose"                      ? OptionKind::count
+                  : opt->get_expected_max() == 0          ? OptionKind::flag
+                  : opt->get_items_expected_max() > 1    ? OptionKind::list
+                                                         : OptionKind::scalar;
+  }
+  auto given_on_command_line = [&](const std::string& key) {
+    return key == "url" ? !cli.url.empty() : cli_app->get_option("--" + key)->count() > 0;
   };
 
+  // 2. The environment.
+  std::map<std::string, std::vector<std::string>> env_given;  // key -> tokens
+  std::map<std::string, std::string> env_names;
   std::string error;
-  if (!url.empty()) {
-    auto listen = parse_listen_address(listen_text, error);
-    if (!listen) return fail(error);
-    if (!check_endpoint_url(url, error)) return fail(error);
-    config.forwards.push_back(Forward{*listen, url, {}});
+  for (const std::string& key : keys) {
+    const std::string name = env_name(key);
+    auto value = env(name);
+    if (!value) continue;
+    env_names[key] = name;
+    if (key == "url") {
+      if (!value->empty()) env_given[key] = {*value};
+      else env_given[key] = {};
+      continue;
+    }
+    auto tokens = env_tokens(key, kinds.at(key), *value, key == "forward" || key == "proxy", error);
+    if (!tokens) return fail(fmt::format("{}: {}", name, error));
+    env_given[key] = std::move(*tokens);
   }
-  for (const auto& text : forward_texts) {
+  // TUNNEL_SECRET and TUNNEL_PROXY_PASSWORD are values, the options name files: the same settings.
+  for (const auto& [value_name, key] : {std::pair<const char*, const char*>{"TUNNEL_SECRET", "secret-file"},
+                                        {"TUNNEL_PROXY_PASSWORD", "proxy-password-file"}}) {
+    if (!env(value_name).value_or("").empty()) {
+      if (env_given.count(key) != 0) {
+        return fail(fmt::format("both {} and {} are set: keep one of them", value_name, env_name(key)));
+      }
+      env_given[key] = {};
+      env_names[key] = value_name;
+    }
+  }
+
+  // 3. The config file: --config, TUNNEL_CONFIG, or the default path when it exists.
+  std::optional<ConfigFile> file;
+  std::string file_note;  // for --print-config
+  if (cli.no_config && !cli.config_path.empty()) return fail("--config and --no-config contradict each other");
+  std::optional<std::string> path;
+  if (!cli.config_path.empty()) {
+    path = cli.config_path;
+  } else if (auto from_env = env("TUNNEL_CONFIG"); from_env && !from_env->empty() && !cli.no_config) {
+    path = *from_env;
+  } else if (auto fallback = default_config_path(getenv); fallback && !cli.no_config) {
+    if (access(fallback->c_str(), F_OK) == 0) path = fallback;
+    else file_note = fmt::format("none ({} does not exist)", *fallback);
+  } else {
+    file_note = cli.no_config ? "none (--no-config)" : "none";
+  }
+  if (path) {
+    file = load_config_file(*path, kinds, error);
+    if (!file) {
+      return fail(cli.config_path.empty() && !env("TUNNEL_CONFIG")
+                      ? error + " (this file is read by default; --no-config skips it)"
+                      : error);
+    }
+    file_note = *path;
+  }
+
+  // 4. Each group of settings from its highest source; each source's values checked on their own, so
+  // an error names where the value came from.
+  std::map<std::string, Chosen> chosen;  // group -> source
+  for (const std::string& key : keys) {
+    Chosen& c = chosen[group_of(key)];
+    if (given_on_command_line(key)) {
+      c.source = Source::command_line;
+    } else if (env_given.count(key) != 0 && c.source < Source::environment) {
+      c.source = Source::environment;
+    } else if (file && (file->tokens.count(key) != 0 || (key == "forward" && !file->forwards.empty())) &&
+               c.source < Source::file) {
+      c.source = Source::file;
+    }
+  }
+  std::vector<std::string> merged;
+  for (const std::string& key : keys) {
+    const Chosen& c = chosen[group_of(key)];
+    const std::vector<std::string>* tokens = nullptr;
+    if (c.source == Source::environment && env_given.count(key) != 0) tokens = &env_given[key];
+    if (c.source == Source::file && file->tokens.count(key) != 0) tokens = &file->tokens[key];
+    if (tokens == nullptr) continue;
+    Raw probe;
+    auto probe_app = make_app(probe);
+    try {
+      parse_tokens(*probe_app, *tokens);
+    } catch (const CLI::ParseError& e) {
+      return fail(c.source == Source::environment
+                      ? fmt::format("{}: {}", env_names[key], e.what())
+                      : fmt::format("config file {} line {}: {}", file->path, file->lines[key], e.what()));
+    }
+    merged.insert(merged.end(), tokens->begin(), tokens->end());
+  }
+  merged.insert(merged.end(), args.begin(), args.end());
+
+  // 5. The merged settings, checked once more as a whole, then turned into a Config.
+  Raw raw;
+  auto app = make_app(raw);
+  try {
+    parse_tokens(*app, merged);
+  } catch (const CLI::ParseError& e) {
+    return fail(fmt::format("{} (from the command line, environment and config file together)", e.what()));
+  }
+  Config& config = raw.config;
+  config.check = check;
+
+  if (!raw.url.empty()) {
+    auto listen = parse_listen_address(raw.listen_text, error);
+    if (!listen) return fail(error);
+    if (!check_endpoint_url(raw.url, error)) return fail(error);
+    Forward forward;
+    forward.listen = *listen;
+    forward.url = raw.url;
+    config.forwards.push_back(std::move(forward));
+  }
+  for (const auto& text : raw.forward_texts) {
     auto forward = parse_forward(text, error);
     if (!forward) return fail(error);
     config.forwards.push_back(std::move(*forward));
   }
-  if (config.check && (url.empty() || !forward_texts.empty() || config.stdio)) {
+  if (chosen["endpoints"].source == Source::file) {
+    for (const FileForward& table : file->forwards) {
+      auto listen = parse_listen_address(table.listen.empty() ? raw.listen_text : table.listen, error);
+      if (!listen || !check_endpoint_url(table.url, error)) return fail(fmt::format("{}: {}", table.where, error));
+      Forward forward;
+      forward.listen = *listen;
+      forward.url = table.url;
+      if (!table.secret_file.empty()) {
+        auto secret = read_secret_file(table.secret_file, "secret", error);
+        if (!secret) return fail(fmt::format("{}: {}", table.where, error));
+        forward.secret = std::move(*secret);
+        forward.secret_source = fmt::format("secret-file {} ({})", table.secret_file, table.where);
+      }
+      for (const auto& header : table.headers) {
+        if (auto why = check_header(header); !why.empty()) return fail(fmt::format("{}: {}", table.where, why));
+      }
+      forward.headers = table.headers;
+      config.forwards.push_back(std::move(forward));
+    }
+  }
+  const bool endpoints_given = !config.forwards.empty();
+  if (config.check && (raw.url.empty() || config.forwards.size() != 1 || config.stdio)) {
     return fail("check looks at one endpoint: tunnel-agent check URL [OPTIONS]");
   }
-  if (config.stdio && (url.empty() || !forward_texts.empty())) {
+  if (config.stdio && (raw.url.empty() || config.forwards.size() != 1)) {
     return fail("--stdio carries one session to the URL argument: give the URL, and no -L");
   }
-  if (config.forwards.empty()) {
-    return fail("give the endpoint URL (tunnel-agent [OPTIONS] URL), or one or more -L [HOST:]PORT=URL");
+  if (!endpoints_given && !raw.print_config) {
+    return fail("give the endpoint URL (tunnel-agent [OPTIONS] URL), or one or more -L [HOST:]PORT=URL, or "
+                "forwards in a config file (--config)");
   }
   std::set<std::pair<std::string, int>> taken;
   for (const auto& forward : config.forwards) {
@@ -352,19 +615,26 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     }
   }
   if (config.headers.size() > kMaxHeaders) return fail(fmt::format("at most {} -H headers", kMaxHeaders));
+  for (const auto& forward : config.forwards) {
+    if (config.headers.size() + forward.headers.size() > kMaxHeaders) {
+      return fail(fmt::format("at most {} headers per forward", kMaxHeaders));
+    }
+  }
   for (const auto& header : config.headers) {
     if (auto why = check_header(header); !why.empty()) return fail(why);
   }
   if (config.secret_header.empty() || config.secret_header.find_first_of(": \r\n") != std::string::npos) {
     return fail(fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
   }
-  if (!secret_file.empty()) {
-    auto secret = read_secret_file(secret_file, "secret", error);
+  const auto& secret_chosen = chosen["secret-file"];
+  if (!raw.secret_file.empty()) {
+    auto secret = read_secret_file(raw.secret_file, "secret", error);
     if (!secret) return fail(error);
     config.secret = std::move(*secret);
-    config.secret_source = "--secret-file " + secret_file;
-  } else if (const char* env = getenv("TUNNEL_SECRET"); env != nullptr && env[0] != '\0') {
-    config.secret = std::string(env);
+    config.secret_source = (secret_chosen.source == Source::command_line ? "--secret-file " : "secret-file ") +
+                           raw.secret_file;
+  } else if (auto value = env("TUNNEL_SECRET"); value && !value->empty()) {
+    config.secret = *value;
     config.secret_source = "TUNNEL_SECRET";
   }
   if (config.secret && config.secret->find_first_of("\r\n") != std::string::npos) {
@@ -372,33 +642,32 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   }
   // Proxies: --proxy, else the environment as curl reads it (the upper-case HTTP_PROXY is not read:
   // a CGI program's Proxy: request header would set it), unless --no-proxy.
-  if (no_proxy && !proxies.empty()) return fail("--proxy and --no-proxy contradict each other: give one of them");
-  auto env = [&](const char* name) -> std::string {
-    const char* v = getenv(name);
-    return v != nullptr ? v : "";
-  };
+  if (raw.no_proxy && !raw.proxies.empty()) {
+    return fail("--proxy and --no-proxy contradict each other: give one of them");
+  }
+  auto env_text = [&](const char* name) { return env(name).value_or(""); };
   for (auto& forward : config.forwards) {
     ProxySettings& proxy = forward.proxy;
-    if (!proxies.empty()) {
-      for (const auto& proxy_url : proxies) {
+    if (!raw.proxies.empty()) {
+      for (const auto& proxy_url : raw.proxies) {
         auto hop = parse_proxy(proxy_url, "--proxy", error);
         if (!hop) return fail(error);
         proxy.hops.push_back(std::move(*hop));
       }
-    } else if (!no_proxy) {
+    } else if (!raw.no_proxy) {
       const bool https = forward.url.rfind("https://", 0) == 0;
       std::vector<const char*> names = https ? std::vector<const char*>{"https_proxy", "HTTPS_PROXY"}
                                              : std::vector<const char*>{"http_proxy"};
       names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
       for (const char* name : names) {
-        if (env(name).empty()) continue;
-        auto hop = parse_proxy(env(name), name, error);
+        if (env_text(name).empty()) continue;
+        auto hop = parse_proxy(env_text(name), name, error);
         if (!hop) return fail(error);
         proxy.hops.push_back(std::move(*hop));
         break;
       }
     }
-    if (!proxy.hops.empty()) proxy.no_proxy = !env("no_proxy").empty() ? env("no_proxy") : env("NO_PROXY");
+    if (!proxy.hops.empty()) proxy.no_proxy = !env_text("no_proxy").empty() ? env_text("no_proxy") : env_text("NO_PROXY");
     if (proxy.hops.size() > 1) {
       for (size_t i = 0; i < proxy.hops.size(); ++i) {
         if (proxy.hops[i].url.rfind("https://", 0) == 0) {
@@ -409,37 +678,105 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
       }
     }
   }
-  if (!proxy_password_file.empty()) {
-    auto password = read_secret_file(proxy_password_file, "proxy password", error);
+  if (!raw.proxy_password_file.empty()) {
+    auto password = read_secret_file(raw.proxy_password_file, "proxy password", error);
     if (!password) return fail(error);
     config.proxy.password = std::move(*password);
-  } else if (!env("TUNNEL_PROXY_PASSWORD").empty()) {
-    config.proxy.password = env("TUNNEL_PROXY_PASSWORD");
+  } else if (!env_text("TUNNEL_PROXY_PASSWORD").empty()) {
+    config.proxy.password = env_text("TUNNEL_PROXY_PASSWORD");
   }
   if (config.proxy.password && config.proxy.user.empty()) {
     return fail("a proxy password was given but no --proxy-user");
   }
-  config.proxy.auth = proxy_auth == "basic"       ? CURLAUTH_BASIC
-                      : proxy_auth == "digest"    ? CURLAUTH_DIGEST
-                      : proxy_auth == "ntlm"      ? CURLAUTH_NTLM
-                      : proxy_auth == "negotiate" ? CURLAUTH_NEGOTIATE
-                                                  : CURLAUTH_ANY;
+  config.proxy.auth = raw.proxy_auth == "basic"       ? CURLAUTH_BASIC
+                      : raw.proxy_auth == "digest"    ? CURLAUTH_DIGEST
+                      : raw.proxy_auth == "ntlm"      ? CURLAUTH_NTLM
+                      : raw.proxy_auth == "negotiate" ? CURLAUTH_NEGOTIATE
+                                                      : CURLAUTH_ANY;
   for (auto& forward : config.forwards) {  // the login settings are the same for every forward
     forward.proxy.user = config.proxy.user;
     forward.proxy.password = config.proxy.password;
     forward.proxy.auth = config.proxy.auth;
   }
-  config.proxy = config.forwards.front().proxy;
+  if (!config.forwards.empty()) config.proxy = config.forwards.front().proxy;
   if (!config.tls.key.empty() && config.tls.cert.empty()) return fail("--key needs --cert");
-  config.on_busy = on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
-  if (quiet && verbose > 0) return fail("-q and -v contradict each other: give one of them");
-  config.log_level = quiet ? log::Level::error : verbose > 0 ? log::Level::debug : log::Level::info;
-  config.curl_trace = verbose > 1;
-  config.log_format = log_format == "json" ? log::Format::json : log::Format::text;
-  config.connect_timeout_ms = static_cast<long>(connect_timeout_s * 1000);
-  config.request_timeout_ms = static_cast<long>(request_timeout_s * 1000);
-  config.retry_window_ms = static_cast<long>(retry_window_s * 1000);
-  config.stdio_linger_ms = static_cast<long>(linger_s * 1000);
+  config.on_busy = raw.on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
+  if (raw.quiet && raw.verbose > 0) return fail("-q and -v contradict each other: give one of them");
+  config.log_level = raw.quiet ? log::Level::error : raw.verbose > 0 ? log::Level::debug : log::Level::info;
+  config.curl_trace = raw.verbose > 1;
+  config.log_format = raw.log_format == "json" ? log::Format::json : log::Format::text;
+  config.connect_timeout_ms = static_cast<long>(raw.connect_timeout_s * 1000);
+  config.request_timeout_ms = static_cast<long>(raw.request_timeout_s * 1000);
+  config.retry_window_ms = static_cast<long>(raw.retry_window_s * 1000);
+  config.stdio_linger_ms = static_cast<long>(raw.linger_s * 1000);
+
+  if (raw.print_config) {
+    // The settings in effect as TOML, each with its source; secrets and header values masked.
+    std::string out = fmt::format(
+        "# tunnel-agent settings in effect. Precedence: command line > environment > config file > default.\n"
+        "# config file: {}\n",
+        file_note);
+    auto source_text = [&](const std::string& key) {
+      const Chosen& c = chosen[group_of(key)];
+      switch (c.source) {
+        case Source::command_line: return std::string("command line");
+        case Source::environment: return env_names.count(key) != 0 ? env_names[key] : std::string("environment");
+        case Source::file:
+          return file->lines.count(key) != 0 ? fmt::format("config file line {}", file->lines[key])
+                                             : std::string("config file");
+        case Source::default_value: break;
+      }
+      return std::string("default");
+    };
+    auto line = [&](const std::string& key, const std::string& value) {
+      out += fmt::format("{:<44} # {}\n", fmt::format("{} = {}", key, value), source_text(key));
+    };
+    auto scalar = [](const std::string& text) {
+      const bool number = !text.empty() && text.find_first_not_of("0123456789.") == std::string::npos &&
+                          std::count(text.begin(), text.end(), '.') <= 1 && text.front() != '.' && text.back() != '.';
+      return number ? text : toml_string(text);
+    };
+    for (const std::string& key : keys) {
+      if (key == "url") {
+        if (!raw.url.empty()) line(key, toml_string(raw.url));
+        continue;
+      }
+      const CLI::Option* opt = app->get_option("--" + key);
+      switch (kinds[key]) {
+        case OptionKind::flag: line(key, opt->count() > 0 && opt->as<bool>() ? "true" : "false"); break;
+        case OptionKind::count: line(key, std::to_string(raw.verbose)); break;
+        case OptionKind::list: {
+          std::vector<std::string> items;
+          for (const auto& item : opt->results()) {
+            items.push_back(toml_string(key == "header" ? mask_header(item) : key == "proxy" ? mask_proxy(item) : item));
+          }
+          if (!items.empty()) line(key, fmt::format("[{}]", fmt::join(items, ", ")));
+          break;
+        }
+        case OptionKind::scalar:
+          if (opt->count() > 0) line(key, scalar(opt->results().back()));
+          else if (!opt->get_default_str().empty()) line(key, scalar(opt->get_default_str()));
+          else out += fmt::format("# {} is not set\n", key);
+          break;
+      }
+    }
+    out += config.secret ? fmt::format("# secret: from {} (not shown)\n", config.secret_source)
+                         : "# secret: none (--secret-file, TUNNEL_SECRET or secret-file in the config file)\n";
+    if (config.proxy.password) out += "# proxy password: given (not shown)\n";
+    if (chosen["endpoints"].source == Source::file) {
+      for (const FileForward& table : file->forwards) {
+        out += fmt::format("\n[[forward]]                                  # {}\n", table.where);
+        if (!table.listen.empty()) out += fmt::format("listen = {}\n", toml_string(table.listen));
+        out += fmt::format("url = {}\n", toml_string(table.url));
+        if (!table.secret_file.empty()) out += fmt::format("secret-file = {}\n", toml_string(table.secret_file));
+        std::vector<std::string> headers;
+        for (const auto& h : table.headers) headers.push_back(toml_string(mask_header(h)));
+        if (!headers.empty()) out += fmt::format("header = [{}]\n", fmt::join(headers, ", "));
+      }
+    }
+    result.message = out;
+    return result;
+  }
   result.config = std::move(config);
   return result;
 }

@@ -24,6 +24,11 @@ struct Forward {
   ListenAddress listen;
   std::string url;
   ProxySettings proxy;  // proxies for this endpoint (from the environment they depend on its scheme)
+  // From a [[forward]] table of the config file: its own secret, and headers added to (or replacing
+  // the same-named) -H headers.
+  std::optional<std::string> secret;
+  std::string secret_source;
+  std::vector<std::string> headers;
 };
 
 struct Config {
@@ -56,7 +61,11 @@ struct ParseResult {
 
 using GetEnv = std::function<const char*(const char*)>;
 
+// Reads the command line, the TUNNEL_* environment and the config file (precedence in that order).
 ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv);
+
+// $XDG_CONFIG_HOME/tunnel-agent/config.toml, else ~/.config/tunnel-agent/config.toml.
+std::optional<std::string> default_config_path(const GetEnv& getenv);
 
 // "[HOST:]PORT", "[v6]:PORT"; HOST must be an IP address or "localhost". Empty optional if invalid.
 std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error);

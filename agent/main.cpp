@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
 
 
   for (const auto& forward : config.forwards) {
-    if (config.secret && forward.url.rfind("http://", 0) == 0) {
+    if ((config.secret || forward.secret) && forward.url.rfind("http://", 0) == 0) {
       tunnel::log::warn("the secret travels unencrypted over http:// to {}: anyone on the path can read it; use "
                         "https:// where the server offers it",
                         forward.url);
@@ -86,9 +86,10 @@ int main(int argc, char** argv) {
                         forward.proxy.no_proxy.empty() ? "" : "; not for the hosts in no_proxy: " + forward.proxy.no_proxy);
     }
   }
-  if (!config.secret) {
-    tunnel::log::info("no secret given (--secret-file or TUNNEL_SECRET): requests carry no {} header",
-                      config.secret_header);
+  for (const auto& forward : config.forwards) {
+    if (config.secret || forward.secret) continue;
+    tunnel::log::info("no secret given (--secret-file or TUNNEL_SECRET): requests{} carry no {} header",
+                      config.forwards.size() > 1 ? " to " + forward.url : "", config.secret_header);
   }
   if (config.tls.insecure) {
     tunnel::log::warn("--insecure: the endpoint's TLS certificate is NOT checked; anyone on the path can pose as "

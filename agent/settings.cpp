@@ -1,5 +1,9 @@
 #include "agent/settings.hpp"
 
+#include <strings.h>
+
+#include <algorithm>
+
 namespace tunnel {
 
 SessionSettings session_settings(const Config& config, const Forward& forward) {
@@ -9,14 +13,22 @@ SessionSettings session_settings(const Config& config, const Forward& forward) {
   s.http.request_timeout_ms = config.request_timeout_ms;
   s.retry_window_ms = static_cast<uint64_t>(config.retry_window_ms);
   s.http.verbose = config.curl_trace;
+  // The forward's own headers replace -H headers of the same name.
+  auto name_of = [](const std::string& header) { return header.substr(0, header.find(':')); };
+  for (const auto& header : config.headers) {
+    const bool replaced = std::any_of(forward.headers.begin(), forward.headers.end(), [&](const std::string& own) {
+      return strcasecmp(name_of(own).c_str(), name_of(header).c_str()) == 0;
+    });
+    if (!replaced) s.headers.push_back(header);
+  }
+  s.headers.insert(s.headers.end(), forward.headers.begin(), forward.headers.end());
   s.http.sensitive_headers = {config.secret_header};
-  for (const auto& header : config.headers) s.http.sensitive_headers.push_back(header.substr(0, header.find(':')));
-  s.headers = config.headers;
+  for (const auto& header : s.headers) s.http.sensitive_headers.push_back(name_of(header));
   s.http.proxy = forward.proxy;
   s.http.tls = config.tls;
   s.secret_header = config.secret_header;
-  s.secret = config.secret;
-  s.secret_source = config.secret_source;
+  s.secret = forward.secret ? forward.secret : config.secret;
+  s.secret_source = forward.secret ? forward.secret_source : config.secret_source;
   return s;
 }
 

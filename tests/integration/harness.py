@@ -1,16 +1,26 @@
 """Helpers for the integration tests: start the real binaries on loopback with free ports, and
 wait on conditions with deadlines (never a guessed sleep)."""
+import atexit
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
 AGENT = os.environ.get("TUNNEL_AGENT", "")
 SERVER = os.environ.get("TUNNEL_TEST_SERVER", "")
+
+# The agent reads TUNNEL_* variables and $XDG_CONFIG_HOME/tunnel-agent/config.toml: keep the
+# developer's own settings out of the tests.
+for _name in [n for n in os.environ if n.startswith("TUNNEL_") and n not in ("TUNNEL_AGENT", "TUNNEL_TEST_SERVER")]:
+    del os.environ[_name]
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tunnel-test-config-")
+atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 ENDPOINT_PATH = "/.~~spring-boot!~/debug"
 
 

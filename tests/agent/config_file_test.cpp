@@ -1,0 +1,276 @@
+// The config file, the TUNNEL_* environment and their precedence (flags > environment > file > default).
+#include "agent/config.hpp"
+#include "agent/settings.hpp"
+
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace tunnel;
+
+namespace {
+
+// A directory of its own, removed at the end; XDG_CONFIG_HOME points into it.
+struct ConfigDir {
+  std::filesystem::path root;
+  ConfigDir() {
+    char templ[] = "/tmp/tunnel-config-XXXXXX";
+    REQUIRE(mkdtemp(templ) != nullptr);
+    root = templ;
+    std::filesystem::create_directories(root / "tunnel-agent");
+  }
+  ~ConfigDir() { std::filesystem::remove_all(root); }
+  std::string write(const std::string& name, const std::string& text) const {
+    const auto path = root / name;
+    std::ofstream(path) << text;
+    return path.string();
+  }
+  std::string write_default(const std::string& text) const { return write("tunnel-agent/config.toml", text); }
+};
+
+struct Run {
+  std::map<std::string, std::string> env;
+  ParseResult operator()(std::vector<std::string> args) const {
+    args.insert(args.begin(), "tunnel-agent");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    return parse_command_line(static_cast<int>(argv.size()), argv.data(), [this](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+  }
+};
+
+const char* kUrl = "http://127.0.0.1:9/.~~spring-boot!~/debug";
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("precedence: command line > environment > config file > default") {
+  ConfigDir dir;
+  dir.write_default("retry-window = 20\non-busy = \"refuse\"\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+
+  auto r = run({kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->retry_window_ms == 20000);             // file
+  CHECK(r.config->on_busy == BusyPolicy::refuse);        // file
+  CHECK(r.config->request_timeout_ms == 30000);          // default
+
+  run.env["TUNNEL_RETRY_WINDOW"] = "10";
+  r = run({kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->retry_window_ms == 10000);             // environment over file
+  CHECK(r.config->on_busy == BusyPolicy::refuse);
+
+  r = run({"--retry-window", "5", "--on-busy", "wait", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->retry_window_ms == 5000);              // command line over both
+  CHECK(r.config->on_busy == BusyPolicy::wait);
+
+  r = run({"--no-config", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->retry_window_ms == 10000);
+  CHECK(r.config->on_busy == BusyPolicy::wait);          // the file is not read
+}
+
+TEST_CASE("a higher source replaces a whole list, and the settings that go together") {
+  ConfigDir dir;
+  dir.write_default(
+      "header = [\"X-A: 1\", \"X-B: 2\"]\n"
+      "proxy = \"http://proxy.example:3128\"\n"
+      "verbose = 1\n"
+      "insecure = true\n"
+      "forward = [\"8001=http://127.0.0.1:9/a\"]\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+
+  auto r = run({});
+  REQUIRE(r.config);
+  CHECK(r.config->headers == std::vector<std::string>{"X-A: 1", "X-B: 2"});
+  REQUIRE(r.config->forwards.size() == 1);
+  CHECK(r.config->forwards[0].listen.port == 8001);
+  CHECK(r.config->forwards[0].proxy.hops.size() == 1);
+  CHECK(r.config->log_level == log::Level::debug);
+  CHECK(r.config->tls.insecure);
+
+  // -H replaces the file's headers; --no-proxy its proxy; -q its verbosity; a URL its forwards.
+  r = run({"-H", "X-C: 3", "--no-proxy", "-q", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->headers == std::vector<std::string>{"X-C: 3"});
+  REQUIRE(r.config->forwards.size() == 1);
+  CHECK(r.config->forwards[0].url == kUrl);
+  CHECK(r.config->forwards[0].proxy.hops.empty());
+  CHECK(r.config->log_level == log::Level::error);
+
+  // A flag turned off by the environment or the command line.
+  run.env["TUNNEL_INSECURE"] = "0";
+  r = run({});
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->tls.insecure);
+  run.env.erase("TUNNEL_INSECURE");
+  r = run({"--insecure=false"});
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->tls.insecure);
+
+  // Lists from the environment: one item per line; forwards and proxies also split on spaces.
+  run.env["TUNNEL_HEADER"] = "X-D: a b\nX-E: c";
+  run.env["TUNNEL_FORWARD"] = "8002=http://127.0.0.1:9/b 8003=http://127.0.0.1:9/c";
+  r = run({});
+  REQUIRE(r.config);
+  CHECK(r.config->headers == std::vector<std::string>{"X-D: a b", "X-E: c"});
+  REQUIRE(r.config->forwards.size() == 2);
+  CHECK(r.config->forwards[1].listen.port == 8003);
+}
+
+TEST_CASE("[[forward]] tables carry their own secret and headers") {
+  ConfigDir dir;
+  const std::string secret_a = dir.write("a.secret", "secret-a\n");
+  dir.write_default(
+      "header = [\"X-Gateway: global\", \"X-Team: blue\"]\n"
+      "[[forward]]\n"
+      "listen = 8001\n"
+      "url = \"http://127.0.0.1:9/a\"\n"
+      "secret-file = \"" + secret_a + "\"\n"
+      "header = \"X-Gateway: only-a\"\n"
+      "[[forward]]\n"
+      "listen = \"[::1]:8002\"\n"
+      "url = \"http://127.0.0.1:9/b\"\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+  run.env["TUNNEL_SECRET"] = "global-secret";
+  auto r = run({});
+  REQUIRE(r.config);
+  REQUIRE(r.config->forwards.size() == 2);
+  const SessionSettings a = session_settings(*r.config, r.config->forwards[0]);
+  const SessionSettings b = session_settings(*r.config, r.config->forwards[1]);
+  CHECK(a.secret == "secret-a");
+  CHECK(contains(a.secret_source, "a.secret"));
+  CHECK(a.headers == std::vector<std::string>{"X-Team: blue", "X-Gateway: only-a"});  // same name: replaced
+  CHECK(b.secret == "global-secret");
+  CHECK(b.headers == std::vector<std::string>{"X-Gateway: global", "X-Team: blue"});
+  CHECK(r.config->forwards[1].listen.host == "::1");
+  // The values of every header are kept out of the trace.
+  CHECK(std::find(a.http.sensitive_headers.begin(), a.http.sensitive_headers.end(), "X-Gateway") !=
+        a.http.sensitive_headers.end());
+}
+
+TEST_CASE("where the config file comes from") {
+  ConfigDir dir;
+  const std::string other = dir.write("other.toml", "retry-window = 3\n");
+  dir.write_default("retry-window = 4\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+  CHECK(run({kUrl}).config->retry_window_ms == 4000);
+  CHECK(run({"--config", other, kUrl}).config->retry_window_ms == 3000);
+  run.env["TUNNEL_CONFIG"] = other;
+  CHECK(run({kUrl}).config->retry_window_ms == 3000);
+  run.env.erase("TUNNEL_CONFIG");
+  run.env.erase("XDG_CONFIG_HOME");
+  run.env["HOME"] = (dir.root / "nohome").string();  // no such file: no config, no error
+  CHECK(run({kUrl}).config->retry_window_ms == 25000);
+  auto r = run({"--config", (dir.root / "missing.toml").string(), kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(contains(r.message, "cannot read the config file"));
+}
+
+TEST_CASE("errors name the file and line, or the variable") {
+  ConfigDir dir;
+  Run run;
+  auto with_file = [&](const std::string& text) { return run({"--config", dir.write("c.toml", text), kUrl}); };
+  struct Case {
+    const char* text;
+    const char* says;
+  };
+  for (const Case& c : {Case{"\n\nretry_window = 9\n", "line 3: unknown key 'retry_window'"},
+                        Case{"retry-window = 9999\n", "line 1: --retry-window"},
+                        Case{"insecure = \"yes\"\n", "line 1: insecure must be true or false"},
+                        Case{"header = 5\n", "header must be a string or an array of strings"},
+                        Case{"header = [\"no colon\"]\n", "bad header"},
+                        Case{"retry-window = [\n", "line 1"},
+                        Case{"[[forward]]\nlisten = 8001\n", "line 1: this [[forward]] table has no url"},
+                        Case{"[[forward]]\nurl = \"http://h/x\"\nsecret = \"s\"\n", "unknown key 'secret'"},
+                        Case{"secret = \"s\"\n", "unknown key 'secret'"},
+                        Case{"help = true\n", "unknown key 'help'"}}) {
+    CAPTURE(c.text);
+    auto r = with_file(c.text);
+    CHECK_FALSE(r.config);
+    CHECK(r.exit_code == 2);
+    CHECK(contains(r.message, c.says));
+    CHECK(std::count(r.message.begin(), r.message.end(), '\n') == 1);  // one line
+  }
+  run.env["TUNNEL_ON_BUSY"] = "sometimes";
+  auto r = run({kUrl});
+  CHECK(contains(r.message, "TUNNEL_ON_BUSY: --on-busy"));
+  run.env.erase("TUNNEL_ON_BUSY");
+  run.env["TUNNEL_QUIET"] = "maybe";
+  r = run({kUrl});
+  CHECK(contains(r.message, "TUNNEL_QUIET: 'maybe' is not a yes or no"));
+  run.env = {{"TUNNEL_SECRET", "a"}, {"TUNNEL_SECRET_FILE", "/x"}};
+  r = run({kUrl});
+  CHECK(contains(r.message, "both TUNNEL_SECRET and TUNNEL_SECRET_FILE are set"));
+}
+
+TEST_CASE("the secret: --secret-file > TUNNEL_SECRET > the file's secret-file") {
+  ConfigDir dir;
+  const std::string from_file = dir.write("file.secret", "from-config\n");
+  const std::string from_flag = dir.write("flag.secret", "from-flag\n");
+  dir.write_default("secret-file = \"" + from_file + "\"\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+  CHECK(run({kUrl}).config->secret == "from-config");
+  run.env["TUNNEL_SECRET"] = "from-env";
+  CHECK(run({kUrl}).config->secret == "from-env");
+  CHECK(run({"--secret-file", from_flag, kUrl}).config->secret == "from-flag");
+}
+
+TEST_CASE("--print-config shows each setting's source and masks secrets") {
+  ConfigDir dir;
+  const std::string secret = dir.write("s", "top-secret-value\n");
+  dir.write_default(
+      "retry-window = 20\n"
+      "proxy = \"http://alice:pw-4711@proxy.example:3128\"\n"
+      "header = \"Authorization: Bearer header-token\"\n"
+      "secret-file = \"" + secret + "\"\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+  run.env["TUNNEL_REQUEST_TIMEOUT"] = "40";
+  auto r = run({"--print-config", "--connect-timeout", "7", kUrl});
+  CHECK_FALSE(r.config);
+  CHECK(r.exit_code == 0);
+  const std::string& out = r.message;
+  CHECK(contains(out, "connect-timeout = 7"));
+  CHECK(contains(out, "# command line"));
+  CHECK(contains(out, "request-timeout = 40"));
+  CHECK(contains(out, "# TUNNEL_REQUEST_TIMEOUT"));
+  CHECK(contains(out, "retry-window = 20"));
+  CHECK(contains(out, "# config file line 1"));
+  CHECK(contains(out, "on-busy = \"wait\""));
+  CHECK(contains(out, "# default"));
+  CHECK(contains(out, "Authorization: ***"));
+  CHECK(contains(out, "alice:***@proxy.example"));
+  for (const std::string& secret_text : std::vector<std::string>{"top-secret-value", "header-token", "pw-4711"}) {
+    CAPTURE(secret_text);
+    CHECK_MESSAGE(!contains(out, secret_text), out);
+  }
+  // What it prints is a config file the agent reads back to the same settings.
+  ConfigDir again;
+  again.write_default(out);
+  Run reread;
+  reread.env["XDG_CONFIG_HOME"] = again.root.string();
+  auto back = reread({});
+  REQUIRE(back.config);
+  CHECK(back.config->connect_timeout_ms == 7000);
+  CHECK(back.config->request_timeout_ms == 40000);
+  CHECK(back.config->retry_window_ms == 20000);
+  CHECK(back.config->forwards.at(0).url == kUrl);
+}
