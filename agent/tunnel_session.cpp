@@ -99,7 +99,8 @@ void TunnelSession::on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
   if (nread > 0) {
     self->on_local_data(buf->base, static_cast<size_t>(nread));
   } else if (nread == UV_EOF) {
-    self->on_local_eof("the local client closed the connection");
+    self->on_local_eof(self->jdwp_.debugger() ? "the debugger detached (it closed its connection)"
+                                              : "the local client closed the connection");
   } else if (nread < 0) {
     self->on_local_eof(nread == UV_ECONNRESET ? "the local client reset the connection"
                                               : "reading from the local client failed");
@@ -108,6 +109,7 @@ void TunnelSession::on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
 
 void TunnelSession::on_local_data(const char* data, size_t size) {
   if (state_ != State::open) return;
+  if (jdwp_.from_client(data, size)) note_jdwp();
   try {
     pending_upload_.insert(pending_upload_.end(), data, data + size);
   } catch (const std::bad_alloc&) {
@@ -139,6 +141,7 @@ void TunnelSession::on_local_eof(const char* why) {
 void TunnelSession::write_local(std::vector<char> data) {
   if (data.empty() || !client_) return;
   const size_t size = data.size();
+  if (jdwp_.from_target(data.data(), size)) note_jdwp();
   auto* w = new LocalWrite{{}, std::move(data), this};
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(size));
   int rc = uv_write(&w->req, client_.output(), &buf, 1, &TunnelSession::on_uv_write);
@@ -148,6 +151,28 @@ void TunnelSession::write_local(std::vector<char> data) {
     return;
   }
   write_backlog_ += size;
+}
+
+void TunnelSession::note_jdwp() {
+  const double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
+  switch (jdwp_.state()) {
+    case JdwpHandshake::State::attached:
+      log::info("session {}: debugger attached: the JVM answered the JDWP handshake after {:.0f} ms", id_, ms);
+      break;
+    case JdwpHandshake::State::wrong_answer:
+      log::warn("session {}: the target answered the debugger's JDWP handshake with something else: the server's "
+                "target is not a JDWP port (check the address in the JVM's -agentlib:jdwp=... option)",
+                id_);
+      break;
+    case JdwpHandshake::State::not_jdwp:
+      if (served_) log::info("session {}: connected to the target after {:.0f} ms", id_, ms);
+      break;
+    case JdwpHandshake::State::awaiting_jvm:
+      log::debug("session {}: the debugger sent the JDWP handshake; waiting for the JVM's answer", id_);
+      break;
+    case JdwpHandshake::State::unknown:
+      break;
+  }
 }
 
 // Called by libuv when bytes for the local client have been written (or the write failed).
@@ -413,7 +438,10 @@ void TunnelSession::end_after_target_closed(bool deadline) {
   } else if (state_ == State::draining) {
     finish(end_reason_, false, false);
   } else if (any_payload_) {
-    finish("the target closed the connection (410 Gone)", false, false);
+    finish(jdwp_.state() == JdwpHandshake::State::attached
+               ? "the JVM closed the debug connection (410 Gone): the program ended, or it dropped the debugger"
+               : "the target closed the connection (410 Gone)",
+           false, false);
   } else {
     // Nothing ever came from the target: most likely the server could not connect to it.
     finish("the server could not reach the target, or the target closed at once (410 Gone): is the JVM "
@@ -461,6 +489,10 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   const long status = r.exchange.status();
   const Answer answer = protocol::classify_status(status);
   if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
+    if (!served_ && jdwp_.state() == JdwpHandshake::State::not_jdwp) {
+      log::info("session {}: connected to the target after {:.0f} ms", id_,
+                static_cast<double>(uv_hrtime() - started_ns_) / 1e6);
+    }
     served_ = true;
     failures_in_row_ = 0;
     if (r.epoch == failure_epoch_) release_pending_ = false;  // the releases went through

@@ -7,6 +7,7 @@
 #include "agent/local_end.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
+#include "common/jdwp_handshake.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/request_planner.hpp"
 #include "common/tunnel_protocol.hpp"
@@ -145,6 +146,7 @@ class TunnelSession {
   void send_post();
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);
+  void note_jdwp();  // a lifecycle line when the JDWP handshake moved on
   void set_reading(bool on);
   // Ends the session; `error` empty means a normal end. Idempotent.
   void finish(std::string why, bool error, bool disconnect_first);
@@ -179,6 +181,7 @@ class TunnelSession {
   uint64_t last_payload_ns_ = 0;  // when the last server payload arrived
   uint64_t gap_since_ns_ = 0;     // when the current gap in the server's x-seq opened
   bool served_ = false;  // some request was answered by a live server session (not 410)
+  JdwpHandshake jdwp_;   // only watches: "debugger attached" and friends
   int early_410_retries_ = 0;
   uint64_t hold_off_until_ns_ = 0;
   static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms

@@ -51,7 +51,11 @@ class JdwpEndToEnd(unittest.TestCase):
         try:
             output = jdb_threads(port)
             self.assertRegex(output, r"Group main:\s*\n\s*\(java\.lang\.Thread\)\S+\s+main\s+(waiting|running|cond\. waiting)")
-            agent.wait_for_line(r"session 1 .*closed after")  # jdb quits: the JVM or jdb closes first
+            # The lifecycle a debugger user reads: attached, then detached (jdb quits: the JVM or jdb
+            # closes first, and the line says which).
+            agent.wait_for_line(r"session 1: debugger attached: the JVM answered the JDWP handshake after \d+ ms")
+            agent.wait_for_line(r"session 1 .*closed after .*: (the debugger detached|the JVM closed the debug "
+                                r"connection)")
             # The debugger left through the tunnel; the JVM accepts a new debugger at once.
             self.assertRegex(jdb_threads(port), r"\(java\.lang\.Thread\)\S+\s+main\s")
             # Only refused re-attaches (410) may have ended sessions early; nothing failed.

@@ -203,6 +203,50 @@ class JsonLogs(TunnelTestCase):
                             for r in records), records)
 
 
+class Lifecycle(TunnelTestCase):
+    def test_a_plain_client_gets_a_connected_line_and_no_debugger_lines(self):
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"hello"), b"hello")
+        self.agent.wait_for_line(r"session 1: connected to the target after \d+ ms")
+        self.agent.wait_for_line(r"session 1 .*closed after .*: the local client closed the connection")
+        self.assertEqual(self.agent.count(r"debugger|JDWP"), 0, self.agent.output())
+
+    def test_a_debugger_detaching_is_named(self):
+        # The echo target answers the handshake with the same 14 bytes, as a JVM does.
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"JDWP-Handshake"), b"JDWP-Handshake")
+            self.agent.wait_for_line(r"session 1: debugger attached: the JVM answered the JDWP handshake")
+        self.agent.wait_for_line(r"session 1 .*closed after .*: the debugger detached")
+        self.assertEqual(self.agent.count(r"connected to the target"), 0, self.agent.output())
+
+
+class NotAJdwpPort(unittest.TestCase):
+    def test_a_target_that_answers_the_handshake_with_something_else_is_named(self):
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def serve():
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                conn.recv(64)  # until the server drops it
+        import threading
+        threading.Thread(target=serve, daemon=True).start()
+        server, server_port = start_server(listener.getsockname()[1], "--long-poll-ms", "1000")
+        agent, port = start_agent(server_port)
+        try:
+            with connect(port) as s:
+                s.sendall(b"JDWP-Handshake")
+                self.assertEqual(s.recv(64)[:4], b"SSH-")  # carried as it is
+                agent.wait_for_line(r"session 1: the target answered the debugger's JDWP handshake with something "
+                                    r"else: the server's target is not a JDWP port")
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            listener.close()
+        self.assertEqual(code, 0, agent.output())
+
+
 class Disconnect(TunnelTestCase):
     def test_local_close_makes_the_server_drop_the_target_within_1s(self):
         with connect(self.port) as s:
