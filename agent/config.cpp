@@ -215,6 +215,8 @@ struct Raw {
   double request_timeout_s = 30;
   double retry_window_s = 25;
   double linger_s = 2;
+  bool no_status_line = false;
+  double stats_interval_s = 0;
   std::vector<std::string> proxies;
   bool no_proxy = false;
   std::string proxy_password_file;
@@ -308,6 +310,12 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
   app->add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
   app->add_flag("-v,--verbose", raw.verbose, "log every HTTP exchange; twice: also libcurl's own trace");
   app->add_flag("-q,--quiet", raw.quiet, "log errors only");
+  app->add_flag("--no-status-line", raw.no_status_line,
+                "no live status line under the log (it is only drawn when stderr is a terminal)");
+  app->add_option("--stats-interval", raw.stats_interval_s,
+                  "every this many seconds, log each forward's status (SIGUSR1 logs it at once); 0: never")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app->add_option("--log-format", raw.log_format,
                   "text, or json: one JSON object per line on stderr, for log collectors")
       ->check(CLI::IsMember({"text", "json"}))
@@ -709,6 +717,8 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   config.request_timeout_ms = static_cast<long>(raw.request_timeout_s * 1000);
   config.retry_window_ms = static_cast<long>(raw.retry_window_s * 1000);
   config.stdio_linger_ms = static_cast<long>(raw.linger_s * 1000);
+  config.status_line = !raw.no_status_line;
+  config.stats_interval_ms = static_cast<long>(raw.stats_interval_s * 1000);
 
   if (raw.print_config) {
     // The settings in effect as TOML, each with its source; secrets and header values masked.

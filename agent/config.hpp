@@ -44,6 +44,8 @@ struct Config {
   log::Level log_level = log::Level::info;
   log::Format log_format = log::Format::text;
   bool curl_trace = false;  // -vv
+  bool status_line = true;  // on a terminal, a live status line per forward (--no-status-line)
+  long stats_interval_ms = 0;  // --stats-interval: the status as log lines this often (0: never)
   long connect_timeout_ms = 15000;
   long request_timeout_ms = 30000;
   long retry_window_ms = 25000;

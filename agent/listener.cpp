@@ -1,6 +1,7 @@
 #include "agent/listener.hpp"
 
 #include "common/log.hpp"
+#include "common/url.hpp"
 
 #include <fmt/format.h>
 
@@ -61,6 +62,7 @@ bool Listener::start(std::string& error) {
   }
   std::string bound = socket_name(server_.get(), false);
   bound_port_ = std::stoi(bound.substr(bound.rfind(':') + 1));
+  bound_name_ = bound;
   log::info("listening on {}, tunnelling to {}", bound, settings_.http.url);
   return true;
 }
@@ -112,6 +114,7 @@ void Listener::on_session_closed() {
     next_attempt_ns_ = 0;
   }
   session_.reset();
+  ++sessions_done_;
   if (stopping_) {
     maybe_stopped();
     return;
@@ -121,6 +124,18 @@ void Listener::on_session_closed() {
     waiting_.pop_front();
     start_session(std::move(next));
   }
+}
+
+ForwardStatus Listener::status() const {
+  ForwardStatus out;
+  out.listen = bound_name_;
+  out.endpoint = host_port(settings_.http.url);
+  if (session_) out.session = session_->status();
+  out.waiting = waiting_.size();
+  out.sessions_done = sessions_done_;
+  const uint64_t now = uv_hrtime();
+  if (next_attempt_ns_ > now) out.retry_in_s = static_cast<double>(next_attempt_ns_ - now) / 1e9;
+  return out;
 }
 
 void Listener::stop(std::function<void()> on_stopped) {

@@ -28,6 +28,7 @@ class Listener {
   // nothing of this listener is left.
   void stop(std::function<void()> on_stopped);
   int bound_port() const { return bound_port_; }
+  ForwardStatus status() const;
 
  private:
   struct Waiting {
@@ -49,6 +50,8 @@ class Listener {
   std::unique_ptr<ProxyChain> chain_;  // with two or more proxies
   UvHandle<uv_tcp_t> server_;
   int bound_port_ = 0;
+  std::string bound_name_;  // "127.0.0.1:8000"
+  uint64_t sessions_done_ = 0;
   uint64_t next_session_id_ = 1;
   std::unique_ptr<TunnelSession> session_;
   std::deque<Waiting> waiting_;

@@ -3,8 +3,10 @@
 #include "agent/listener.hpp"
 #include "agent/check.hpp"
 #include "agent/settings.hpp"
+#include "agent/status_display.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/log.hpp"
+#include "common/url.hpp"
 #include "common/uv_handle.hpp"
 
 #include <curl/curl.h>
@@ -23,6 +25,7 @@ struct App {
   tunnel::TunnelSession* stdio_session = nullptr;  // --stdio
   size_t running = 0;  // listeners not yet stopped
   tunnel::CurlUvDriver* driver = nullptr;
+  tunnel::StatusDisplay* status = nullptr;
   tunnel::UvHandle<uv_signal_t> sigint;
   tunnel::UvHandle<uv_signal_t> sigterm;
   bool stopping = false;
@@ -36,6 +39,7 @@ void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
     std::_Exit(130);
   }
   app->stopping = true;
+  app->status->close();  // the live lines go first: what follows is the log of the shutdown
   tunnel::log::info("stopping ({}): closing the listener and ending live sessions",
                     signum == SIGINT ? "Ctrl-C" : "SIGTERM");
   if (app->stdio_session != nullptr) app->stdio_session->stop();  // its end closes the rest
@@ -118,9 +122,29 @@ int main(int argc, char** argv) {
     app.sigterm.init(&loop, uv_signal_init);
     app.sigterm.get()->data = &app;
     uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
+    // The live status line only where a person watches: a terminal, text logs, not --stdio (whose
+    // stderr is often the terminal of the ssh session it carries).
+    const bool live_line = config.status_line && !config.stdio && config.log_format == tunnel::log::Format::text &&
+                           tunnel::StatusDisplay::stderr_is_terminal();
+    std::unique_ptr<tunnel::TunnelSession> session;
+    tunnel::StatusDisplay status(
+        &loop,
+        [&] {
+          std::vector<tunnel::ForwardStatus> out;
+          for (const auto& listener : listeners) out.push_back(listener->status());
+          if (config.stdio) {
+            tunnel::ForwardStatus stdio;
+            stdio.listen = "stdio";
+            stdio.endpoint = tunnel::host_port(config.forwards.front().url);
+            if (app.stdio_session != nullptr) stdio.session = app.stdio_session->status();
+            out.push_back(std::move(stdio));
+          }
+          return out;
+        },
+        live_line, static_cast<uint64_t>(config.stats_interval_ms));
+    app.status = &status;
     std::string error;
     std::unique_ptr<tunnel::ProxyChain> chain;
-    std::unique_ptr<tunnel::TunnelSession> session;
     tunnel::SessionSettings stdio_settings;
     if (config.stdio) {
       // One session over standard input and output; the agent exits when it ends.
@@ -137,6 +161,7 @@ int main(int argc, char** argv) {
             &loop, driver, stdio_settings, chain.get(), std::move(end), 1, "stdio", [&](tunnel::TunnelSession& s) {
               exit_code = s.failed() ? 1 : 0;
               app.stdio_session = nullptr;
+              status.close();
               if (chain) chain->close();
               driver.close();
               app.sigint.close();
@@ -155,6 +180,7 @@ int main(int argc, char** argv) {
       tunnel::log::error("{}", error);
       exit_code = 1;
       listeners.clear();  // nothing was accepted yet: no session to end
+      status.close();
       driver.close();
       app.sigint.close();
       app.sigterm.close();

@@ -110,6 +110,7 @@ void TunnelSession::on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
 void TunnelSession::on_local_data(const char* data, size_t size) {
   if (state_ != State::open) return;
   if (jdwp_.from_client(data, size)) note_jdwp();
+  if (rtt_since_ns_ == 0) rtt_since_ns_ = uv_hrtime();
   try {
     pending_upload_.insert(pending_upload_.end(), data, data + size);
   } catch (const std::bad_alloc&) {
@@ -142,6 +143,10 @@ void TunnelSession::write_local(std::vector<char> data) {
   if (data.empty() || !client_) return;
   const size_t size = data.size();
   if (jdwp_.from_target(data.data(), size)) note_jdwp();
+  if (rtt_since_ns_ != 0) {
+    last_rtt_ms_ = static_cast<double>(uv_hrtime() - rtt_since_ns_) / 1e6;
+    rtt_since_ns_ = 0;
+  }
   auto* w = new LocalWrite{{}, std::move(data), this};
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(size));
   int rc = uv_write(&w->req, client_.output(), &buf, 1, &TunnelSession::on_uv_write);
@@ -151,6 +156,27 @@ void TunnelSession::write_local(std::vector<char> data) {
     return;
   }
   write_backlog_ += size;
+}
+
+SessionStatus TunnelSession::status() const {
+  SessionStatus out;
+  out.id = id_;
+  out.age_s = static_cast<double>(uv_hrtime() - started_ns_) / 1e9;
+  out.bytes_up = bytes_up_;
+  out.bytes_down = bytes_down_;
+  out.rtt_ms = last_rtt_ms_;
+  if (state_ != State::open) {
+    out.state = "closing";
+  } else if (failures_in_row_ > 0) {
+    out.state = fmt::format("retrying ({} failed in a row)", failures_in_row_);
+  } else if (jdwp_.state() == JdwpHandshake::State::attached) {
+    out.state = "debugger attached";
+  } else if (jdwp_.state() == JdwpHandshake::State::awaiting_jvm) {
+    out.state = "debugger attaching";
+  } else {
+    out.state = served_ ? "connected" : "connecting";
+  }
+  return out;
 }
 
 void TunnelSession::note_jdwp() {

@@ -4,6 +4,7 @@
 // POST body when a third request makes it release that POST early.
 #pragma once
 
+#include "agent/forward_status.hpp"
 #include "agent/local_end.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
@@ -79,6 +80,10 @@ class TunnelSession {
   // Some request was answered by a live tunnel (200, 204 or 429).
   bool was_served() const { return served_; }
   bool failed() const { return end_is_error_; }
+  // For the status line: state, bytes each way, the last round trip.
+  SessionStatus status() const;
+  uint64_t bytes_up() const { return bytes_up_; }
+  uint64_t bytes_down() const { return bytes_down_; }
 
  private:
   enum class State {
@@ -182,6 +187,9 @@ class TunnelSession {
   uint64_t gap_since_ns_ = 0;     // when the current gap in the server's x-seq opened
   bool served_ = false;  // some request was answered by a live server session (not 410)
   JdwpHandshake jdwp_;   // only watches: "debugger attached" and friends
+  // Round trip as the local client sees it: from bytes it sent to the next bytes from the target.
+  uint64_t rtt_since_ns_ = 0;
+  std::optional<double> last_rtt_ms_;
   int early_410_retries_ = 0;
   uint64_t hold_off_until_ns_ = 0;
   static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms

@@ -84,12 +84,6 @@ std::string auth_names(long mask) {
   return out;
 }
 
-// "host:port" of a URL, for messages (never its credentials).
-std::string host_port(const std::string& url) {
-  const std::string host = url_part(url, CURLUPART_HOST);
-  return host.empty() ? "?" : host + ":" + url_part(url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
-}
-
 }  // namespace
 
 HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init()), options_(options) {

@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <sys/time.h>
@@ -8,6 +9,13 @@ namespace tunnel::log {
 namespace {
 Level g_level = Level::info;
 Format g_format = Format::text;
+std::string g_footer;    // drawn below the last log line
+size_t g_footer_rows = 0;
+
+// Moves the cursor back over the footer and clears from there down.
+std::string erase_footer() {
+  return g_footer_rows == 0 ? std::string() : fmt::format("\r\x1b[{}A\x1b[J", g_footer_rows);
+}
 
 const char* level_name(Level level) {
   switch (level) {
@@ -62,9 +70,17 @@ void write(Level level, std::string_view message) {
   localtime_r(&tv.tv_sec, &local);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
-  // One fprintf per line so that lines from one process never interleave mid-line.
-  std::fprintf(stderr, "%s.%03ld tunnel-agent %s: %.*s\n", stamp, static_cast<long>(tv.tv_usec / 1000),
-               level_name(level), static_cast<int>(message.size()), message.data());
+  // One write per line (and footer) so that lines from one process never interleave mid-line.
+  const std::string out = fmt::format("{}{}.{:03} tunnel-agent {}: {}\n{}", erase_footer(), stamp,
+                                      static_cast<long>(tv.tv_usec / 1000), level_name(level), message, g_footer);
+  std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
+void set_footer(std::string lines) {
+  const std::string out = erase_footer() + lines;
+  g_footer = std::move(lines);
+  g_footer_rows = static_cast<size_t>(std::count(g_footer.begin(), g_footer.end(), '\n'));
+  std::fwrite(out.data(), 1, out.size(), stderr);
 }
 
 }  // namespace tunnel::log

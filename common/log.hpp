@@ -19,6 +19,10 @@ std::string json_line(std::string_view time_utc, Level level, std::string_view m
 Level level();
 bool enabled(Level level);
 void write(Level level, std::string_view message);
+// Lines kept below the log on a terminal (the live status): every log line is written above them
+// and they are drawn again under it. Each line ends with '\n' and fits the terminal's width; ""
+// erases them. Only the status display calls this.
+void set_footer(std::string lines);
 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {

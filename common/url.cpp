@@ -16,4 +16,9 @@ std::string url_part(const std::string& url, CURLUPart which, unsigned flags) {
   return out;
 }
 
+std::string host_port(const std::string& url) {
+  const std::string host = url_part(url, CURLUPART_HOST);
+  return host.empty() ? "?" : host + ":" + url_part(url, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+}
+
 }  // namespace tunnel

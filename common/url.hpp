@@ -11,4 +11,7 @@ namespace tunnel {
 // A URL without a scheme is read as http://, as curl reads a proxy.
 std::string url_part(const std::string& url, CURLUPart which, unsigned flags = 0);
 
+// "host:port" of a URL (the scheme's port when none is given), for messages; never its credentials.
+std::string host_port(const std::string& url);
+
 }  // namespace tunnel

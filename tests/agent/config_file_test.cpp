@@ -113,7 +113,7 @@ TEST_CASE("a higher source replaces a whole list, and the settings that go toget
   CHECK(r.config->log_level == log::Level::error);
 
   // A flag turned off by the environment or the command line.
-  run.env["TUNNEL_INSECURE"] = "0";
+  run.env.emplace("TUNNEL_INSECURE", "0");
   r = run({});
   REQUIRE(r.config);
   CHECK_FALSE(r.config->tls.insecure);
