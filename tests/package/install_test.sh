@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the .deb on a clean Debian root with apt-get, as a user would, and runs it from there.
+#
+#   tests/package/install_test.sh build-package/tunnel-agent_*.deb
+#
+# The clean root is a minimal bookworm made by debootstrap from the machine's Debian mirror; apt in
+# that root then fetches the package's dependencies (the only network use, the same as scripts/setup).
+# The install itself and every check run in a new network namespace with no network at all. Needs
+# root (chroot, unshare).
+set -euo pipefail
+deb=$(realpath "$1")
+[ -f "$deb" ] || { echo "install test: no such package: $1" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || { echo "install test: needs root for debootstrap and chroot" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/tunnel-agent-deb-XXXXXX)
+root="$work/root"
+cleanup() {
+  umount "$root/proc" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The mirror apt on this machine uses (deb822 sources or a classic sources.list).
+mirror=$(sed -n 's|^URIs: *\(http[^ ]*debian\)/*$|\1|p; s|^deb \[*[^]]*\]* *\(http[^ ]*debian\)/* bookworm .*|\1|p; s|^deb \(http[^ ]*debian\)/* bookworm .*|\1|p' \
+           /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n 1 || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+fail() {
+  echo "install test: $1" >&2
+  [ -n "${2:-}" ] && [ -f "$2" ] && tail -n 30 "$2" >&2
+  exit 1
+}
+
+echo "install test: a clean root (debootstrap --variant=minbase bookworm from $mirror)"
+debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+  fail "debootstrap could not build the clean root (the end of its log is below)" "$work/debootstrap.log"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+cp "$deb" "$root/tmp/"
+name=$(basename "$deb")
+mount -t proc proc "$root/proc"
+
+echo "install test: apt in the root fetches the dependencies"
+{ chroot "$root" apt-get update && chroot "$root" apt-get install -y --download-only "/tmp/$name"; } \
+  >"$work/fetch.log" 2>&1 || fail "apt-get could not fetch the package's dependencies" "$work/fetch.log"
+chroot "$root" dpkg-query -W tunnel-agent >/dev/null 2>&1 && fail "the root was not clean: tunnel-agent is already there"
+
+echo "install test: apt-get install ./$name, offline"
+# (No --no-download: apt 2.6 refuses a local .deb with it. The namespace has no network anyway.)
+unshare --net chroot "$root" sh -c "cd /tmp && DEBIAN_FRONTEND=noninteractive apt-get install -y ./$name" \
+  >"$work/install.log" 2>&1 || fail "apt-get install ./$name failed in the clean root" "$work/install.log"
+
+status=$(chroot "$root" dpkg-query -W -f='${Status} ${Version}' tunnel-agent)
+[ "$status" = "install ok installed $(dpkg-deb -f "$deb" Version)" ] || fail "dpkg says: $status"
+version=$(unshare --net chroot "$root" tunnel-agent --version) || fail "tunnel-agent --version failed in the root"
+echo "install test: tunnel-agent --version in the root: $version"
+[[ "$version" == "tunnel-agent $(dpkg-deb -f "$deb" Version) "* ]] || fail "unexpected --version output: $version"
+[ -f "$root/usr/share/man/man1/tunnel-agent.1.gz" ] || fail "the man page is not installed"
+# It starts, listens and stops on Ctrl-C in the root (on the namespace's own loopback).
+unshare --net sh -c "ip link set lo up 2>/dev/null || true
+  chroot '$root' tunnel-agent --listen 127.0.0.1:0 http://127.0.0.1:9/x >'$work/run.log' 2>&1 & pid=\$!
+  for i in \$(seq 100); do grep -q 'listening on' '$work/run.log' && break; sleep 0.1; done
+  kill -INT \$pid; wait \$pid" || fail "the installed agent did not start and stop cleanly" "$work/run.log"
+grep -q "listening on 127.0.0.1:" "$work/run.log" || fail "the installed agent did not listen" "$work/run.log"
+echo "install test: passed"
