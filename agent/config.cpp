@@ -477,11 +477,10 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   for (const std::string& key : keys) {
     const std::string name = env_name(key);
     auto value = env(name);
-    if (!value) continue;
+    if (!value || value->empty()) continue;  // empty is unset, as curl reads its variables
     env_names[key] = name;
     if (key == "url") {
-      if (!value->empty()) env_given[key] = {*value};
-      else env_given[key] = {};
+      env_given[key] = {*value};
       continue;
     }
     auto tokens = env_tokens(key, kinds.at(key), *value, key == "forward" || key == "proxy", error);
@@ -605,11 +604,14 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     }
   }
   const bool endpoints_given = !config.forwards.empty();
-  if (config.check && (raw.url.empty() || config.forwards.size() != 1 || config.stdio)) {
-    return fail("check looks at one endpoint: tunnel-agent check URL [OPTIONS]");
+  // check and --stdio take the one endpoint given, whether by URL, -L or the config file.
+  if (config.check && (config.forwards.size() != 1 || config.stdio)) {
+    return fail(fmt::format("check looks at one endpoint: tunnel-agent check URL [OPTIONS] (there are {})",
+                            config.forwards.size()));
   }
-  if (config.stdio && (raw.url.empty() || config.forwards.size() != 1)) {
-    return fail("--stdio carries one session to the URL argument: give the URL, and no -L");
+  if (config.stdio && config.forwards.size() != 1) {
+    return fail(fmt::format("--stdio carries one session to one endpoint: give the URL, and no -L (there are {})",
+                            config.forwards.size()));
   }
   if (!endpoints_given && !raw.print_config) {
     return fail("give the endpoint URL (tunnel-agent [OPTIONS] URL), or one or more -L [HOST:]PORT=URL, or "

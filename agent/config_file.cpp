@@ -65,6 +65,11 @@ std::optional<FileForward> read_forward_table(const std::string& path, const tom
         return std::nullopt;
       }
       forward.headers = std::move(*list);
+    } else if (name == "secret") {
+      error = fmt::format("{}: a config file takes no secret: put it in a file of its own and name that with "
+                          "secret-file",
+                          at);
+      return std::nullopt;
     } else {
       error = fmt::format("{}: unknown key '{}' in a [[forward]] table: it takes listen, url, secret-file and header",
                           at, name);
@@ -123,6 +128,11 @@ std::optional<ConfigFile> load_config_file(const std::string& path, const Option
       }
       file.tokens[name] = {*text};
       continue;
+    }
+    if (name == "secret" || name == "proxy-password") {
+      error = fmt::format("{}: a config file takes no {}: put it in a file of its own and name that with {}-file", at,
+                          name, name);
+      return std::nullopt;
     }
     auto kind = kinds.find(name);
     if (kind == kinds.end()) {

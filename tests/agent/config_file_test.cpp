@@ -198,8 +198,8 @@ TEST_CASE("errors name the file and line, or the variable") {
                         Case{"header = [\"no colon\"]\n", "bad header"},
                         Case{"retry-window = [\n", "line 1"},
                         Case{"[[forward]]\nlisten = 8001\n", "line 1: this [[forward]] table has no url"},
-                        Case{"[[forward]]\nurl = \"http://h/x\"\nsecret = \"s\"\n", "unknown key 'secret'"},
-                        Case{"secret = \"s\"\n", "unknown key 'secret'"},
+                        Case{"[[forward]]\nurl = \"http://h/x\"\nsecret = \"s\"\n", "line 3: a config file takes no secret"},
+                        Case{"secret = \"s\"\n", "a config file takes no secret: put it in a file"},
                         Case{"help = true\n", "unknown key 'help'"}}) {
     CAPTURE(c.text);
     auto r = with_file(c.text);
@@ -218,6 +218,26 @@ TEST_CASE("errors name the file and line, or the variable") {
   run.env = {{"TUNNEL_SECRET", "a"}, {"TUNNEL_SECRET_FILE", "/x"}};
   r = run({kUrl});
   CHECK(contains(r.message, "both TUNNEL_SECRET and TUNNEL_SECRET_FILE are set"));
+}
+
+TEST_CASE("check and --stdio take the one forward of a config file; an empty variable is unset") {
+  ConfigDir dir;
+  const std::string secret = dir.write("a.secret", "secret-a\n");
+  dir.write_default("[[forward]]\nlisten = 8001\nurl = \"http://127.0.0.1:9/a\"\nsecret-file = \"" + secret + "\"\n");
+  Run run;
+  run.env["XDG_CONFIG_HOME"] = dir.root.string();
+  run.env["TUNNEL_URL"] = "";
+  for (const char* mode : {"check", "--stdio"}) {
+    CAPTURE(mode);
+    auto r = run({mode});
+    REQUIRE(r.config);
+    REQUIRE(r.config->forwards.size() == 1);
+    CHECK(session_settings(*r.config, r.config->forwards[0]).secret == "secret-a");
+  }
+  dir.write_default("forward = [\"8001=http://127.0.0.1:9/a\", \"8002=http://127.0.0.1:9/b\"]\n");
+  auto r = run({"check"});
+  CHECK(r.exit_code == 2);
+  CHECK(contains(r.message, "check looks at one endpoint: tunnel-agent check URL [OPTIONS] (there are 2)"));
 }
 
 TEST_CASE("the secret: --secret-file > TUNNEL_SECRET > the file's secret-file") {
