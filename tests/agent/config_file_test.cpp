@@ -1,6 +1,7 @@
 // The config file, the TUNNEL_* environment and their precedence (flags > environment > file > default).
 #include "agent/config.hpp"
 #include "agent/settings.hpp"
+#include "tests/agent/parse_run.hpp"
 
 #include <doctest/doctest.h>
 
@@ -14,6 +15,8 @@
 #include <vector>
 
 using namespace tunnel;
+using tunnel::test::kUrl;
+using tunnel::test::Run;
 
 namespace {
 
@@ -35,20 +38,6 @@ struct ConfigDir {
   std::string write_default(const std::string& text) const { return write("tunnel-agent/config.toml", text); }
 };
 
-struct Run {
-  std::map<std::string, std::string> env;
-  ParseResult operator()(std::vector<std::string> args) const {
-    args.insert(args.begin(), "tunnel-agent");
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    return parse_command_line(static_cast<int>(argv.size()), argv.data(), [this](const char* name) -> const char* {
-      auto it = env.find(name);
-      return it == env.end() ? nullptr : it->second.c_str();
-    });
-  }
-};
-
-const char* kUrl = "http://127.0.0.1:9/.~~spring-boot!~/debug";
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -1,4 +1,5 @@
 #include "agent/config.hpp"
+#include "tests/agent/parse_run.hpp"
 
 #include <curl/curl.h>
 #include <doctest/doctest.h>
@@ -10,23 +11,11 @@
 #include <vector>
 
 using namespace tunnel;
+using tunnel::test::kUrl;
+using tunnel::test::Run;
 
 namespace {
 
-struct Run {
-  std::map<std::string, std::string> env;
-  ParseResult operator()(std::vector<std::string> args) const {
-    args.insert(args.begin(), "tunnel-agent");
-    std::vector<const char*> argv;
-    for (const auto& a : args) argv.push_back(a.c_str());
-    return parse_command_line(static_cast<int>(argv.size()), argv.data(), [this](const char* name) -> const char* {
-      auto it = env.find(name);
-      return it == env.end() ? nullptr : it->second.c_str();
-    });
-  }
-};
-
-const char* kUrl = "http://127.0.0.1:9/.~~spring-boot!~/debug";
 
 }  // namespace
 
