@@ -365,10 +365,6 @@ std::string group_of(const std::string& key) {
 
 enum class Source { default_value, file, environment, command_line };
 
-// Where one group of settings comes from.
-struct Chosen {
-  Source source = Source::default_value;
-};
 
 std::string toml_string(const std::string& s) {
   std::string out = "\"";
@@ -526,31 +522,31 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
 
   // 4. Each group of settings from its highest source; each source's values checked on their own, so
   // an error names where the value came from.
-  std::map<std::string, Chosen> chosen;  // group -> source
+  std::map<std::string, Source> chosen;  // group -> where it comes from (default_value when absent)
   for (const std::string& key : keys) {
-    Chosen& c = chosen[group_of(key)];
+    Source& c = chosen[group_of(key)];
     if (given_on_command_line(key)) {
-      c.source = Source::command_line;
-    } else if (env_given.count(key) != 0 && c.source < Source::environment) {
-      c.source = Source::environment;
+      c = Source::command_line;
+    } else if (env_given.count(key) != 0 && c < Source::environment) {
+      c = Source::environment;
     } else if (file && (file->tokens.count(key) != 0 || (key == "forward" && !file->forwards.empty())) &&
-               c.source < Source::file) {
-      c.source = Source::file;
+               c < Source::file) {
+      c = Source::file;
     }
   }
   std::vector<std::string> merged;
   for (const std::string& key : keys) {
-    const Chosen& c = chosen[group_of(key)];
+    const Source c = chosen[group_of(key)];
     const std::vector<std::string>* tokens = nullptr;
-    if (c.source == Source::environment && env_given.count(key) != 0) tokens = &env_given[key];
-    if (c.source == Source::file && file->tokens.count(key) != 0) tokens = &file->tokens[key];
+    if (c == Source::environment && env_given.count(key) != 0) tokens = &env_given[key];
+    if (c == Source::file && file->tokens.count(key) != 0) tokens = &file->tokens[key];
     if (tokens == nullptr) continue;
     Raw probe;
     auto probe_app = make_app(probe);
     try {
       parse_tokens(*probe_app, *tokens);
     } catch (const CLI::ParseError& e) {
-      return fail(c.source == Source::environment
+      return fail(c == Source::environment
                       ? fmt::format("{}: {}", env_names[key], e.what())
                       : fmt::format("config file {} line {}: {}", file->path, file->lines[key], e.what()));
     }
@@ -583,7 +579,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     if (!forward) return fail(error);
     config.forwards.push_back(std::move(*forward));
   }
-  if (chosen["endpoints"].source == Source::file) {
+  if (chosen["endpoints"] == Source::file) {
     for (const FileForward& table : file->forwards) {
       auto listen = parse_listen_address(table.listen.empty() ? raw.listen_text : table.listen, error);
       if (!listen || !check_endpoint_url(table.url, error)) return fail(fmt::format("{}: {}", table.where, error));
@@ -636,12 +632,12 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (config.secret_header.empty() || config.secret_header.find_first_of(": \r\n") != std::string::npos) {
     return fail(fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
   }
-  const auto& secret_chosen = chosen["secret-file"];
+  const Source secret_chosen = chosen["secret-file"];
   if (!raw.secret_file.empty()) {
     auto secret = read_secret_file(raw.secret_file, "secret", error);
     if (!secret) return fail(error);
     config.secret = std::move(*secret);
-    config.secret_source = (secret_chosen.source == Source::command_line ? "--secret-file " : "secret-file ") +
+    config.secret_source = (secret_chosen == Source::command_line ? "--secret-file " : "secret-file ") +
                            raw.secret_file;
   } else if (auto value = env("TUNNEL_SECRET"); value && !value->empty()) {
     config.secret = *value;
@@ -729,8 +725,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
         "# config file: {}\n",
         file_note);
     auto source_text = [&](const std::string& key) {
-      const Chosen& c = chosen[group_of(key)];
-      switch (c.source) {
+      switch (chosen[group_of(key)]) {
         case Source::command_line: return std::string("command line");
         case Source::environment: return env_names.count(key) != 0 ? env_names[key] : std::string("environment");
         case Source::file:
@@ -775,7 +770,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     out += config.secret ? fmt::format("# secret: from {} (not shown)\n", config.secret_source)
                          : "# secret: none (--secret-file, TUNNEL_SECRET or secret-file in the config file)\n";
     if (config.proxy.password) out += "# proxy password: given (not shown)\n";
-    if (chosen["endpoints"].source == Source::file) {
+    if (chosen["endpoints"] == Source::file) {
       for (const FileForward& table : file->forwards) {
         out += fmt::format("\n[[forward]]                                  # {}\n", table.where);
         if (!table.listen.empty()) out += fmt::format("listen = {}\n", toml_string(table.listen));

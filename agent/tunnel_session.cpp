@@ -179,6 +179,14 @@ SessionStatus TunnelSession::status() const {
   return out;
 }
 
+// Once, for a client that is not a debugger: when both the first tunnel answer and the bytes that
+// show the client is not JDWP have come, in either order (each of the two happens once).
+void TunnelSession::note_connected() {
+  if (!served_ || jdwp_.state() != JdwpHandshake::State::not_jdwp) return;
+  log::info("session {}: connected to the target after {:.0f} ms", id_,
+            static_cast<double>(uv_hrtime() - started_ns_) / 1e6);
+}
+
 void TunnelSession::note_jdwp() {
   const double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
   switch (jdwp_.state()) {
@@ -191,7 +199,7 @@ void TunnelSession::note_jdwp() {
                 id_);
       break;
     case JdwpHandshake::State::not_jdwp:
-      if (served_) log::info("session {}: connected to the target after {:.0f} ms", id_, ms);
+      note_connected();
       break;
     case JdwpHandshake::State::awaiting_jvm:
       log::debug("session {}: the debugger sent the JDWP handshake; waiting for the JVM's answer", id_);
@@ -515,11 +523,10 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   const long status = r.exchange.status();
   const Answer answer = protocol::classify_status(status);
   if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
-    if (!served_ && jdwp_.state() == JdwpHandshake::State::not_jdwp) {
-      log::info("session {}: connected to the target after {:.0f} ms", id_,
-                static_cast<double>(uv_hrtime() - started_ns_) / 1e6);
+    if (!served_) {
+      served_ = true;
+      note_connected();
     }
-    served_ = true;
     failures_in_row_ = 0;
     if (r.epoch == failure_epoch_) release_pending_ = false;  // the releases went through
   }

@@ -152,6 +152,7 @@ class TunnelSession {
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);
   void note_jdwp();  // a lifecycle line when the JDWP handshake moved on
+  void note_connected();
   void set_reading(bool on);
   // Ends the session; `error` empty means a normal end. Idempotent.
   void finish(std::string why, bool error, bool disconnect_first);

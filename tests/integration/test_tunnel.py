@@ -210,6 +210,7 @@ class Lifecycle(TunnelTestCase):
         self.agent.wait_for_line(r"session 1: connected to the target after \d+ ms")
         self.agent.wait_for_line(r"session 1 .*closed after .*: the local client closed the connection")
         self.assertEqual(self.agent.count(r"debugger|JDWP"), 0, self.agent.output())
+        self.assertEqual(self.agent.count(r"connected to the target"), 1, self.agent.output())
 
     def test_a_debugger_detaching_is_named(self):
         # The echo target answers the handshake with the same 14 bytes, as a JVM does.
