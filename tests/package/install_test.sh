@@ -55,10 +55,21 @@ version=$(unshare --net chroot "$root" tunnel-agent --version) || fail "tunnel-a
 echo "install test: tunnel-agent --version in the root: $version"
 [[ "$version" == "tunnel-agent $(dpkg-deb -f "$deb" Version) "* ]] || fail "unexpected --version output: $version"
 [ -f "$root/usr/share/man/man1/tunnel-agent.1.gz" ] || fail "the man page is not installed"
-# It starts, listens and stops on Ctrl-C in the root (on the namespace's own loopback).
-unshare --net sh -c "ip link set lo up 2>/dev/null || true
-  chroot '$root' tunnel-agent --listen 127.0.0.1:0 http://127.0.0.1:9/x >'$work/run.log' 2>&1 & pid=\$!
-  for i in \$(seq 100); do grep -q 'listening on' '$work/run.log' && break; sleep 0.1; done
-  kill -INT \$pid; wait \$pid" || fail "the installed agent did not start and stop cleanly" "$work/run.log"
-grep -q "listening on 127.0.0.1:" "$work/run.log" || fail "the installed agent did not listen" "$work/run.log"
+# It starts, listens and stops on Ctrl-C in the root (on the namespace's own loopback). Its output
+# comes through a FIFO, read line by line with a deadline until the "listening on" line.
+mkfifo "$work/out"
+unshare --net bash -c '
+  ip link set lo up || exit 1
+  chroot "$2" tunnel-agent --no-config --listen 127.0.0.1:0 http://127.0.0.1:9/x </dev/null >"$1/out" 2>&1 &
+  pid=$!
+  exec 3<"$1/out"
+  listening=
+  while IFS= read -r -t 15 line <&3; do
+    printf "%s\n" "$line" >>"$1/run.log"
+    case $line in *"listening on 127.0.0.1:"*) listening=1; break ;; esac
+  done
+  kill -INT "$pid"
+  cat <&3 >>"$1/run.log"  # the rest, until the agent exits and closes its end
+  wait "$pid" && [ -n "$listening" ]' _ "$work" "$root" ||
+  fail "the installed agent did not listen and stop cleanly on Ctrl-C (its output is below)" "$work/run.log"
 echo "install test: passed"
