@@ -564,11 +564,21 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   }
   Config& config = raw.config;
   config.check = check;
+  // A value's own error, prefixed with where the value came from when that was not the command line.
+  auto fail_from = [&](const std::string& key, const std::string& why) {
+    switch (chosen[group_of(key)]) {
+      case Source::environment: return fail(fmt::format("{}: {}", env_names[key], why));
+      case Source::file: return fail(fmt::format("config file {} line {}: {}", file->path, file->lines[key], why));
+      case Source::command_line:
+      case Source::default_value: break;
+    }
+    return fail(why);
+  };
 
   if (!raw.url.empty()) {
     auto listen = parse_listen_address(raw.listen_text, error);
-    if (!listen) return fail(error);
-    if (!check_endpoint_url(raw.url, error)) return fail(error);
+    if (!listen) return fail_from("listen", error);
+    if (!check_endpoint_url(raw.url, error)) return fail_from("url", error);
     Forward forward;
     forward.listen = *listen;
     forward.url = raw.url;
@@ -576,7 +586,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   }
   for (const auto& text : raw.forward_texts) {
     auto forward = parse_forward(text, error);
-    if (!forward) return fail(error);
+    if (!forward) return fail_from("forward", error);
     config.forwards.push_back(std::move(*forward));
   }
   if (chosen["endpoints"] == Source::file) {
@@ -627,15 +637,16 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     }
   }
   for (const auto& header : config.headers) {
-    if (auto why = check_header(header); !why.empty()) return fail(why);
+    if (auto why = check_header(header); !why.empty()) return fail_from("header", why);
   }
   if (config.secret_header.empty() || config.secret_header.find_first_of(": \r\n") != std::string::npos) {
-    return fail(fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
+    return fail_from("secret-header",
+                     fmt::format("bad --secret-header '{}': give a plain header name", config.secret_header));
   }
   const Source secret_chosen = chosen["secret-file"];
   if (!raw.secret_file.empty()) {
     auto secret = read_secret_file(raw.secret_file, "secret", error);
-    if (!secret) return fail(error);
+    if (!secret) return fail_from("secret-file", error);
     config.secret = std::move(*secret);
     config.secret_source = (secret_chosen == Source::command_line ? "--secret-file " : "secret-file ") +
                            raw.secret_file;
@@ -657,7 +668,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     if (!raw.proxies.empty()) {
       for (const auto& proxy_url : raw.proxies) {
         auto hop = parse_proxy(proxy_url, "--proxy", error);
-        if (!hop) return fail(error);
+        if (!hop) return fail_from("proxy", error);
         proxy.hops.push_back(std::move(*hop));
       }
     } else if (!raw.no_proxy) {
@@ -686,7 +697,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   }
   if (!raw.proxy_password_file.empty()) {
     auto password = read_secret_file(raw.proxy_password_file, "proxy password", error);
-    if (!password) return fail(error);
+    if (!password) return fail_from("proxy-password-file", error);
     config.proxy.password = std::move(*password);
   } else if (!env_text("TUNNEL_PROXY_PASSWORD").empty()) {
     config.proxy.password = env_text("TUNNEL_PROXY_PASSWORD");

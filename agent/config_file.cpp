@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include <filesystem>
 #include <fstream>
 
 namespace tunnel {
@@ -86,6 +87,11 @@ std::optional<FileForward> read_forward_table(const std::string& path, const tom
 }  // namespace
 
 std::optional<ConfigFile> load_config_file(const std::string& path, const OptionKinds& kinds, std::string& error) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    error = fmt::format("the config file {} is a directory: give the path of a TOML file", path);
+    return std::nullopt;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = fmt::format("cannot read the config file {}: check the path and its permissions", path);

@@ -170,6 +170,9 @@ TEST_CASE("where the config file comes from") {
   auto r = run({"--config", (dir.root / "missing.toml").string(), kUrl});
   CHECK(r.exit_code == 2);
   CHECK(contains(r.message, "cannot read the config file"));
+  r = run({"--config", dir.root.string(), kUrl});
+  CHECK(r.exit_code == 2);
+  CHECK(contains(r.message, "is a directory: give the path of a TOML file"));
 }
 
 TEST_CASE("errors name the file and line, or the variable") {
@@ -204,6 +207,12 @@ TEST_CASE("errors name the file and line, or the variable") {
   run.env["TUNNEL_QUIET"] = "maybe";
   r = run({kUrl});
   CHECK(contains(r.message, "TUNNEL_QUIET: 'maybe' is not a yes or no"));
+  // A value that CLI11 takes but the agent's own checks refuse still names where it came from.
+  run.env = {{"TUNNEL_FORWARD", "nonsense"}};
+  r = run({});
+  CHECK(contains(r.message, "TUNNEL_FORWARD: bad forward 'nonsense'"));
+  r = with_file("\n\nheader = \"X-A: 1\\nX-B: 2\"\n");
+  CHECK(contains(r.message, "line 3: the -H X-A value contains a line break"));
   run.env = {{"TUNNEL_SECRET", "a"}, {"TUNNEL_SECRET_FILE", "/x"}};
   r = run({kUrl});
   CHECK(contains(r.message, "both TUNNEL_SECRET and TUNNEL_SECRET_FILE are set"));
