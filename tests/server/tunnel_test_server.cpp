@@ -1,15 +1,28 @@
 // A faithful stand-in for Spring Boot DevTools' HttpTunnelServer (1.3-1.5), built for the tests
-// and the benchmark, with fault injection. The behaviour follows the shared PROTOCOL.md point by point:
+// and the benchmark, with fault injection. It is meant to be as hostile as the reference, never
+// kinder: a test against it proves only what it can do. Reproduced from the reference (shared
+// PROTOCOL.md, and HttpTunnelServer / HttpTunnelPayloadForwarder of v1.5.22):
 //  - one target connection per endpoint, opened by the first request, shared until it closes;
 //  - every request is held until there is something to answer; at most two are held, a third
-//    releases the oldest with 429; target data goes out on the oldest held request;
+//    releases the oldest with 429; target data goes out on the oldest held request, and the reader
+//    waits with a chunk in hand when none is held: the next request to arrive gets it at once;
+//  - a request is held FIRST and its body read AFTER, as the arriving bytes allow: answering it
+//    (data, 429, 204, 410) before the last body byte is read loses that body, silently for the
+//    client (logged here as "x-seq N lost", and counted); --body-read-delay-ms widens that window;
 //  - 204 when a held request is older than the long-poll timeout (checked when a read from the
 //    target times out, so after one to two timeouts);
 //  - 410 when the target closes or refuses the connection, 503 with --unavailable, 403 for a wrong
 //    secret; x-disconnect closes the target; the session ends after --disconnect-ms without requests;
-//  - client payloads are applied in x-seq order through a reorder queue of at most 100 entries
-//    (an already-applied x-seq is queued and never applied again, as in the original);
-//  - a held request whose connection died stays held and may be answered into the dead connection.
+//  - client payloads are applied in x-seq order through a reorder map of at most 100 entries that
+//    is never emptied: every early or repeated x-seq keeps its slot for the life of the target
+//    connection, and the 101st fails its request with 500 "Too many messages queued";
+//  - the server's x-seq restarts at 1 with each target connection;
+//  - a held request whose connection died stays held and may be answered into the dead connection;
+//  - Tomcat's keep-alive limit: a connection carries at most 100 requests.
+// Not reproduced: Tomcat's thread pool limits, chunked request bodies' exact error paths, the
+// interrupted-reader spin after x-disconnect, and HTTP/2 (use nghttpx in front for that).
+// Counters (bodies applied, lost and recovered, slots used, ...) are served as JSON at
+// kStatsPath, printed on SIGUSR1 and on SIGINT/SIGTERM, so a test can assert that nothing was lost.
 // Threads mirror the original too: one per HTTP connection plus one reader per target connection.
 // The HTTP/1.1 layer is our own so that faults can be injected at any byte (--fault, see --help).
 #include <CLI/CLI.hpp>
@@ -19,6 +32,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +50,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,6 +63,7 @@ constexpr size_t kMaxQueued = 100;
 constexpr int kKeepAliveMax = 100;  // as Tomcat: a connection carries at most 100 requests
 constexpr size_t kMaxHead = 64 * 1024;
 constexpr size_t kMaxBody = 64 * 1024 * 1024;
+constexpr const char* kStatsPath = "/.tunnel-test-server/stats";
 
 void log_line(const std::string& text) {
   timespec now{};
@@ -58,6 +74,31 @@ void log_line(const std::string& text) {
                now.tv_nsec / 1000000, text.c_str());
   std::fflush(stderr);
 }
+
+// What happened to the client's payloads, for tests to assert on (all target connections).
+struct Stats {
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> bodies_applied{0};    // payloads written to the target
+  std::atomic<uint64_t> bodies_lost{0};       // answered before the body was read: never forwarded
+  std::atomic<uint64_t> bodies_recovered{0};  // a lost x-seq that a later resend brought in order
+  std::atomic<uint64_t> out_of_order{0};      // arrived before their predecessor was applied
+  std::atomic<uint64_t> duplicates{0};        // arrived after the same x-seq was applied
+  std::atomic<uint64_t> slots_max{0};         // most reorder-map entries one target connection had
+  std::atomic<uint64_t> queue_overflows{0};   // "Too many messages queued" (500)
+  std::atomic<uint64_t> released{0};          // 429 answers
+  std::atomic<uint64_t> target_connections{0};
+
+  std::string json() const {
+    return "{\"requests\": " + std::to_string(requests) + ", \"bodies_applied\": " + std::to_string(bodies_applied) +
+           ", \"bodies_lost\": " + std::to_string(bodies_lost) +
+           ", \"bodies_recovered\": " + std::to_string(bodies_recovered) +
+           ", \"out_of_order\": " + std::to_string(out_of_order) + ", \"duplicates\": " + std::to_string(duplicates) +
+           ", \"slots_max\": " + std::to_string(slots_max) + ", \"queue_overflows\": " + std::to_string(queue_overflows) +
+           ", \"released\": " + std::to_string(released) +
+           ", \"target_connections\": " + std::to_string(target_connections) + "}";
+  }
+};
+Stats g_stats;
 
 // ---- fault injection ------------------------------------------------------------------------
 
@@ -174,6 +215,7 @@ struct Options {
   long long long_poll_ms = 10000;
   long long disconnect_ms = 30000;
   long long late_ms = 3000;
+  long long body_read_delay_ms = 0;  // after holding a request, wait this long before reading its body
   std::string secret_header = "X-AUTH-TOKEN";
   std::optional<std::string> secret;
   bool unavailable = false;
@@ -208,6 +250,7 @@ struct Answer {
 struct Held {
   Clock::time_point since = Clock::now();
   std::optional<Answer> answer;
+  bool body_read = false;  // its last body byte was read before any answer
   std::condition_variable answered;
 };
 
@@ -235,6 +278,7 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
     while (held_.size() > 1) {
       answer_locked(held_.front(), Answer{429});
       held_.pop_front();
+      ++g_stats.released;
     }
     last_request_ = Clock::now();
     held_.push_back(held);
@@ -268,20 +312,58 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
     ::shutdown(fd_, SHUT_RDWR);
   }
 
-  // The original's forwarder: writes payloads to the target in x-seq order. Returns an error text.
+  // True while the request is unanswered.
+  bool unanswered(const Held& held) {
+    std::lock_guard lock(mutex_);
+    return !held.answer.has_value();
+  }
+
+  // The last body byte was read: true if no answer came first (else the body is lost).
+  bool finish_body_read(Held& held) {
+    std::lock_guard lock(mutex_);
+    held.body_read = !held.answer.has_value();
+    return held.body_read;
+  }
+
+  // A body lost to an early answer: counted, and remembered so that a resend that brings it in
+  // order is counted as a recovery.
+  void note_lost(uint64_t seq) {
+    std::lock_guard lock(forward_mutex_);
+    ++g_stats.bodies_lost;
+    if (seq > last_applied_) lost_.insert(seq);
+  }
+
+  // The original's forwarder: writes payloads to the target in x-seq order. An early or repeated
+  // x-seq goes into a map that is never emptied (HttpTunnelPayloadForwarder looks entries up and
+  // never removes them): each one keeps a slot for the life of the target connection, and once 100
+  // are taken every further early or repeated x-seq fails. Returns an error text.
   std::optional<std::string> forward(uint64_t seq, std::string body) {
     std::lock_guard lock(forward_mutex_);
     if (seq != last_applied_ + 1) {
-      if (queued_.size() >= kMaxQueued) return "Too many messages queued";
+      if (queued_.size() >= kMaxQueued) {
+        ++g_stats.queue_overflows;
+        return "Too many messages queued";
+      }
+      ++(seq <= last_applied_ ? g_stats.duplicates : g_stats.out_of_order);
       queued_[seq] = std::move(body);
+      if (queued_.size() > g_stats.slots_max) g_stats.slots_max = queued_.size();
+      if (options_.log_requests) {
+        log_line("x-seq " + std::to_string(seq) + (seq <= last_applied_ ? " again (already applied)" : " early") +
+                 ": queued, " + std::to_string(queued_.size()) + " of " + std::to_string(kMaxQueued) + " slots used");
+      }
       return std::nullopt;
     }
-    if (!write_all(body)) return "write to the target failed";
-    last_applied_ = seq;
-    for (auto it = queued_.find(last_applied_ + 1); it != queued_.end(); it = queued_.find(last_applied_ + 1)) {
-      if (!write_all(it->second)) return "write to the target failed";
+    for (const std::string* next = &body;;) {
+      if (!write_all(*next)) return "write to the target failed";
       ++last_applied_;
-      queued_.erase(it);
+      ++g_stats.bodies_applied;
+      if (lost_.erase(last_applied_) != 0) {
+        ++g_stats.bodies_recovered;
+        log_line("x-seq " + std::to_string(last_applied_) + " recovered: a resend brought the lost body");
+      }
+      auto it = queued_.find(last_applied_ + 1);
+      if (it == queued_.end()) break;
+      next = &it->second;  // applied from the map, and its slot stays taken
     }
     return std::nullopt;
   }
@@ -363,6 +445,7 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
   std::mutex forward_mutex_;
   uint64_t last_applied_ = 0;
   std::map<uint64_t, std::string> queued_;
+  std::set<uint64_t> lost_;  // x-seqs lost to an early answer and not applied since
 };
 
 class Endpoint {
@@ -389,6 +472,7 @@ class Endpoint {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     session_ = std::make_shared<TargetSession>(*this, fd, ++sessions_, options_, faults_);
+    ++g_stats.target_connections;
     log_line("target connection " + std::to_string(session_->id()) + " opened to " + options_.target);
     session_->start();
     return session_;
@@ -502,6 +586,7 @@ struct Reply {
   std::optional<std::string> seq;  // the x-seq header's text
   std::optional<Fault> fault;      // a payload fault to apply while writing
   bool close = false;              // Connection: close
+  size_t swallow_after = 0;        // request body bytes still to read (and drop) once this is written
 };
 
 const char* reason_phrase(int status) {
@@ -575,6 +660,22 @@ class Connection {
     if (lower(req.header("transfer-encoding")).find("chunked") != std::string::npos) return read_chunked(req.body);
     auto length = content_length(req);
     return length && read_exact(*length, req.body);
+  }
+
+  enum class Read { done, stopped, broken };
+  // Reads `size` bytes as they arrive, looking at `stop` between arrivals: the bytes read so far
+  // stay buffered when it says stop.
+  template <typename Stop>
+  Read read_exact_unless(size_t size, std::string& out, Stop stop) {
+    while (buffer_.size() < size) {
+      if (stop()) return Read::stopped;
+      pollfd p{fd_, POLLIN, 0};
+      const int ready = ::poll(&p, 1, 1);
+      if (ready < 0 || (ready > 0 && !fill())) return Read::broken;
+    }
+    out.assign(buffer_, 0, size);
+    buffer_.erase(0, size);
+    return Read::done;
   }
 
   bool read_exact(size_t size, std::string& out) {
@@ -688,79 +789,87 @@ class Server {
     for (int count = 1;; ++count) {
       Request req;
       if (!conn.read_head(req)) return;
+      ++g_stats.requests;
       const auto length = Connection::content_length(req);
-      const std::optional<Fault> fault = faults_.on_request(req.method == "POST" && length.value_or(0) > 1);
+      if (!length) {
+        write_reply(conn, Reply{400, "text/plain", "bad Content-Length\n", true});
+        return;
+      }
+      const std::optional<Fault> fault = faults_.on_request(req.method == "POST" && *length > 1);
       if (fault == Fault::drop_request) return;
       if (fault == Fault::cut_post) {
         std::string half;
         conn.read_exact(*length / 2, half);
         return;
       }
-      if (!conn.read_body(req)) {
-        write_reply(conn, Reply{400, "text/plain", "bad request body\n", true});
-        return;
-      }
       const bool close = count >= kKeepAliveMax || lower(req.header("connection")) == "close" ||
                          (req.http10 && lower(req.header("connection")) != "keep-alive");
-      std::optional<Reply> reply = handle(req, fault);
-      if (!reply) return;  // drop-held: the connection goes without an answer
+      std::optional<Reply> reply = handle(conn, req, *length, fault);
+      if (!reply) return;  // drop-held, or the connection broke: it goes without an answer
       reply->close = reply->close || close;
       if (reply->status == 200 && conn.peer_gone()) {
         // What the original does too, silently: the payload is gone with the connection.
         log_line("payload x-seq " + reply->seq.value_or("?") + " answered into a dead connection: lost");
       }
       if (!write_reply(conn, *reply)) return;
+      std::string rest;  // the body of a request answered before it was read: Tomcat drops it
+      if (reply->swallow_after > 0 && !conn.read_exact(reply->swallow_after, rest)) return;
     }
   }
 
  private:
-  std::optional<Reply> handle(const Request& req, std::optional<Fault> fault) {
+  // Reads the body of a request that is not held (refused, or not a tunnel request).
+  static std::optional<Reply> after_body(Connection& conn, Request& req, Reply reply) {
+    if (!conn.read_body(req)) return Reply{400, "text/plain", "bad request body\n", true};
+    return reply;
+  }
+
+  std::optional<Reply> handle(Connection& conn, Request& req, size_t length, std::optional<Fault> fault) {
     const std::string path = req.target.substr(0, req.target.find('?'));
-    if (path != options_.path && !(path.size() > options_.path.size() &&
-                                   path.compare(path.size() - options_.path.size(), std::string::npos, options_.path) == 0 &&
-                                   path.find("://") != std::string::npos)) {
-      return Reply{404, "text/html", "<html><body><h1>404 Not Found</h1></body></html>\n"};
-    }
-    if (req.method != "GET" && req.method != "POST") return Reply{405, "text/plain", "method not allowed\n"};
-    if (fault == Fault::status_500) return Reply{500, "text/plain", "Internal Server Error (injected)\n"};
-    if (fault == Fault::status_502 || fault == Fault::status_504) {
-      const int status = fault == Fault::status_502 ? 502 : 504;
-      return Reply{status, "text/html",
-                   "<html><body><h1>" + std::to_string(status) + " " + reason_phrase(status) +
-                       "</h1><p>injected by tunnel-test-server</p></body></html>\n"};
-    }
-    if (options_.unavailable) return Reply{503, {}, {}, true};
-    if (options_.secret && req.header(lower(options_.secret_header)) != *options_.secret) return Reply{403};
+    if (path == kStatsPath) return after_body(conn, req, Reply{200, "application/json", g_stats.json() + "\n"});
+    const std::optional<Reply> refusal = refuse(req, path, fault);
+    if (refusal) return after_body(conn, req, *refusal);
     std::string refused;
     auto session = endpoint_.session(refused);
-    if (!session) return Reply{410};
-    std::shared_ptr<Held> held;
+    if (!session) return after_body(conn, req, Reply{410});
     if (fault == Fault::late) {
+      // Never held: the request keeps the session alive and is answered 204 after a while.
       session->touch();
-    } else {
-      held = session->hold();
-      if (options_.log_requests) log_line("held " + req.method + " x-seq " + req.header("x-seq"));
-    }
-    if (req.header("content-type") == "application/x-disconnect") {
-      session->disconnect();
-    } else if (req.has("content-length") && !req.body.empty()) {
-      // A payload: the original reads it only when Content-Length is positive.
-      auto seq = parse_long(req.header("x-seq"));
-      std::optional<std::string> error;
-      if (!seq) {
-        error = "Missing or bad sequence header";
-      } else {
-        error = session->forward(static_cast<uint64_t>(*seq), req.body);
-      }
-      if (error) {
-        log_line("request failed: " + *error);
-        // like the original, the held entry stays in the list until answered or closed
-        return Reply{500, "text/plain", *error};
-      }
-    }
-    if (fault == Fault::late) {
+      if (!conn.read_body(req)) return std::nullopt;
+      if (auto error = forward_payload(*session, req)) return Reply{500, "text/plain", *error};
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.late_ms));
       return Reply{204};
+    }
+    // handleIncomingHttp: the request is held first, and only then is its body read.
+    std::shared_ptr<Held> held = session->hold();
+    if (options_.log_requests) log_line("held " + req.method + " x-seq " + req.header("x-seq"));
+    size_t swallow = 0;
+    if (req.header("content-type") == "application/x-disconnect") {
+      session->disconnect();
+      if (!conn.read_body(req)) return std::nullopt;
+    } else if (!req.has("content-length") || length == 0) {
+      if (!conn.read_body(req)) return std::nullopt;  // chunked or empty: no payload, as the original
+    } else {
+      if (options_.body_read_delay_ms > 0) {
+        session->wait_for(*held, std::chrono::milliseconds(options_.body_read_delay_ms));
+      }
+      const auto read = conn.read_exact_unless(length, req.body, [&] { return !session->unanswered(*held); });
+      if (read == Connection::Read::broken) return std::nullopt;  // stays held, as in the original
+      if (read == Connection::Read::done && session->finish_body_read(*held)) {
+        if (auto error = forward_payload(*session, req)) {
+          log_line("request failed: " + *error);
+          // like the original, the held entry stays in the list until answered or closed
+          return Reply{500, "text/plain", *error};
+        }
+      } else {
+        // Answering closed the request's input on Tomcat: the body never reaches the target.
+        if (read == Connection::Read::stopped) swallow = length;
+        const auto seq = parse_long(req.header("x-seq"));
+        session->note_lost(seq ? static_cast<uint64_t>(*seq) : 0);
+        session->wait(*held);
+        log_line("x-seq " + req.header("x-seq") + " lost: answered (" + std::to_string(held->answer->status) +
+                 ") before its body was read");
+      }
     }
     if (fault == Fault::drop_held) {
       // Held a little while, then the connection goes; unanswered by then, the request is dropped.
@@ -771,6 +880,7 @@ class Server {
     session->wait(*held);
     const Answer& answer = *held->answer;
     Reply reply{answer.status};
+    reply.swallow_after = swallow;
     if (answer.status == 200) {
       reply.content_type = "application/octet-stream";
       reply.body = answer.body;
@@ -786,6 +896,34 @@ class Server {
       }
     }
     return reply;
+  }
+
+  // A payload request's body goes to the target in x-seq order. Returns an error text.
+  static std::optional<std::string> forward_payload(TargetSession& session, const Request& req) {
+    if (req.body.empty()) return std::nullopt;
+    auto seq = parse_long(req.header("x-seq"));
+    if (!seq) return "Missing or bad sequence header";
+    return session.forward(static_cast<uint64_t>(*seq), req.body);
+  }
+
+  // The answers given before the tunnel sees a request: not found, faults, 503, a wrong secret.
+  std::optional<Reply> refuse(const Request& req, const std::string& path, std::optional<Fault> fault) const {
+    if (path != options_.path && !(path.size() > options_.path.size() &&
+                                   path.compare(path.size() - options_.path.size(), std::string::npos, options_.path) == 0 &&
+                                   path.find("://") != std::string::npos)) {
+      return Reply{404, "text/html", "<html><body><h1>404 Not Found</h1></body></html>\n"};
+    }
+    if (req.method != "GET" && req.method != "POST") return Reply{405, "text/plain", "method not allowed\n"};
+    if (fault == Fault::status_500) return Reply{500, "text/plain", "Internal Server Error (injected)\n"};
+    if (fault == Fault::status_502 || fault == Fault::status_504) {
+      const int status = fault == Fault::status_502 ? 502 : 504;
+      return Reply{status, "text/html",
+                   "<html><body><h1>" + std::to_string(status) + " " + reason_phrase(status) +
+                       "</h1><p>injected by tunnel-test-server</p></body></html>\n"};
+    }
+    if (options_.unavailable) return Reply{503, {}, {}, true};
+    if (options_.secret && req.header(lower(options_.secret_header)) != *options_.secret) return Reply{403};
+    return std::nullopt;
   }
 
   const Options& options_;
@@ -842,6 +980,10 @@ int main(int argc, char** argv) {
   app.add_flag("--log-requests", options.log_requests, "log each request the server holds");
   app.add_option("--fault-seed", seed, "seed for the fault rates, to replay a run")->capture_default_str();
   app.add_option("--late-ms", options.late_ms, "how long the late fault sits on a request")->capture_default_str();
+  app.add_option("--body-read-delay-ms", options.body_read_delay_ms,
+                 "after holding a request, wait this long before reading its body: an answer meanwhile loses "
+                 "the body (the reference's race, made to happen every time)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   for (const auto& text : fault_texts) {
     FaultRule rule;
@@ -878,6 +1020,20 @@ int main(int argc, char** argv) {
   log_line("listening on " + host + ":" + std::to_string(bound) + options.path + " for target " + options.target +
            (options.unavailable ? " (answering 503: target not running)" : "") +
            (fault_texts.empty() ? "" : " with faults, seed " + std::to_string(seed)));
+  // Counters on SIGUSR1; on SIGINT/SIGTERM too, then exit. Blocked here, before any thread starts, so
+  // that only the waiting thread takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::thread([signals] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      log_line("stats: " + g_stats.json());
+      if (sig != SIGUSR1) std::_Exit(0);
+    }
+  }).detach();
   Server server(options, faults);
   for (;;) {
     int fd = ::accept(listener, nullptr, nullptr);
