@@ -215,6 +215,7 @@ struct Raw {
   double request_timeout_s = 30;
   double retry_window_s = 25;
   double linger_s = 2;
+  double stall_warning_s = 10;
   bool no_status_line = false;
   double stats_interval_s = 0;
   std::vector<std::string> proxies;
@@ -278,6 +279,11 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
   app->add_option("--request-timeout", raw.request_timeout_s,
                   "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
       ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  app->add_option("--stall-warning", raw.stall_warning_s,
+                  "seconds the local client's bytes may wait for any answer from the target before the agent says "
+                  "so and sends the last request body again (the server may have lost it); 0: never")
+      ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
   app->add_option("--retry-window", raw.retry_window_s,
                   "seconds a session keeps retrying failed requests, from the first failure in a row; the server "
@@ -725,6 +731,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   config.connect_timeout_ms = static_cast<long>(raw.connect_timeout_s * 1000);
   config.request_timeout_ms = static_cast<long>(raw.request_timeout_s * 1000);
   config.retry_window_ms = static_cast<long>(raw.retry_window_s * 1000);
+  config.stall_warning_ms = static_cast<long>(raw.stall_warning_s * 1000);
   config.stdio_linger_ms = static_cast<long>(raw.linger_s * 1000);
   config.status_line = !raw.no_status_line;
   config.stats_interval_ms = static_cast<long>(raw.stats_interval_s * 1000);

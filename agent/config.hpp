@@ -49,6 +49,7 @@ struct Config {
   long connect_timeout_ms = 15000;
   long request_timeout_ms = 30000;
   long retry_window_ms = 25000;
+  long stall_warning_ms = 10000;  // --stall-warning
   ProxySettings proxy;  // the first forward's proxies (the shared login settings live here too)
   TlsSettings tls;
 };

@@ -57,7 +57,8 @@ class Listener {
   std::deque<Waiting> waiting_;
   bool stopping_ = false;
   std::function<void()> on_stopped_;
-  // After a session ended with 503 (target not running), the next one waits before its first
+  // After a session ended with 503 (target not running) or could not reach the target (410 before
+  // any data), the next one waits before its first
   // request: 1 s, doubling to 16 s, until a session reaches a live tunnel again.
   uint64_t unavailable_backoff_ms_ = 0;
   uint64_t next_attempt_ns_ = 0;

@@ -12,6 +12,7 @@ SessionSettings session_settings(const Config& config, const Forward& forward) {
   s.http.connect_timeout_ms = config.connect_timeout_ms;
   s.http.request_timeout_ms = config.request_timeout_ms;
   s.retry_window_ms = static_cast<uint64_t>(config.retry_window_ms);
+  s.stall_warning_ms = static_cast<uint64_t>(config.stall_warning_ms);
   s.http.verbose = config.curl_trace;
   // The forward's own headers replace -H headers of the same name.
   auto name_of = [](const std::string& header) { return header.substr(0, header.find(':')); };

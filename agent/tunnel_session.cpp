@@ -41,6 +41,8 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
   pump_timer_.get()->data = this;
   linger_timer_.init(loop_, uv_timer_init);
   linger_timer_.get()->data = this;
+  stall_timer_.init(loop_, uv_timer_init);
+  stall_timer_.get()->data = this;
 }
 
 TunnelSession::~TunnelSession() {
@@ -53,7 +55,8 @@ TunnelSession::~TunnelSession() {
 void TunnelSession::start(uint64_t hold_off_ms) {
   log::info("session {}: opened for local client {} (endpoint {})", id_, peer_, settings_.http.url);
   if (hold_off_ms > 0) {
-    log::info("session {}: the target was not running at the last attempt; asking the server again in {:.1f} s",
+    log::info("session {}: the target was not running or not reachable at the last attempt; asking the server "
+              "again in {:.1f} s",
               id_, static_cast<double>(hold_off_ms) / 1000);
     hold_off_until_ns_ = uv_hrtime() + hold_off_ms * 1000000;
   }
@@ -85,6 +88,7 @@ void TunnelSession::set_reading(bool on) {
     uv_read_stop(client_.input());
   }
   reading_ = on;
+  reading_since_ns_ = on ? uv_hrtime() : UINT64_MAX;
 }
 
 // Called by libuv for a buffer to read the local socket into.
@@ -109,8 +113,12 @@ void TunnelSession::on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
 
 void TunnelSession::on_local_data(const char* data, size_t size) {
   if (state_ != State::open) return;
+  const uint64_t now = uv_hrtime();
   if (jdwp_.from_client(data, size)) note_jdwp();
-  if (rtt_since_ns_ == 0) rtt_since_ns_ = uv_hrtime();
+  jdwp_packets_.from_client(data, size, now);
+  if (rtt_since_ns_ == 0) rtt_since_ns_ = now;
+  if (pending_upload_.empty()) pending_since_ns_ = now;
+  upload_offset_ += size;
   try {
     pending_upload_.insert(pending_upload_.end(), data, data + size);
   } catch (const std::bad_alloc&) {
@@ -132,6 +140,13 @@ void TunnelSession::on_local_eof(const char* why) {
     pump();
     return;
   }
+  if (stalled_since_ns_ != 0) {
+    // Not "the local client closed the connection": it gave up on an answer that never came.
+    finish(fmt::format("the local client gave up after the target had answered nothing for {:.0f} s: {}",
+                       seconds_since(stalled_since_ns_), stall_text()),
+           true, true);
+    return;
+  }
   log::debug("session {}: {}; sending what is left, then disconnecting", id_, why);
   end_reason_ = why;
   state_ = State::draining;
@@ -143,6 +158,9 @@ void TunnelSession::write_local(std::vector<char> data) {
   if (data.empty() || !client_) return;
   const size_t size = data.size();
   if (jdwp_.from_target(data.data(), size)) note_jdwp();
+  if (auto received = jdwp_packets_.from_target(data.data(), size); received && jdwp_tracked()) {
+    note_target_received(*received);
+  }
   if (rtt_since_ns_ != 0) {
     last_rtt_ms_ = static_cast<double>(uv_hrtime() - rtt_since_ns_) / 1e6;
     rtt_since_ns_ = 0;
@@ -167,6 +185,8 @@ SessionStatus TunnelSession::status() const {
   out.rtt_ms = last_rtt_ms_;
   if (state_ != State::open) {
     out.state = "closing";
+  } else if (stalled_since_ns_ != 0) {
+    out.state = fmt::format("stalled: no answer for {:.0f} s", seconds_since(stalled_since_ns_));
   } else if (failures_in_row_ > 0) {
     out.state = fmt::format("retrying ({} failed in a row)", failures_in_row_);
   } else if (jdwp_.state() == JdwpHandshake::State::attached) {
@@ -228,7 +248,7 @@ void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
 
 TunnelSession::Request& TunnelSession::idle_request() {
   for (auto& r : pool_) {
-    if (!r->busy && !r->resend) return *r;
+    if (!r->busy && !r->resend && !r->retained) return *r;
   }
   pool_.push_back(std::make_unique<Request>(*this, settings_.http, chain_));
   return *pool_.back();
@@ -265,7 +285,10 @@ void TunnelSession::pump() {
     in_flight_.clear();
     Request* resend = nullptr;  // POSTs to send again go first, lowest x-seq first, as the planner allows
     for (const auto& r : pool_) {
-      if (r->busy) in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns()});
+      if (r->busy) {
+        in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns(), r->applied});
+        if (r->kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r->exchange.body_sent_ns());
+      }
       if (r->resend && (resend == nullptr || r->seq < resend->seq)) resend = r.get();
     }
     // While the local client does not take what it was sent, no request goes (a POST's answer
@@ -279,8 +302,12 @@ void TunnelSession::pump() {
     // holds no request is never reported (the next request opens a new target connection).
     const bool keep_one_held =
         in_flight_.empty() && write_backlog_ < 2 * settings_.download_window && room_behind_gap;
-    const Plan plan = planner_.next(in_flight_, gate_ns == 0 && upload_waiting, local_keeps_up || keep_one_held,
-                                    uv_hrtime());
+    // A target that talked answers the last POST (its answer may be on its way already); one that
+    // has not talked yet may be about to: only after a few POSTs without a word is it taken as a sink.
+    const bool talker = any_payload_ || next_upload_seq_ <= kPostsBeforeSink + 1;
+    const UploadState upload{gate_ns == 0 && upload_waiting, last_payload_ns_, target_idle(),
+                             talker ? last_post_sent_ns_ : 0};
+    const Plan plan = planner_.next(in_flight_, upload, local_keeps_up || keep_one_held, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
       if (gate_ns > 0 && (recheck_ns == 0 || gate_ns < recheck_ns)) recheck_ns = gate_ns;
@@ -403,10 +430,140 @@ void TunnelSession::send_post() {
     pending_upload_.erase(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
   }
   r->seq = next_upload_seq_++;
+  last_post_seq_ = r->seq;
+  r->applied = false;
+  r->sent_idle = target_idle();
+  r->upload_start = posted_offset_;
+  posted_offset_ += r->body.size();
+  post_unanswered_ = true;
+  for (auto& other : pool_) other->retained = other->suspect;
+  r->retained = true;  // kept until the next POST: sent again if the target stalls
+  r->suspect = false;
+  if (waiting_since_ns_ == 0) wait_for_answer(uv_hrtime());
   build_headers(r->headers, settings_, Kind::post, r->seq);
   r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
   bytes_up_ += r->body.size();
   send(*r, Kind::post);
+}
+
+// Whether the target owes no answer to what it was sent, so that a POST now cannot meet a second
+// payload while unread (rule (c) of the planner). A debugger: every JDWP command has its reply. Any
+// other client: a payload came after the last POST, and the few bytes to send came after it, while
+// the agent was reading (the client waited for the answer before it spoke again: request/reply).
+// Bytes read after a pause in reading may have been sent long before: those prove nothing.
+bool TunnelSession::target_idle() const {
+  if (jdwp_tracked()) return !jdwp_packets_.awaiting_reply();
+  return !post_unanswered_ && pending_since_ns_ > last_payload_ns_ && reading_since_ns_ < last_payload_ns_ &&
+         pending_upload_.size() <= kReactiveBytes;
+}
+
+// A JDWP reply came for a command ending at `upload_offset`: every POST that carried a byte
+// before it was received by the target (a POST is applied whole or not at all).
+void TunnelSession::note_target_received(uint64_t upload_offset) {
+  for (auto& r : pool_) {
+    if (r->kind == Kind::post && r->upload_start < upload_offset) r->applied = true;
+  }
+}
+
+// A POST was answered (200, 204 or 429). The reference server answers a request it holds even
+// before it has read the body, and then the body is lost: a POST answered before its body was surely
+// read goes again, same x-seq. Free when the body was lost (it arrives in order); one of the server's
+// 100 reorder slots when it was not (docs/PROTOCOL-NOTES.md).
+void TunnelSession::on_post_answered(Request& r) {
+  const InFlightRequest post{false, r.body.size(), r.started_ns, r.exchange.body_sent_ns(), r.applied};
+  const PostFate fate = planner_.fate(post, r.exchange.answered_ns());
+  if (fate == PostFate::maybe_lost && r.exchange.status() == 200 && !jdwp_tracked()) {
+    // Target data on it soon after its body left. A POST goes only while the target is quiet, so
+    // this is most likely its own answer (an echo) and a resend would cost a reorder slot for good;
+    // but a target that paused mid-output can have stolen it. Kept, and sent again if nothing comes
+    // from the target for the stall time (JDWP needs none of this: its replies say what arrived).
+    r.suspect = true;
+    r.retained = true;
+    int suspects = 0;
+    Request* oldest = nullptr;
+    for (auto& p : pool_) {
+      if (!p->suspect) continue;
+      ++suspects;
+      if (oldest == nullptr || p->seq < oldest->seq) oldest = p.get();
+    }
+    if (suspects > kMaxSuspects) {
+      oldest->suspect = false;
+      oldest->retained = oldest->seq == last_post_seq_;
+    }
+    wait_for_answer(uv_hrtime());
+    return;
+  }
+  switch (fate) {
+    case PostFate::read:
+      return;
+    case PostFate::lost:
+      ++lost_resends_;
+      log::debug("session {}: POST x-seq {} was answered ({}) before its body was all sent: the server lost the "
+                 "body; sending it again",
+                 id_, r.seq, r.exchange.status());
+      break;
+    case PostFate::maybe_lost:
+      ++maybe_resends_;
+      log::debug("session {}: POST x-seq {} was answered ({}) before its body was surely read; sending it again",
+                 id_, r.seq, r.exchange.status());
+      if (maybe_resends_ == 50 || maybe_resends_ == 90) {
+        log::warn("session {}: {} POSTs were sent again for fear of a lost body; each one the server did have "
+                  "takes one of its 100 reorder slots for the rest of this session",
+                  id_, maybe_resends_);
+      }
+      break;
+  }
+  r.resend = true;
+}
+
+std::string TunnelSession::stall_text() const {
+  std::string text = last_post_seq_ == 0 ? std::string("no POST was sent")
+                                         : fmt::format("the last POST sent was x-seq {}", last_post_seq_);
+  if (const auto* command = jdwp_packets_.oldest_unanswered(); command != nullptr && jdwp_tracked()) {
+    text += fmt::format("; the JVM has not answered JDWP command {}, sent {:.1f} s ago",
+                        JdwpPackets::describe(*command), seconds_since(command->sent_ns));
+  }
+  return text + "; the server may have lost a request body, or the target hangs";
+}
+
+// Bytes handed to the target now wait for a sign of life from it (a payload).
+void TunnelSession::wait_for_answer(uint64_t since_ns) {
+  waiting_since_ns_ = since_ns;
+  if (settings_.stall_warning_ms > 0) {
+    uv_timer_start(stall_timer_.get(), &TunnelSession::on_uv_stall_timeout, settings_.stall_warning_ms, 0);
+  }
+}
+
+// Called by libuv when what was sent to the target has waited the stall time for any answer. Says
+// so once, and each time sends one kept POST again: the oldest suspect (a body the server may have
+// answered unread), else the last POST. Each costs a reorder slot if the server had it.
+void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<TunnelSession*>(timer->data);
+  if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
+  if (!self->any_payload_) return;  // a target that never talks (an upload): silence is normal
+  Request* pick = nullptr;
+  for (auto& r : self->pool_) {
+    if (!r->retained || r->busy || r->resend) continue;
+    if (pick == nullptr || (r->suspect && !pick->suspect) || (r->suspect == pick->suspect && r->seq < pick->seq)) {
+      pick = r.get();
+    }
+  }
+  std::string action;
+  if (pick != nullptr) {
+    pick->resend = true;
+    pick->suspect = false;
+    ++self->maybe_resends_;
+    action = fmt::format("; sending x-seq {} again", pick->seq);
+  }
+  if (self->stalled_since_ns_ == 0) {
+    self->stalled_since_ns_ = self->waiting_since_ns_;
+    log::warn("session {}: what the local client sent has waited {:.0f} s for an answer: {}{}", self->id_,
+              seconds_since(self->waiting_since_ns_), self->stall_text(), action);
+  } else if (pick != nullptr) {
+    log::warn("session {}: still no answer after {:.0f} s{}", self->id_, seconds_since(self->stalled_since_ns_), action);
+  }
+  uv_timer_start(timer, &TunnelSession::on_uv_stall_timeout, self->settings_.stall_warning_ms, 0);
+  self->pump();
 }
 
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
@@ -478,6 +635,7 @@ void TunnelSession::end_after_target_closed(bool deadline) {
            false, false);
   } else {
     // Nothing ever came from the target: most likely the server could not connect to it.
+    target_refused_ = true;
     finish("the server could not reach the target, or the target closed at once (410 Gone): is the JVM "
            "listening on its debug port, and is no other debugger attached?",
            true, false);
@@ -486,6 +644,7 @@ void TunnelSession::end_after_target_closed(bool deadline) {
 
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
+  if (r.kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r.exchange.body_sent_ns());
   log_exchange(r, result);
   if (r.exchange.attempts() > 1 && r.kind != Kind::disconnect) {
     // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
@@ -493,7 +652,15 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     ++retries_;
     note_failure(true);
   }
-  if (result == CURLE_OK) planner_.observe_exchange(uv_hrtime() - r.started_ns);
+  if (result == CURLE_OK) {
+    // The round trip: a TCP handshake (one round trip, to the first hop), or an answer that was no
+    // long poll (a 204 waited for the server's timeout and says nothing of the link).
+    curl_off_t connect_us = 0;
+    if (curl_easy_getinfo(r.exchange.easy(), CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK && connect_us > 0) {
+      planner_.observe_exchange(static_cast<uint64_t>(connect_us) * 1000);
+    }
+    if (r.exchange.status() != 204) planner_.observe_exchange(uv_hrtime() - r.started_ns);
+  }
 
   if (r.kind == Kind::disconnect) {
     if (result != CURLE_OK) {
@@ -533,18 +700,14 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   switch (answer) {
     case Answer::payload:
       on_payload(r);
+      if (state_ != State::open && state_ != State::draining) return;
+      if (r.kind == Kind::post) on_post_answered(r);
       break;
     case Answer::poll_again:
+    case Answer::released:
+      // 429: a newer request of ours is held, so a GET needs no replacement.
+      if (r.kind == Kind::post) on_post_answered(r);
       break;
-    case Answer::released: {
-      // A newer request of ours is held: a GET needs no replacement. A POST released this way
-      // before the server surely read its body (settled) may have lost it: it goes again.
-      if (r.kind == Kind::post && planner_.settle_wait_ns(r.exchange.body_sent_ns(), uv_hrtime()) > 0) {
-        log::debug("session {}: POST x-seq {} was released before its body was surely read; sending it again", id_, r.seq);
-        r.resend = true;
-      }
-      break;
-    }
     case Answer::target_closed:
       if (retry_early_410(r)) return;
       if (state_ != State::disconnecting && !target_gone_) {
@@ -577,6 +740,15 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
         // A proxy or gateway could not reach the server, or gave up waiting: the request may or may
         // not have arrived, so it goes again, and anything the server may hold for it is released.
         retry_after_failure(r, fmt::format("HTTP {} (a proxy or gateway in front of the server)", status_text(status, r.exchange.reason())), true);
+        return;
+      }
+      if (status == 500 && r.kind == Kind::post) {
+        // The reference fails a POST with 500 when its reorder queue is full.
+        finish(fmt::format("the server failed POST x-seq {} (HTTP {}): its reorder queue may be full (an earlier "
+                           "body lost, or more than 100 POSTs sent again in this session); the target's stream "
+                           "is broken from x-seq {}",
+                           r.seq, status_text(status, r.exchange.reason()), r.seq),
+               true, true);
         return;
       }
       finish(fmt::format("unexpected answer from {}: HTTP {}: not a tunnel response (check the URL's path)",
@@ -705,6 +877,19 @@ void TunnelSession::on_payload(Request& r) {
   }
   any_payload_ = true;
   last_payload_ns_ = uv_hrtime();
+  post_unanswered_ = false;
+  waiting_since_ns_ = 0;
+  uv_timer_stop(stall_timer_.get());
+  if (stalled_since_ns_ != 0) {
+    log::info("session {}: the target answered again after {:.1f} s", id_, seconds_since(stalled_since_ns_));
+    stalled_since_ns_ = 0;
+  }
+  if (!jdwp_tracked()) {
+    // Request/reply traffic: a POST sent while the target owed nothing is answered by this payload.
+    for (auto& p : pool_) {
+      if (p->kind == Kind::post && p->sent_idle) p->applied = true;
+    }
+  }
   if (local_input_ended_) {
     uv_timer_start(linger_timer_.get(), &TunnelSession::on_uv_linger_timeout, settings_.linger_ms, 0);
   }
@@ -793,6 +978,7 @@ void TunnelSession::finish(std::string why, bool error, bool disconnect_first) {
   uv_timer_stop(phase_timer_.get());
   uv_timer_stop(pump_timer_.get());
   uv_timer_stop(linger_timer_.get());
+  uv_timer_stop(stall_timer_.get());
   if (disconnect_first) {
     state_ = State::disconnecting;
     send_disconnect(stopping_ ? kStopDeadlineMs : settings_.disconnect_timeout_ms);
@@ -837,6 +1023,7 @@ void TunnelSession::close_local(bool flush) {
   phase_timer_.close();
   pump_timer_.close();
   linger_timer_.close();
+  stall_timer_.close();
   client_handles_open_ = client_.handles();
   client_.close(&TunnelSession::on_client_closed);
 }
@@ -856,6 +1043,11 @@ void TunnelSession::on_client_closed(void* data) noexcept {
   std::string summary = fmt::format("after {:.1f} s, {} bytes sent, {} bytes received", seconds_since(self->started_ns_),
                                     self->bytes_up_, self->bytes_down_);
   if (self->retries_ > 0) summary += fmt::format(", {} exchanges retried", self->retries_);
+  if (self->lost_resends_ + self->maybe_resends_ > 0) {
+    summary += fmt::format(", {} POST bodies sent again that the server lost or may have lost ({} perhaps "
+                           "needlessly)",
+                           self->lost_resends_ + self->maybe_resends_, self->maybe_resends_);
+  }
   if (self->end_is_error_) {
     log::error("session {} ({}) failed {}: {}", self->id_, self->peer_, summary, self->end_reason_);
   } else {

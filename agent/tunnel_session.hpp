@@ -1,7 +1,8 @@
 // One accepted local connection carried over the tunnel protocol (shared PROTOCOL.md):
 // one request always waiting, local bytes as numbered POSTs, server payloads written back in
-// x-seq order, and at most two data requests outstanding, because the reference server loses a
-// POST body when a third request makes it release that POST early.
+// x-seq order. The reference server holds a request before it reads its body and loses the body
+// when it answers first: the planner (common/request_planner) decides when a POST may go, and a
+// POST answered before its body was surely read goes again (docs/PROTOCOL-NOTES.md).
 #pragma once
 
 #include "agent/forward_status.hpp"
@@ -9,6 +10,7 @@
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
 #include "common/jdwp_handshake.hpp"
+#include "common/jdwp_packets.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/request_planner.hpp"
 #include "common/tunnel_protocol.hpp"
@@ -52,6 +54,9 @@ struct SessionSettings {
   uint64_t retry_window_ms = 25000;
   uint64_t retry_base_ms = 50;
   uint64_t retry_cap_ms = 2000;
+  // The local client sent bytes and the target has answered nothing for this long: say so, and
+  // send the last POST again (the server may have lost its body). 0: never.
+  uint64_t stall_warning_ms = 10000;
 };
 
 class TunnelSession {
@@ -77,6 +82,8 @@ class TunnelSession {
   uint64_t id() const { return id_; }
   // How the session ended, for the listener's back-off: the server said the target is not running.
   bool ended_target_unavailable() const { return target_unavailable_; }
+  // ... or that it could not reach the target (410 before anything came from it).
+  bool ended_target_refused() const { return target_refused_; }
   // Some request was answered by a live tunnel (200, 204 or 429).
   bool was_served() const { return served_; }
   bool failed() const { return end_is_error_; }
@@ -112,6 +119,11 @@ class TunnelSession {
     bool release = false;  // sent to make the server release a request held for a dead connection
     bool busy = false;
     bool resend = false;  // a POST to be sent again as it is (same x-seq, same body)
+    bool retained = false;  // the last POST, or a suspect: kept to send again if the target stalls
+    bool suspect = false;   // answered by target data within the settle time: its own answer, or a theft
+    bool applied = false;   // a POST the target surely received (a reply to it came)
+    bool sent_idle = false;  // a POST sent while the target owed no answer: the next payload answers it
+    uint64_t upload_start = 0;  // offset of its first byte in the local client's stream
   };
   struct LocalWrite {
     uv_write_t req;
@@ -126,6 +138,7 @@ class TunnelSession {
   static void on_uv_gap_timeout(uv_timer_t* timer) noexcept;
   static void on_uv_linger_timeout(uv_timer_t* timer) noexcept;
   static void on_uv_phase_timeout(uv_timer_t* timer) noexcept;
+  static void on_uv_stall_timeout(uv_timer_t* timer) noexcept;
   static void on_client_closed(void* data) noexcept;
 
   void on_request_done(Request& request, CURLcode result);
@@ -153,6 +166,12 @@ class TunnelSession {
   void write_local(std::vector<char> data);
   void note_jdwp();  // a lifecycle line when the JDWP handshake moved on
   void note_connected();
+  bool target_idle() const;
+  // A debugger attached and its packets are followed: their replies say what the JVM received.
+  bool jdwp_tracked() const { return jdwp_.state() == JdwpHandshake::State::attached && jdwp_packets_.active(); }
+  void note_target_received(uint64_t upload_offset);  // the target surely has the stream up to here
+  void on_post_answered(Request& request);            // 200/204/429 to a POST: was its body read?
+  std::string stall_text() const;
   void set_reading(bool on);
   // Ends the session; `error` empty means a normal end. Idempotent.
   void finish(std::string why, bool error, bool disconnect_first);
@@ -168,6 +187,7 @@ class TunnelSession {
   UvHandle<uv_timer_t> gap_timer_;
   UvHandle<uv_timer_t> phase_timer_;
   UvHandle<uv_timer_t> linger_timer_;  // output_outlives_input: after local EOF, how long output may pause
+  UvHandle<uv_timer_t> stall_timer_;   // the local client's bytes wait for an answer
   uint64_t id_;
   std::string peer_;
   ClosedCallback on_closed_;
@@ -209,6 +229,26 @@ class TunnelSession {
   bool release_pending_ = false;
   uint64_t failure_epoch_ = 0;  // failures so far; each request notes it when sent
   bool target_unavailable_ = false;
+  bool target_refused_ = false;
+  // Upload bookkeeping for the planner's rule (c) and the body-loss accounting.
+  JdwpPackets jdwp_packets_;       // which debugger commands the JVM has not answered
+  uint64_t upload_offset_ = 0;     // bytes read from the local client so far
+  uint64_t posted_offset_ = 0;     // ... of which handed to POSTs
+  uint64_t pending_since_ns_ = 0;  // when the oldest byte of pending_upload_ was read
+  uint64_t reading_since_ns_ = UINT64_MAX;  // when reading the local client last resumed (MAX: stopped)
+  static constexpr size_t kReactiveBytes = 64 << 10;  // request/reply messages are smaller than this
+  static constexpr uint64_t kPostsBeforeSink = 3;      // POSTs a silent target gets before it counts as a sink
+  bool post_unanswered_ = false;   // no payload has come since the last POST was sent
+  uint64_t lost_resends_ = 0;      // POSTs sent again because the server surely lost the body
+  uint64_t maybe_resends_ = 0;     // ... because it may have: each costs a reorder slot if not
+  uint64_t last_post_seq_ = 0;
+  uint64_t last_post_sent_ns_ = 0;  // when the last POST's body (or resend) left
+  uint64_t stalled_since_ns_ = 0;  // the stall warning was given (0: not stalled)
+  // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
+  // answered as a suspect, cleared by any other payload (0: nothing waits).
+  uint64_t waiting_since_ns_ = 0;
+  static constexpr int kMaxSuspects = 4;
+  void wait_for_answer(uint64_t since_ns);
   uint64_t jitter_state_ = 1;  // xorshift state for the back-off's jitter
   uint64_t next_upload_seq_ = 1;
   std::vector<char> pending_upload_;

@@ -178,6 +178,7 @@ void HttpExchange::reset_answer() {
   watched_value_.clear();
   watched_seen_ = false;
   reason_.clear();
+  answered_ns_ = 0;
   body_.clear();
   body_too_large_ = false;
   error_buffer_[0] = '\0';
@@ -270,6 +271,7 @@ size_t HttpExchange::on_curl_header(char* data, size_t size, size_t count, void*
 void HttpExchange::take_header_line(std::string_view line) noexcept {
   if (line.rfind("HTTP/", 0) == 0) {
     // A new status line (after a 100 Continue or a proxy's answer): forget the previous headers.
+    answered_ns_ = uv_hrtime();
     watched_seen_ = false;
     watched_value_.clear();
     declared_length_ = -1;

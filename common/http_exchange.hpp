@@ -80,6 +80,8 @@ class HttpExchange {
   void prepare_post(const char* data, size_t size, curl_slist* headers);
   // uv_hrtime() at which libcurl took the last byte of the POST body, or sent a GET (0: not yet).
   uint64_t body_sent_ns() const { return body_sent_ns_; }
+  // uv_hrtime() at which the answer's status line arrived (0: none yet).
+  uint64_t answered_ns() const { return answered_ns_; }
 
   // Takes one response header line (libcurl's header callback; public for the fuzz target).
   void take_header_line(std::string_view line) noexcept;
@@ -136,6 +138,7 @@ class HttpExchange {
   size_t upload_offset_ = 0;
   bool inline_body_ = false;  // the body leaves with the request head (small POSTs)
   uint64_t body_sent_ns_ = 0;
+  uint64_t answered_ns_ = 0;
   int attempts_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };

@@ -4,28 +4,48 @@
 
 namespace tunnel {
 
-// The rules:
-//  - keep a request held at all times, so the target's bytes have somewhere to go;
-//  - local bytes go out at once as a POST; two small POSTs may be held together (request/reply
-//    traffic such as JDWP then needs no 429 at all);
-//  - the server writes a POST's body to the target while it holds that POST, and the target may
-//    stop reading until its output is drained: so a big POST, or one left alone for a while, gets
-//    a GET beside it, which keeps the target's output flowing;
-//  - a needed GET goes before a POST: POSTs held while the server writes to a target that is not
-//    reading would leave nothing to carry the target's output, and nothing would move;
-//  - a third request makes the server release the oldest held one with 429: only when that one is
-//    settled (a GET, or a POST whose body the server has surely read), and never a fourth.
-Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, bool upload_waiting, bool may_poll,
+// The rules (the reasons, measured, are in docs/PROTOCOL-NOTES.md):
+//  - keep a request held at all times, so the target's bytes have somewhere to go; a big POST, or
+//    one left alone for a while, gets a GET beside it (the server writes a POST's body to the target
+//    while holding it, and a target that is not read stops reading);
+//  - a needed GET goes before a POST;
+//  - a new request makes the server release the oldest of two held with 429: only when that one is
+//    settled (a GET, or a POST whose body the server has surely read), and never a fourth request;
+//  - the server holds a request first and reads its body after; an answer in between loses the
+//    body. So a POST goes only when
+//      (a) every earlier POST is settled: x-seq arrive in order (an early one keeps a reorder slot
+//          for good), and the new one cannot release an unread one;
+//      (b) a request is surely held in front of it (a settled POST, or a GET out for the settle
+//          time): the target's next payload goes to that one, not to the unread POST;
+//      (c) the target is quiet or owes no answer: a target still talking would send a second
+//          payload, and that one would take the POST. Quiet: no payload for the quiet time while a
+//          request was out to take one (silence while the agent did not poll says nothing), and
+//          since the last POST surely reached a target that talks (it is about to answer that one:
+//          its first answer may be on its way already).
+Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const UploadState& upload, bool may_poll,
                           uint64_t now) const {
   bool get_in_flight = false;
   bool needs_companion = false;
+  bool front = false;                  // (b)
   uint64_t companion_in = UINT64_MAX;  // when the oldest small POST will have been alone too long
+  uint64_t post_wait = 0;              // (a): until every POST is settled
+  uint64_t front_in = UINT64_MAX;      // (b): until a GET out now counts as held
   const InFlightRequest* oldest = nullptr;
+  uint64_t listening_since = UINT64_MAX;  // the oldest request out: since then a payload had somewhere to go
   for (const auto& r : in_flight) {
+    listening_since = std::min(listening_since, r.started_ns);
     if (oldest == nullptr || r.started_ns < oldest->started_ns) oldest = &r;
     if (r.is_get) {
       get_in_flight = true;
-    } else if (r.body_size >= settings_.big_post_bytes || now - r.started_ns >= settings_.lone_post_ns) {
+      const uint64_t wait = settle_wait_ns(r.started_ns, now);
+      if (wait == 0) front = true;
+      front_in = std::min(front_in, wait);
+      continue;
+    }
+    const uint64_t wait = r.applied ? 0 : settle_wait_ns(r.body_sent_ns, now);
+    if (wait == 0) front = true;
+    post_wait = std::max(post_wait, wait);
+    if (r.body_size >= settings_.big_post_bytes || now - r.started_ns >= settings_.lone_post_ns) {
       needs_companion = true;
     } else {
       companion_in = std::min(companion_in, r.started_ns + settings_.lone_post_ns - now);
@@ -33,20 +53,43 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, bool up
   }
   const bool want_get = !get_in_flight && may_poll && (in_flight.empty() || needs_companion);
   Plan plan;
-  if (!want_get && !upload_waiting) {
+  if (!want_get && !upload.waiting) {
     if (!get_in_flight && may_poll && companion_in != UINT64_MAX) plan.recheck_in_ns = companion_in;
     return plan;
   }
   if (in_flight.size() >= 3) return plan;  // a release is on its way back: wait for it
-  if (in_flight.size() == 2 && !oldest->is_get) {
-    const uint64_t sent = oldest->body_sent_ns;
-    if (sent == 0 || now - sent < settle_ns()) {
-      plan.recheck_in_ns = sent == 0 ? settings_.settle_base_ns : sent + settle_ns() - now;
-      return plan;
-    }
+  const bool oldest_settled =
+      in_flight.size() < 2 || oldest->is_get || oldest->applied || settle_wait_ns(oldest->body_sent_ns, now) == 0;
+  if (!oldest_settled) {
+    plan.recheck_in_ns = std::max<uint64_t>(settle_wait_ns(oldest->body_sent_ns, now), 1'000'000);
+    return plan;
   }
-  plan.next = want_get ? Plan::Next::get : Plan::Next::post;
+  if (want_get) {
+    plan.next = Plan::Next::get;
+    return plan;
+  }
+  // upload.waiting: (a), (b), (c) in turn; the first unmet one says when to look again.
+  uint64_t wait = post_wait;
+  if (wait == 0 && !front) wait = front_in;  // UINT64_MAX: no GET out, and none may go now
+  if (wait == 0 && !upload.target_idle) {
+    const uint64_t quiet = quiet_ns();
+    uint64_t start = std::max(upload.last_payload_ns, listening_since);
+    if (upload.last_post_to_talker_ns != 0) start = std::max(start, upload.last_post_to_talker_ns + settle_ns());
+    const uint64_t since = now > start ? now - start : 0;
+    wait = since >= quiet ? 0 : quiet - since;
+  }
+  if (wait == 0) {
+    plan.next = Plan::Next::post;
+  } else if (wait != UINT64_MAX) {
+    plan.recheck_in_ns = wait;
+  }
   return plan;
+}
+
+PostFate RequestPlanner::fate(const InFlightRequest& post, uint64_t answered_ns) const {
+  if (post.applied) return PostFate::read;
+  if (post.body_sent_ns == 0 || answered_ns < post.body_sent_ns) return PostFate::lost;
+  return answered_ns - post.body_sent_ns >= settle_ns() ? PostFate::read : PostFate::maybe_lost;
 }
 
 }  // namespace tunnel

@@ -1,6 +1,7 @@
-// Which request a tunnel session sends next: the rules that keep the reference HttpTunnelServer
-// from stalling, deadlocking or losing a POST body (docs/PROTOCOL-NOTES.md). Pure: the session
-// describes its requests in flight, the planner answers; unit-tested in tests/common.
+// Which request a tunnel session sends next, and what an answer to a POST means for its body: the
+// rules that keep the reference HttpTunnelServer from stalling, deadlocking or losing a POST body
+// (docs/PROTOCOL-NOTES.md). Pure: the session describes its requests in flight, the planner answers;
+// unit-tested in tests/common.
 #pragma once
 
 #include <cstddef>
@@ -14,12 +15,24 @@ struct InFlightRequest {
   size_t body_size = 0;
   uint64_t started_ns = 0;
   uint64_t body_sent_ns = 0;  // when libcurl took the POST body's last byte; 0: not yet
+  bool applied = false;       // a POST the target surely received (its reply came: JDWP, or reactive)
+};
+
+// What the upload side has to say to the planner.
+struct UploadState {
+  bool waiting = false;          // local bytes, or a POST to send again, wait to go
+  uint64_t last_payload_ns = 0;  // when the target's last payload arrived (0: never)
+  bool target_idle = false;      // the target owes no answer to what it was sent (see the session)
+  // The last POST's body left at this time (0: none), to a target that has talked in this session:
+  // it will answer that body once it has it, so silence counts only from then.
+  uint64_t last_post_to_talker_ns = 0;
 };
 
 struct PlannerSettings {
-  size_t big_post_bytes = 64 << 10;  // a POST this large always has a GET beside it
-  uint64_t lone_post_ns = 50'000'000;  // a smaller POST gets a GET beside it after this long
-  uint64_t settle_base_ns = 2'000'000;  // + 2x the fastest exchange: a held POST's body is surely read
+  size_t big_post_bytes = 64 << 10;     // a POST this large always has a GET beside it
+  uint64_t lone_post_ns = 50'000'000;   // a smaller POST gets a GET beside it after this long
+  uint64_t settle_base_ns = 10'000'000;  // + 2x the fastest exchange: a held POST's body is surely read
+  uint64_t quiet_base_ns = 15'000'000;  // + 2x the fastest exchange: the target is taken as quiet
 };
 
 struct Plan {
@@ -28,20 +41,35 @@ struct Plan {
   uint64_t recheck_in_ns = 0;  // with nothing: ask again after this long (0: on the next event)
 };
 
+// What an answer to a POST (200, 204 or 429) says of its body on the reference server, which loses
+// a body when it answers the request before reading it.
+enum class PostFate {
+  read,         // answered after the body was surely read (settled), or the target answered it
+  lost,         // answered before libcurl finished sending the body: surely lost, resend is free
+  maybe_lost,   // answered within the settle time: lost or not; a resend costs a reorder slot if not
+};
+
 class RequestPlanner {
  public:
   explicit RequestPlanner(PlannerSettings settings = {}) : settings_(settings) {}
 
-  // `upload_waiting`: local bytes wait to be sent; `may_poll`: the local client keeps up, so a GET
-  // may fetch more. Returns the one request to send now (ask again after sending it).
-  Plan next(const std::vector<InFlightRequest>& in_flight, bool upload_waiting, bool may_poll, uint64_t now) const;
+  // `may_poll`: the local client keeps up, so a GET may fetch more. Returns the one request to
+  // send now (ask again after sending it).
+  Plan next(const std::vector<InFlightRequest>& in_flight, const UploadState& upload, bool may_poll,
+            uint64_t now) const;
+
+  // `answered_ns`: when the answer's status line arrived.
+  PostFate fate(const InFlightRequest& post, uint64_t answered_ns) const;
 
   // Feed the duration of every answered exchange: the fastest approximates the round trip.
   void observe_exchange(uint64_t duration_ns) {
     if (duration_ns < fastest_ns_) fastest_ns_ = duration_ns;
   }
+  uint64_t round_trip_ns() const { return fastest_ns_ == UINT64_MAX ? 0 : fastest_ns_; }
   // How long after its body was sent a held POST is taken as read by the server.
-  uint64_t settle_ns() const { return settings_.settle_base_ns + 2 * (fastest_ns_ == UINT64_MAX ? 0 : fastest_ns_); }
+  uint64_t settle_ns() const { return settings_.settle_base_ns + 2 * round_trip_ns(); }
+  // How long without a payload before the target is taken as quiet.
+  uint64_t quiet_ns() const { return settings_.quiet_base_ns + 2 * round_trip_ns(); }
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
   uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now) const {

@@ -8,84 +8,157 @@ using Next = Plan::Next;
 namespace {
 
 constexpr uint64_t ms = 1'000'000;
+constexpr uint64_t kSettle = 10 * ms;  // the default base, before any round trip is seen
+constexpr uint64_t kQuiet = 15 * ms;
 
-InFlightRequest get(uint64_t started) { return {true, 0, started, 0}; }
-InFlightRequest post(size_t size, uint64_t started, uint64_t body_sent) { return {false, size, started, body_sent}; }
+InFlightRequest get(uint64_t started) { return {true, 0, started, started}; }
+InFlightRequest post(size_t size, uint64_t started, uint64_t body_sent, bool applied = false) {
+  return {false, size, started, body_sent, applied};
+}
+UploadState none() { return {}; }
+// Local bytes wait; the target's last payload came at `last_payload` (0: never); `idle`: it owes nothing.
+UploadState upload(uint64_t last_payload = 0, bool idle = false) { return {true, last_payload, idle}; }
 
 }  // namespace
 
 TEST_CASE("an idle session keeps one GET waiting, and only one") {
   RequestPlanner p;
-  CHECK(p.next({}, false, true, 1000 * ms).next == Next::get);
-  auto plan = p.next({get(0)}, false, true, 1000 * ms);
+  CHECK(p.next({}, none(), true, 1000 * ms).next == Next::get);
+  auto plan = p.next({get(0)}, none(), true, 1000 * ms);
   CHECK(plan.next == Next::nothing);
   CHECK(plan.recheck_in_ns == 0);
 }
 
 TEST_CASE("a local client that does not keep up stops the polling") {
   RequestPlanner p;
-  CHECK(p.next({}, false, false, 1000 * ms).next == Next::nothing);
+  CHECK(p.next({}, none(), false, 1000 * ms).next == Next::nothing);
 }
 
-TEST_CASE("request/reply traffic: small POSTs pair up, no third request, no 429") {
+TEST_CASE("(b) a POST goes only with a request surely held in front of it") {
   RequestPlanner p;
   const uint64_t now = 1000 * ms;
-  // A command while the GET waits: POST beside it.
-  CHECK(p.next({get(now - 5 * ms)}, true, true, now).next == Next::post);
-  // The reply came on the GET; the POST is held alone and the next command arrives at once.
-  CHECK(p.next({post(20, now - 1 * ms, now - 1 * ms)}, true, true, now).next == Next::post);
-  // Two small POSTs held, nothing more to send: no GET yet, but a look again when one is alone too long.
-  auto plan = p.next({post(20, now - 2 * ms, now - 2 * ms), post(20, now - 1 * ms, now - 1 * ms)}, false, true, now);
+  // Nothing out: a GET first.
+  CHECK(p.next({}, upload(), true, now).next == Next::get);
+  // The GET left 1 ms ago: it may not be at the server yet; look again when it surely is.
+  auto plan = p.next({get(now - 1 * ms)}, upload(), true, now);
   CHECK(plan.next == Next::nothing);
-  CHECK(plan.recheck_in_ns == 48 * ms);
+  CHECK(plan.recheck_in_ns == kSettle - 1 * ms);
+  // (and out for the quiet time: silence counts only while something was out to carry a payload)
+  CHECK(p.next({get(now - kSettle - kQuiet)}, upload(), true, now).next == Next::post);
+  // A settled POST is in front as well as a GET.
+  CHECK(p.next({post(20, now - kSettle - kQuiet, now - kSettle - kQuiet)}, upload(), true, now).next == Next::post);
+  // Nothing in front and no GET allowed (the local client lags): nothing, until an event.
+  plan = p.next({}, upload(), false, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == 0);
+}
+
+TEST_CASE("(a) one unsettled POST at a time, so that x-seq arrive in order") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  // The previous POST's body left 1 ms ago: the next one waits until it is surely read.
+  auto plan = p.next({get(now - 50 * ms), post(20, now - 1 * ms, now - 1 * ms)}, upload(), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kSettle - 1 * ms);
+  // A body not yet all sent: the whole settle time.
+  plan = p.next({get(now - 50 * ms), post(256 << 10, now - 1 * ms, 0)}, upload(), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kSettle);
+  // The target answered it (a JDWP reply): no wait, and it counts as held in front.
+  CHECK(p.next({post(20, now - 1 * ms, now - 1 * ms, true)}, upload(0, true), true, now).next == Next::post);
+}
+
+TEST_CASE("(c) a POST waits for a talking target to go quiet, unless it owes nothing") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  const auto front = get(now - 50 * ms);
+  auto plan = p.next({front}, upload(now - 2 * ms), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kQuiet - 2 * ms);
+  CHECK(p.next({front}, upload(now - kQuiet), true, now).next == Next::post);
+  // Request/reply traffic: the reply just came, and the target owes nothing more.
+  CHECK(p.next({front}, upload(now - 1 * ms, true), true, now).next == Next::post);
+  // A target that never talked (an upload) is quiet.
+  CHECK(p.next({front}, upload(0), true, now).next == Next::post);
+  // Silence counts only while a request was out to carry a payload: the agent stopped polling
+  // (a lagging local client) and a GET went out again 11 ms ago: the quiet time runs from then.
+  const auto fresh = get(now - kSettle - 1 * ms);
+  plan = p.next({fresh}, upload(now - 100 * ms), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kQuiet - kSettle - 1 * ms);
+  // A target that talks answers the last POST once it has it: silence counts from then. The POST
+  // left 12 ms ago, settled 2 ms ago: 13 ms of quiet still to come.
+  UploadState after_post = upload(now - 100 * ms);
+  after_post.last_post_to_talker_ns = now - 12 * ms;
+  plan = p.next({front}, after_post, true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kQuiet - 2 * ms);
 }
 
 TEST_CASE("a lone small POST gets a GET beside it after a while, a big POST at once") {
   RequestPlanner p;
   const uint64_t now = 1000 * ms;
-  auto plan = p.next({post(20, now - 10 * ms, now - 10 * ms)}, false, true, now);
+  auto plan = p.next({post(20, now - 10 * ms, now - 10 * ms)}, none(), true, now);
   CHECK(plan.next == Next::nothing);
   CHECK(plan.recheck_in_ns == 40 * ms);
-  CHECK(p.next({post(20, now - 50 * ms, now - 50 * ms)}, false, true, now).next == Next::get);
-  CHECK(p.next({post(64 << 10, now, 0)}, false, true, now).next == Next::get);
+  CHECK(p.next({post(20, now - 50 * ms, now - 50 * ms)}, none(), true, now).next == Next::get);
+  CHECK(p.next({post(64 << 10, now, 0)}, none(), true, now).next == Next::get);
 }
 
 TEST_CASE("a needed GET goes before more upload") {
   RequestPlanner p;
   const uint64_t now = 1000 * ms;
-  CHECK(p.next({post(256 << 10, now - 1 * ms, 0)}, true, true, now).next == Next::get);
+  CHECK(p.next({post(256 << 10, now - 1 * ms, 0)}, upload(), true, now).next == Next::get);
 }
 
-TEST_CASE("a third request only when the request it releases is settled") {
-  RequestPlanner p;  // nothing observed yet: settle time is the 2 ms base
+TEST_CASE("a new request only when the one it may release is settled, and never a fourth") {
+  RequestPlanner p;
   const uint64_t now = 1000 * ms;
-  // Oldest is a GET: releasing it loses nothing.
-  CHECK(p.next({get(now - 3 * ms), post(256 << 10, now - 1 * ms, 0)}, true, true, now).next == Next::post);
-  // Oldest is a POST still uploading: wait, and look again shortly.
-  auto plan = p.next({post(256 << 10, now - 3 * ms, 0), get(now - 1 * ms)}, true, true, now);
+  // Oldest of two is a POST still uploading: a GET would release it unread. Wait.
+  auto plan = p.next({post(256 << 10, now - 70 * ms, 0), post(1, now - 60 * ms, now - 60 * ms)}, none(), true, now);
   CHECK(plan.next == Next::nothing);
-  CHECK(plan.recheck_in_ns == 2 * ms);
-  // Its body went out 1 ms ago: 1 ms more.
-  plan = p.next({post(256 << 10, now - 3 * ms, now - 1 * ms), get(now - 1 * ms)}, true, true, now);
+  CHECK(plan.recheck_in_ns == kSettle);
+  // The newer of two is the unsettled one: a GET releases the older, settled one.
+  CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), post(256 << 10, now - 3 * ms, 0)}, none(), true, now).next ==
+        Next::get);
+  // Oldest of two is a GET: releasing it loses nothing.
+  CHECK(p.next({get(now - 60 * ms), post(20, now - 55 * ms, now - 55 * ms)}, upload(), true, now).next ==
+        Next::post);
+  // Its body went out 4 ms ago: 6 ms more before anything may release it.
+  plan = p.next({post(256 << 10, now - 5 * ms, now - 4 * ms), get(now - 1 * ms)}, upload(), true, now);
   CHECK(plan.next == Next::nothing);
-  CHECK(plan.recheck_in_ns == 1 * ms);
-  // Settled.
-  CHECK(p.next({post(256 << 10, now - 3 * ms, now - 2 * ms), get(now - 1 * ms)}, true, true, now).next == Next::post);
-  // Never a fourth.
-  CHECK(p.next({get(now - 9 * ms), post(1, now - 8 * ms, now - 8 * ms), post(1, now - 7 * ms, now - 7 * ms)}, true,
-               true, now)
+  CHECK(plan.recheck_in_ns == 6 * ms);
+  CHECK(p.next({get(now - 90 * ms), post(1, now - 80 * ms, now - 80 * ms), post(1, now - 70 * ms, now - 70 * ms)},
+               upload(), true, now)
             .next == Next::nothing);
 }
 
-TEST_CASE("the settle time grows with the round trip seen") {
+TEST_CASE("the settle and quiet times grow with the round trip seen") {
   RequestPlanner p;
-  CHECK(p.settle_ns() == 2 * ms);
+  CHECK(p.settle_ns() == kSettle);
+  CHECK(p.quiet_ns() == kQuiet);
   p.observe_exchange(30 * ms);
   p.observe_exchange(10 * ms);
   p.observe_exchange(20 * ms);
-  CHECK(p.settle_ns() == 22 * ms);  // 2 ms + 2 x the fastest (10 ms)
+  CHECK(p.settle_ns() == kSettle + 20 * ms);  // + 2 x the fastest (10 ms)
+  CHECK(p.quiet_ns() == kQuiet + 20 * ms);
   const uint64_t now = 1000 * ms;
-  CHECK(p.next({post(256 << 10, now - 30 * ms, now - 21 * ms), get(now - 1 * ms)}, true, true, now).next ==
+  CHECK(p.next({get(now - 90 * ms), post(1, now - 31 * ms, now - 29 * ms)}, upload(), true, now).next ==
         Next::nothing);
-  CHECK(p.next({post(256 << 10, now - 30 * ms, now - 22 * ms), get(now - 1 * ms)}, true, true, now).next == Next::post);
+  CHECK(p.next({get(now - 90 * ms), post(1, now - 31 * ms, now - 30 * ms)}, upload(), true, now).next == Next::post);
+}
+
+TEST_CASE("what an answer to a POST says of its body") {
+  RequestPlanner p;
+  const uint64_t sent = 1000 * ms;
+  // Answered while libcurl was still sending the body: the server cannot have read it.
+  CHECK(p.fate(post(256 << 10, sent - 5 * ms, 0), sent) == PostFate::lost);
+  CHECK(p.fate(post(256 << 10, sent - 5 * ms, sent), sent - 1 * ms) == PostFate::lost);
+  // Answered within the settle time: perhaps before the server read it.
+  CHECK(p.fate(post(20, sent, sent), sent + 1 * ms) == PostFate::maybe_lost);
+  // Later: the body was surely read first.
+  CHECK(p.fate(post(20, sent, sent), sent + kSettle) == PostFate::read);
+  // The target answered what it carried: read, whenever the answer came.
+  CHECK(p.fate(post(20, sent, sent, true), sent + 1 * ms) == PostFate::read);
+
 }

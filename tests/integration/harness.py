@@ -22,6 +22,7 @@ for _name in [n for n in os.environ if n.startswith("TUNNEL_") and n not in ("TU
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tunnel-test-config-")
 atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)
 ENDPOINT_PATH = "/.~~spring-boot!~/debug"
+FIXTURES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
 
 
 def wait_until(predicate, timeout, what, cond=None):

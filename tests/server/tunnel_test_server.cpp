@@ -111,6 +111,7 @@ enum class Fault {
   status_500,    // answer 500 without handling the request
   status_502,    // answer 502 with an HTML page, as a proxy that could not reach the server
   status_504,    // answer 504 with an HTML page, as a proxy that timed out
+  lose_body,     // hold the POST and read its body, then drop it: as if answered before it was read
   // decided when a payload (200) goes out (counted over payloads)
   cut_body,      // close the connection halfway through the body
   cl_long,       // Content-Length larger than the body, then close
@@ -128,7 +129,8 @@ enum class Fault {
 constexpr std::pair<const char*, Fault> kFaultNames[] = {
     {"drop-request", Fault::drop_request}, {"cut-post", Fault::cut_post},   {"drop-held", Fault::drop_held},
     {"late", Fault::late},                 {"500", Fault::status_500},      {"502", Fault::status_502},
-    {"504", Fault::status_504},            {"cut-body", Fault::cut_body},   {"cl-long", Fault::cl_long},
+    {"504", Fault::status_504},            {"lose-body", Fault::lose_body},
+    {"cut-body", Fault::cut_body},   {"cl-long", Fault::cl_long},
     {"cl-short", Fault::cl_short},         {"cl-huge", Fault::cl_huge},     {"seq-dup", Fault::seq_dup},
     {"seq-skip", Fault::seq_skip},         {"seq-swap", Fault::seq_swap},   {"seq-text", Fault::seq_text},
     {"seq-zero", Fault::seq_zero},         {"seq-negative", Fault::seq_negative},
@@ -180,21 +182,27 @@ class Faults {
   void add(FaultRule rule) { rules_.push_back(rule); }
   void seed(uint64_t seed) { rng_.seed(seed); }
 
-  std::optional<Fault> on_request(bool post_with_body) { return draw(false, post_with_body, requests_); }
-  std::optional<Fault> on_payload() { return draw(true, false, payloads_); }
+  std::optional<Fault> on_request(bool post_with_body) { return draw(false, post_with_body); }
+  std::optional<Fault> on_payload() { return draw(true, false); }
 
  private:
-  std::optional<Fault> draw(bool payload, bool post_with_body, uint64_t& counter) {
+  // Payload faults count payloads; cut-post and lose-body count POSTs with a body; the rest count
+  // requests.
+  static bool counts_posts(Fault fault) { return fault == Fault::cut_post || fault == Fault::lose_body; }
+
+  std::optional<Fault> draw(bool payload, bool post_with_body) {
     std::lock_guard lock(mutex_);
-    const uint64_t n = ++counter;
+    const uint64_t n = payload ? ++payloads_ : ++requests_;
+    const uint64_t nth_post = post_with_body ? ++posts_ : 0;
     for (const FaultRule& rule : rules_) {
       if (is_payload_fault(rule.fault) != payload) continue;
-      if (rule.fault == Fault::cut_post && !post_with_body) continue;
-      const bool hit = rule.nth != 0 ? (rule.onwards ? n >= rule.nth : n == rule.nth)
+      if (counts_posts(rule.fault) && !post_with_body) continue;
+      const uint64_t counter = counts_posts(rule.fault) ? nth_post : n;
+      const bool hit = rule.nth != 0 ? (rule.onwards ? counter >= rule.nth : counter == rule.nth)
                                      : std::uniform_real_distribution<double>(0, 1)(rng_) < rule.rate;
       if (hit) {
-        log_line(std::string("fault: ") + fault_name(rule.fault) + " on " + (payload ? "payload " : "request ") +
-                 std::to_string(n));
+        log_line(std::string("fault: ") + fault_name(rule.fault) + " on " +
+                 (payload ? "payload " : counts_posts(rule.fault) ? "POST " : "request ") + std::to_string(counter));
         return rule.fault;
       }
     }
@@ -206,6 +214,7 @@ class Faults {
   std::mt19937_64 rng_{1};
   uint64_t requests_ = 0;
   uint64_t payloads_ = 0;
+  uint64_t posts_ = 0;
 };
 
 struct Options {
@@ -855,7 +864,10 @@ class Server {
       }
       const auto read = conn.read_exact_unless(length, req.body, [&] { return !session->unanswered(*held); });
       if (read == Connection::Read::broken) return std::nullopt;  // stays held, as in the original
-      if (read == Connection::Read::done && session->finish_body_read(*held)) {
+      if (read == Connection::Read::done && fault == Fault::lose_body) {
+        session->note_lost(static_cast<uint64_t>(parse_long(req.header("x-seq")).value_or(0)));
+        log_line("x-seq " + req.header("x-seq") + " lost: dropped by the lose-body fault");
+      } else if (read == Connection::Read::done && session->finish_body_read(*held)) {
         if (auto error = forward_payload(*session, req)) {
           log_line("request failed: " + *error);
           // like the original, the held entry stays in the list until answered or closed
@@ -964,7 +976,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> fault_texts;
   uint64_t seed = 1;
   std::string fault_help = "inject a fault: NAME:RATE (each request or payload with probability RATE) or NAME@N "
-                           "(the Nth request or payload), NAME@N+ (the Nth and all after it); repeatable. NAME is one of:";
+                           "(the Nth request or payload; cut-post and lose-body count POSTs with a body), NAME@N+ (the Nth and "
+                           "all after it); repeatable. NAME is one of:";
   for (const auto& [name, value] : kFaultNames) fault_help += std::string(" ") + name;
   CLI::App app{"tunnel-test-server: a faithful HttpTunnelServer (Spring Boot DevTools) for tests"};
   app.add_option("--listen", options.listen, "HOST:PORT to serve HTTP on (port 0: a free port)")->capture_default_str();

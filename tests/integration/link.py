@@ -1,0 +1,102 @@
+"""A TCP relay on 127.0.0.1 that behaves like a slow link: each direction delays every byte by a
+one-way delay and caps the rate, so the server reads bodies as they trickle in, the way it does
+across a real network. Used by the lossless tests and the benchmark."""
+import collections
+import socket
+import threading
+import time
+
+
+class _Direction:
+    """One direction of one relayed connection: bytes read from `src` reach `dst` after the delay,
+    no faster than the rate cap."""
+
+    def __init__(self, src, dst, delay_s, bytes_per_s):
+        self.src, self.dst = src, dst
+        self.delay_s, self.bytes_per_s = delay_s, bytes_per_s
+        self.queue = collections.deque()  # (due time, bytes); None: the source closed
+        self.cond = threading.Condition()
+        self.free_at = 0.0  # when the capped "wire" is free for the next chunk
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._write, daemon=True).start()
+
+    def _read(self):
+        try:
+            while True:
+                data = self.src.recv(16384)
+                if not data:
+                    break
+                now = time.monotonic()
+                self.free_at = max(now, self.free_at) + len(data) / self.bytes_per_s
+                with self.cond:
+                    self.queue.append((self.free_at + self.delay_s, data))
+                    self.cond.notify()
+        except OSError:
+            pass
+        with self.cond:
+            self.queue.append((time.monotonic() + self.delay_s, None))
+            self.cond.notify()
+
+    def _write(self):
+        while True:
+            with self.cond:
+                while not self.queue:
+                    self.cond.wait()
+                due, data = self.queue[0]
+                left = due - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)  # the link's delay itself, not a guess
+                    continue
+                self.queue.popleft()
+            try:
+                if data is None:
+                    self.dst.shutdown(socket.SHUT_WR)
+                    return
+                self.dst.sendall(data)
+            except OSError:
+                try:
+                    self.src.close()
+                except OSError:
+                    pass
+                return
+
+
+class Link:
+    """Listens on 127.0.0.1:0 (`port`) and relays each connection to 127.0.0.1:`target_port` with
+    `delay_ms` each way and at most `mbit` Mbit/s each way."""
+
+    def __init__(self, target_port, delay_ms=20, mbit=100):
+        self.target_port = target_port
+        self.delay_s = delay_ms / 1000
+        self.bytes_per_s = mbit * 1e6 / 8
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conns += [client, upstream]
+            _Direction(client, upstream, self.delay_s, self.bytes_per_s)
+            _Direction(upstream, client, self.delay_s, self.bytes_per_s)
+
+    def close(self):
+        self.sock.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
