@@ -421,7 +421,12 @@ void TunnelSession::send_post() {
   // body leave; while it is quiet (an upload), bigger POSTs mean fewer settle waits.
   const bool quiet = !reorderer_.has_gap() &&
                      (last_payload_ns_ == 0 || uv_hrtime() - last_payload_ns_ >= settings_.quiet_ms * 1000000);
-  const size_t take = std::min(pending_upload_.size(), quiet ? settings_.max_quiet_post_body : settings_.max_post_body);
+  size_t cap = quiet ? settings_.max_quiet_post_body : settings_.max_post_body;
+  // Through proxies a big body reaches the server long after libcurl handed it over (each hop
+  // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
+  // with the request head arrives with it.
+  if (chain_ != nullptr || !settings_.http.proxy.hops.empty()) cap = std::min(cap, HttpExchange::kInlineBodyMax);
+  const size_t take = std::min(pending_upload_.size(), cap);
   r->body.clear();
   if (take == pending_upload_.size()) {
     std::swap(r->body, pending_upload_);  // no copy; the request's old buffer is reused for pending
@@ -443,6 +448,9 @@ void TunnelSession::send_post() {
   build_headers(r->headers, settings_, Kind::post, r->seq);
   r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
   bytes_up_ += r->body.size();
+  log::debug("session {}: POST x-seq {} ({} bytes) goes; round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
+             r->seq, r->body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
+             static_cast<double>(planner_.settle_ns()) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
   send(*r, Kind::post);
 }
 
@@ -655,11 +663,17 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   if (result == CURLE_OK) {
     // The round trip: a TCP handshake (one round trip, to the first hop), or an answer that was no
     // long poll (a 204 waited for the server's timeout and says nothing of the link).
+    // Through a proxy the handshake is with the first hop only: no measure of the way to the server.
     curl_off_t connect_us = 0;
-    if (curl_easy_getinfo(r.exchange.easy(), CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK && connect_us > 0) {
+    if (chain_ == nullptr && settings_.http.proxy.hops.empty() &&
+        curl_easy_getinfo(r.exchange.easy(), CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK && connect_us > 0) {
       planner_.observe_exchange(static_cast<uint64_t>(connect_us) * 1000);
     }
-    if (r.exchange.status() != 204) planner_.observe_exchange(uv_hrtime() - r.started_ns);
+    // From when it left, not from when it was started: setting up a connection through proxies
+    // (CONNECT and logins, hop by hop) is no part of the round trip of later requests.
+    const uint64_t left = r.exchange.body_sent_ns();
+    const uint64_t answered = r.exchange.answered_ns();
+    if (r.exchange.status() != 204 && left != 0 && answered > left) planner_.observe_exchange(answered - left);
   }
 
   if (r.kind == Kind::disconnect) {

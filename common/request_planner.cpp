@@ -33,11 +33,12 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   const InFlightRequest* oldest = nullptr;
   uint64_t listening_since = UINT64_MAX;  // the oldest request out: since then a payload had somewhere to go
   for (const auto& r : in_flight) {
-    listening_since = std::min(listening_since, r.started_ns);
+    // From when it left (a new connection through proxies can take long to set up); not yet: now.
+    listening_since = std::min(listening_since, r.body_sent_ns == 0 ? now : r.body_sent_ns);
     if (oldest == nullptr || r.started_ns < oldest->started_ns) oldest = &r;
     if (r.is_get) {
       get_in_flight = true;
-      const uint64_t wait = settle_wait_ns(r.started_ns, now);
+      const uint64_t wait = settle_wait_ns(r.body_sent_ns, now);
       if (wait == 0) front = true;
       front_in = std::min(front_in, wait);
       continue;

@@ -31,8 +31,12 @@ struct UploadState {
 struct PlannerSettings {
   size_t big_post_bytes = 64 << 10;     // a POST this large always has a GET beside it
   uint64_t lone_post_ns = 50'000'000;   // a smaller POST gets a GET beside it after this long
-  uint64_t settle_base_ns = 10'000'000;  // + 2x the fastest exchange: a held POST's body is surely read
-  uint64_t quiet_base_ns = 15'000'000;  // + 2x the fastest exchange: the target is taken as quiet
+  // + the round trip (the fastest exchange seen): a held POST's body is surely read by then. The
+  // margin covers a server that reads late (a busy one, or the test server's --body-read-delay-ms 5).
+  uint64_t settle_base_ns = 10'000'000;
+  // + the round trip: no payload for this long, with a request out to carry one, and the target is
+  // taken as quiet (while it talks, payloads come about a round trip apart).
+  uint64_t quiet_base_ns = 15'000'000;
 };
 
 struct Plan {
@@ -67,9 +71,9 @@ class RequestPlanner {
   }
   uint64_t round_trip_ns() const { return fastest_ns_ == UINT64_MAX ? 0 : fastest_ns_; }
   // How long after its body was sent a held POST is taken as read by the server.
-  uint64_t settle_ns() const { return settings_.settle_base_ns + 2 * round_trip_ns(); }
+  uint64_t settle_ns() const { return settings_.settle_base_ns + round_trip_ns(); }
   // How long without a payload before the target is taken as quiet.
-  uint64_t quiet_ns() const { return settings_.quiet_base_ns + 2 * round_trip_ns(); }
+  uint64_t quiet_ns() const { return settings_.quiet_base_ns + round_trip_ns(); }
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
   uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now) const {
