@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstring>
@@ -374,15 +375,23 @@ void TunnelSession::drain() {
   // surely read (settled: sent a few milliseconds ago) the disconnect cannot overtake it.
   const uint64_t now = uv_hrtime();
   uint64_t wait_ns = 0;
+  uint64_t unsent = 0;  // the lowest x-seq still to be sent again
   for (const auto& r : pool_) {
-    if (r->resend) return;
+    if (r->resend && (unsent == 0 || r->seq < unsent)) unsent = r->seq;
     if (!r->busy || r->kind != Kind::post) continue;
     wait_ns = std::max(wait_ns, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
   }
-  if (wait_ns == 0 || now - draining_since_ns_ >= settings_.drain_limit_ms * 1000000) {
-    finish(end_reason_, false, true);
+  const bool over = now - draining_since_ns_ >= settings_.drain_limit_ms * 1000000;
+  if (!over && (wait_ns > 0 || unsent != 0)) {
+    // A resend goes as the planner allows: look again shortly.
+    uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, unsent != 0 ? 10 : wait_ns / 1000000 + 1, 0);
+  } else if (unsent != 0) {
+    finish(fmt::format("{}; POST x-seq {} was still to be sent again after {:.1f} s (its body may have been lost by the "
+                       "server): the target may not have the client's last bytes",
+                       end_reason_, unsent, static_cast<double>(settings_.drain_limit_ms) / 1000),
+           true, true);
   } else {
-    uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, wait_ns / 1000000 + 1, 0);
+    finish(end_reason_, false, true);
   }
 }
 
@@ -448,7 +457,7 @@ void TunnelSession::send_post() {
   build_headers(r->headers, settings_, Kind::post, r->seq);
   r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
   bytes_up_ += r->body.size();
-  log::debug("session {}: POST x-seq {} ({} bytes) goes; round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
+  log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
              r->seq, r->body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
              static_cast<double>(planner_.settle_ns()) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
   send(*r, Kind::post);
@@ -543,31 +552,28 @@ void TunnelSession::wait_for_answer(uint64_t since_ns) {
 }
 
 // Called by libuv when what was sent to the target has waited the stall time for any answer. Says
-// so once, and each time sends one kept POST again: the oldest suspect (a body the server may have
-// answered unread), else the last POST. Each costs a reorder slot if the server had it.
+// so once, and sends the kept POSTs again (the suspects: bodies the server may have answered
+// unread, and the last POST), lowest x-seq first. Each costs a reorder slot if the server had it.
 void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
   if (!self->any_payload_) return;  // a target that never talks (an upload): silence is normal
-  Request* pick = nullptr;
+  std::vector<uint64_t> again;
   for (auto& r : self->pool_) {
     if (!r->retained || r->busy || r->resend) continue;
-    if (pick == nullptr || (r->suspect && !pick->suspect) || (r->suspect == pick->suspect && r->seq < pick->seq)) {
-      pick = r.get();
-    }
-  }
-  std::string action;
-  if (pick != nullptr) {
-    pick->resend = true;
-    pick->suspect = false;
+    r->resend = true;  // pump() sends resends lowest x-seq first, each as the planner allows
+    r->suspect = false;
     ++self->maybe_resends_;
-    action = fmt::format("; sending x-seq {} again", pick->seq);
+    again.push_back(r->seq);
   }
+  std::sort(again.begin(), again.end());
+  std::string action;
+  if (!again.empty()) action = fmt::format("; sending x-seq {} again", fmt::join(again, ", "));
   if (self->stalled_since_ns_ == 0) {
     self->stalled_since_ns_ = self->waiting_since_ns_;
     log::warn("session {}: what the local client sent has waited {:.0f} s for an answer: {}{}", self->id_,
               seconds_since(self->waiting_since_ns_), self->stall_text(), action);
-  } else if (pick != nullptr) {
+  } else if (!again.empty()) {
     log::warn("session {}: still no answer after {:.0f} s{}", self->id_, seconds_since(self->stalled_since_ns_), action);
   }
   uv_timer_start(timer, &TunnelSession::on_uv_stall_timeout, self->settings_.stall_warning_ms, 0);
@@ -947,7 +953,19 @@ void TunnelSession::on_uv_gap_timeout(uv_timer_t* timer) noexcept {
 void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if (self->state_ != State::open) return;
-  if (!self->pending_upload_.empty()) {  // still sending the input's end: output may come after it
+  if (self->stalled_since_ns_ != 0) {
+    // Sent, never answered, sent again: nothing more will come. Not a normal end.
+    self->finish(fmt::format("the input ended, and the target has answered nothing for {:.0f} s: {}",
+                             seconds_since(self->stalled_since_ns_), self->stall_text()),
+                 true, true);
+    return;
+  }
+  const bool uploading = std::any_of(self->pool_.begin(), self->pool_.end(), [](const auto& r) {
+    return r->kind == Kind::post && (r->busy || r->resend);
+  });
+  if (!self->pending_upload_.empty() || uploading || (self->waiting_since_ns_ != 0 && self->any_payload_)) {
+    // Still sending the input's end, or waiting for the answer to it (the stall timer speaks if it
+    // never comes): output may come after it.
     uv_timer_start(timer, &TunnelSession::on_uv_linger_timeout, self->settings_.linger_ms, 0);
     return;
   }

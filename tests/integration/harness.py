@@ -143,6 +143,18 @@ def start_agent(server_port, *extra, env=None, path=ENDPOINT_PATH, url=None):
     return agent, int(m.group(1))
 
 
+def start_debuggee(source="DebuggeeMain.java"):
+    """Starts a JVM running tests/fixtures/`source` with JDWP on a free loopback port, once it says
+    "debuggee ready"; returns (process, JDWP port)."""
+    # A port picked here, not 0: with 0 the JVM listens on a new port after each debugger leaves.
+    port = free_port()
+    jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
+                   os.path.join(FIXTURES_DIR, source)])
+    jvm.wait_for_line(rf"Listening for transport dt_socket at address: {port}", timeout=60)
+    jvm.wait_for_line(r"debuggee ready", timeout=60)
+    return jvm, port
+
+
 def free_port():
     """A port with nothing listening on it (bound, then released)."""
     s = socket.socket()

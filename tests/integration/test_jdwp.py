@@ -1,25 +1,12 @@
 """JDWP end to end: a real JVM with the JDWP agent behind the test server, tunnel-agent in front,
 and a real jdb attached to the agent's local port."""
-import os
 import re
 import shutil
 import signal
 import unittest
 
-from harness import Process, free_port, start_agent, start_server, wait_until
+from harness import Process, start_agent, start_debuggee, start_server, wait_until
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
-
-
-def start_debuggee():
-    """Starts DebuggeeMain with JDWP on a free loopback port; returns (process, JDWP port)."""
-    # A port picked here, not 0: with 0 the JVM listens on a new port after each debugger leaves.
-    port = free_port()
-    jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
-                   os.path.join(FIXTURES, "DebuggeeMain.java")])
-    jvm.wait_for_line(rf"Listening for transport dt_socket at address: {port}", timeout=60)
-    jvm.wait_for_line(r"debuggee ready", timeout=60)
-    return jvm, port
 
 
 def jdb_threads(port, attempts=10, host="127.0.0.1"):
@@ -42,8 +29,12 @@ def jdb_threads(port, attempts=10, host="127.0.0.1"):
     raise AssertionError(f"jdb could not attach in {attempts} attempts:\n{jdb.output()}")
 
 
-@unittest.skipUnless(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
 class JdwpEndToEnd(unittest.TestCase):
+    def setUp(self):
+        # A missing JDK is a failure, never a skip: scripts/setup installs it.
+        for tool in ("java", "jdb"):
+            self.assertIsNotNone(shutil.which(tool), f"{tool} is missing: run scripts/setup (it installs a JDK)")
+
     def test_jdb_lists_the_threads_of_a_jvm_behind_the_tunnel(self):
         jvm, jdwp_port = start_debuggee()
         server, server_port = start_server(jdwp_port, "--long-poll-ms", "2000")

