@@ -44,6 +44,8 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
   linger_timer_.get()->data = this;
   stall_timer_.init(loop_, uv_timer_init);
   stall_timer_.get()->data = this;
+  suspect_timer_.init(loop_, uv_timer_init);
+  suspect_timer_.get()->data = this;
 }
 
 TunnelSession::~TunnelSession() {
@@ -283,11 +285,14 @@ void TunnelSession::pump() {
   // must not find a dead request still held.
   const uint64_t gate_ns = release_gate_ns(uv_hrtime());
   for (;;) {
+    const uint64_t now = uv_hrtime();
     in_flight_.clear();
     Request* resend = nullptr;  // POSTs to send again go first, lowest x-seq first, as the planner allows
     for (const auto& r : pool_) {
       if (r->busy) {
-        in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, r->exchange.body_sent_ns(), r->applied});
+        // A POST counts as sent once the peer acknowledged all of it (a slow link holds it long).
+        const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now) : r->exchange.body_sent_ns();
+        in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, sent, r->applied});
         if (r->kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r->exchange.body_sent_ns());
       }
       if (r->resend && (resend == nullptr || r->seq < resend->seq)) resend = r.get();
@@ -349,6 +354,18 @@ void TunnelSession::resend_post(Request& r) {
 
 // The requests that make the server release one it may hold for a dead connection.
 void TunnelSession::send_releases() {
+  // Not while a POST may still be unread: a release would take its body with it.
+  const uint64_t now = uv_hrtime();
+  uint64_t unsettled = 0;
+  for (const auto& r : pool_) {
+    if (r->busy && r->kind == Kind::post && !r->applied) {
+      unsettled = std::max(unsettled, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
+    }
+  }
+  if (release_gets_ > 0 && unsettled > 0) {
+    uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, unsettled / 1000000 + 1, 0);
+    return;
+  }
   while (release_gets_ > 0 && (state_ == State::open || state_ == State::draining)) {
     --release_gets_;
     Request& r = send_get();
@@ -487,8 +504,18 @@ void TunnelSession::note_target_received(uint64_t upload_offset) {
 // read goes again, same x-seq. Free when the body was lost (it arrives in order); one of the server's
 // 100 reorder slots when it was not (docs/PROTOCOL-NOTES.md).
 void TunnelSession::on_post_answered(Request& r) {
-  const InFlightRequest post{false, r.body.size(), r.started_ns, r.exchange.body_sent_ns(), r.applied};
+  // Before the peer acknowledged the whole body the server cannot have read it: surely lost.
+  const InFlightRequest post{false, r.body.size(), r.started_ns, r.exchange.delivered_or_sent_ns(), r.applied};
   const PostFate fate = planner_.fate(post, r.exchange.answered_ns());
+  if (fate == PostFate::maybe_lost && jdwp_tracked()) {
+    // The JVM answers every command: if the reply to this POST's commands comes within a few round
+    // trips, it arrived and a resend would only keep a reorder slot. Otherwise it goes again then.
+    r.suspect = true;
+    r.retained = true;
+    const uint64_t check_ms = std::max<uint64_t>(50, 4 * planner_.round_trip_ns() / 1000000);
+    uv_timer_start(suspect_timer_.get(), &TunnelSession::on_uv_suspect_timeout, check_ms, 0);
+    return;
+  }
   if (fate == PostFate::maybe_lost && r.exchange.status() == 200 && !jdwp_tracked()) {
     // Target data on it soon after its body left. A POST goes only while the target is quiet, so
     // this is most likely its own answer (an echo) and a resend would cost a reorder slot for good;
@@ -543,6 +570,24 @@ std::string TunnelSession::stall_text() const {
   return text + "; the server may have lost a request body, or the target hangs";
 }
 
+// Called by libuv when the JVM had a few round trips to answer the commands of a POST answered
+// before its body was surely read: those it did not answer go again.
+void TunnelSession::on_uv_suspect_timeout(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<TunnelSession*>(timer->data);
+  if (self->state_ != State::open && self->state_ != State::draining) return;
+  for (auto& r : self->pool_) {
+    if (!r->suspect || r->busy || r->resend) continue;
+    r->suspect = false;
+    r->retained = r->seq == self->last_post_seq_;
+    if (r->applied) continue;  // its reply came: the JVM has it
+    r->resend = true;
+    ++self->maybe_resends_;
+    log::debug("session {}: no JDWP reply to POST x-seq {}, answered before its body was surely read: sending it again",
+               self->id_, r->seq);
+  }
+  self->pump();
+}
+
 // Bytes handed to the target now wait for a sign of life from it (a payload).
 void TunnelSession::wait_for_answer(uint64_t since_ns) {
   waiting_since_ns_ = since_ns;
@@ -560,7 +605,7 @@ void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   if (!self->any_payload_) return;  // a target that never talks (an upload): silence is normal
   std::vector<uint64_t> again;
   for (auto& r : self->pool_) {
-    if (!r->retained || r->busy || r->resend) continue;
+    if (!r->retained || r->busy || r->resend || r->applied) continue;
     r->resend = true;  // pump() sends resends lowest x-seq first, each as the planner allows
     r->suspect = false;
     ++self->maybe_resends_;
@@ -667,14 +712,9 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     note_failure(true);
   }
   if (result == CURLE_OK) {
-    // The round trip: a TCP handshake (one round trip, to the first hop), or an answer that was no
-    // long poll (a 204 waited for the server's timeout and says nothing of the link).
-    // Through a proxy the handshake is with the first hop only: no measure of the way to the server.
-    curl_off_t connect_us = 0;
-    if (chain_ == nullptr && settings_.http.proxy.hops.empty() &&
-        curl_easy_getinfo(r.exchange.easy(), CURLINFO_CONNECT_TIME_T, &connect_us) == CURLE_OK && connect_us > 0) {
-      planner_.observe_exchange(static_cast<uint64_t>(connect_us) * 1000);
-    }
+    // The round trip: an answer that was no long poll (a 204 waited for the server's timeout and
+    // says nothing of the link). Not the TCP handshake: a proxy or gateway that terminates TCP near
+    // the agent answers it in no time, whatever the way to the server costs.
     // From when it left, not from when it was started: setting up a connection through proxies
     // (CONNECT and logins, hop by hop) is no part of the round trip of later requests.
     const uint64_t left = r.exchange.body_sent_ns();
@@ -1011,6 +1051,7 @@ void TunnelSession::finish(std::string why, bool error, bool disconnect_first) {
   uv_timer_stop(pump_timer_.get());
   uv_timer_stop(linger_timer_.get());
   uv_timer_stop(stall_timer_.get());
+  uv_timer_stop(suspect_timer_.get());
   if (disconnect_first) {
     state_ = State::disconnecting;
     send_disconnect(stopping_ ? kStopDeadlineMs : settings_.disconnect_timeout_ms);
@@ -1056,6 +1097,7 @@ void TunnelSession::close_local(bool flush) {
   pump_timer_.close();
   linger_timer_.close();
   stall_timer_.close();
+  suspect_timer_.close();
   client_handles_open_ = client_.handles();
   client_.close(&TunnelSession::on_client_closed);
 }

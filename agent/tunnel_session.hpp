@@ -139,6 +139,7 @@ class TunnelSession {
   static void on_uv_linger_timeout(uv_timer_t* timer) noexcept;
   static void on_uv_phase_timeout(uv_timer_t* timer) noexcept;
   static void on_uv_stall_timeout(uv_timer_t* timer) noexcept;
+  static void on_uv_suspect_timeout(uv_timer_t* timer) noexcept;
   static void on_client_closed(void* data) noexcept;
 
   void on_request_done(Request& request, CURLcode result);
@@ -188,6 +189,7 @@ class TunnelSession {
   UvHandle<uv_timer_t> phase_timer_;
   UvHandle<uv_timer_t> linger_timer_;  // output_outlives_input: after local EOF, how long output may pause
   UvHandle<uv_timer_t> stall_timer_;   // the local client's bytes wait for an answer
+  UvHandle<uv_timer_t> suspect_timer_;  // JDWP: a POST answered early waits this long for its reply
   uint64_t id_;
   std::string peer_;
   ClosedCallback on_closed_;

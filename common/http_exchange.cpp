@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <uv.h>
 #include <new>
 
@@ -179,6 +181,7 @@ void HttpExchange::reset_answer() {
   watched_seen_ = false;
   reason_.clear();
   answered_ns_ = 0;
+  delivered_ns_ = 0;
   body_.clear();
   body_too_large_ = false;
   error_buffer_[0] = '\0';
@@ -224,6 +227,20 @@ size_t HttpExchange::on_curl_read(char* buffer, size_t size, size_t count, void*
 
 curl_off_t HttpExchange::content_length() const { return declared_length_; }
 
+uint64_t HttpExchange::delivered_ns(uint64_t now) {
+  if (delivered_ns_ != 0 || body_sent_ns_ == 0) return delivered_ns_;
+  curl_socket_t sock = CURL_SOCKET_BAD;
+  int unacked = 0;
+  if (curl_easy_getinfo(easy_, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK || sock == CURL_SOCKET_BAD ||
+      ioctl(sock, SIOCOUTQ, &unacked) != 0) {
+    return 0;  // no socket to ask now
+  }
+  if (unacked == 0) {
+    delivered_ns_ = now;
+  }
+  return delivered_ns_;
+}
+
 
 long HttpExchange::status() const {
   long code = 0;
@@ -246,6 +263,7 @@ int HttpExchange::on_curl_seek(void* userp, curl_off_t offset, int origin) noexc
   if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > self->upload_size_) return CURL_SEEKFUNC_FAIL;
   self->upload_offset_ = static_cast<size_t>(offset);
   self->body_sent_ns_ = 0;
+  self->delivered_ns_ = 0;
   return CURL_SEEKFUNC_OK;
 }
 

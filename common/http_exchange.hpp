@@ -80,6 +80,13 @@ class HttpExchange {
   void prepare_post(const char* data, size_t size, curl_slist* headers);
   // uv_hrtime() at which libcurl took the last byte of the POST body, or sent a GET (0: not yet).
   uint64_t body_sent_ns() const { return body_sent_ns_; }
+  // uv_hrtime() at which the peer had acknowledged every byte of the request (head and body): the
+  // kernel takes a big body at once, and on a slow link it reaches the server much later than
+  // libcurl let go of it. Looked up on the connection's socket when asked (SIOCOUTQ); 0: not yet.
+  // Through a proxy the peer is the first hop.
+  uint64_t delivered_ns(uint64_t now);
+  // Once the transfer is over: when delivery was seen, else when libcurl let go of the body.
+  uint64_t delivered_or_sent_ns() const { return delivered_ns_ != 0 ? delivered_ns_ : body_sent_ns_; }
   // uv_hrtime() at which the answer's status line arrived (0: none yet).
   uint64_t answered_ns() const { return answered_ns_; }
 
@@ -139,6 +146,7 @@ class HttpExchange {
   bool inline_body_ = false;  // the body leaves with the request head (small POSTs)
   uint64_t body_sent_ns_ = 0;
   uint64_t answered_ns_ = 0;
+  uint64_t delivered_ns_ = 0;
   int attempts_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };

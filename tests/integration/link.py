@@ -23,6 +23,11 @@ class _Direction:
     def _read(self):
         try:
             while True:
+                # Read no faster than the link carries, so that the sender's socket fills as on a
+                # real link (its kernel sees the bytes unacknowledged), instead of all at once.
+                with self.cond:
+                    while self.free_at - time.monotonic() > self.delay_s / 4:
+                        self.cond.wait(self.free_at - time.monotonic() - self.delay_s / 4)
                 data = self.src.recv(16384)
                 if not data:
                     break
@@ -89,6 +94,7 @@ class Link:
                 continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # little kept on our side
             self.conns += [client, upstream]
             _Direction(client, upstream, self.delay_s, self.bytes_per_s)
             _Direction(upstream, client, self.delay_s, self.bytes_per_s)

@@ -251,6 +251,8 @@ class Environment(ProxyTest):
         dead = f"http://127.0.0.1:{free_port()}"
         agent, port = self.agent(env={"http_proxy": dead, "no_proxy": "127.0.0.1"})
         self.round_trip(port)
+        # One endpoint carries one session at a time: the next agent starts once this one let go.
+        agent.wait_for_line(r"session 1 .*closed")
         agent, port = self.agent("--no-proxy", env={"http_proxy": dead})
         self.round_trip(port)
         self.assertNotIn("proxy 1", agent.output())
