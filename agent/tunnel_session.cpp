@@ -291,7 +291,7 @@ void TunnelSession::pump() {
     for (const auto& r : pool_) {
       if (r->busy) {
         // A POST counts as sent once the peer acknowledged all of it (a slow link holds it long).
-        const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now) : r->exchange.body_sent_ns();
+        const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now, r->socket) : r->exchange.body_sent_ns();
         in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, sent, r->applied});
         if (r->kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r->exchange.body_sent_ns());
       }
@@ -712,14 +712,15 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     note_failure(true);
   }
   if (result == CURLE_OK) {
-    // The round trip: an answer that was no long poll (a 204 waited for the server's timeout and
-    // says nothing of the link). Not the TCP handshake: a proxy or gateway that terminates TCP near
+    // The round trip: an answer that was neither a long poll (a 204 waited for the server's timeout)
+    // nor a release (a 429 waited for a newer request to arrive). Not the TCP handshake: a proxy or gateway that terminates TCP near
     // the agent answers it in no time, whatever the way to the server costs.
     // From when it left, not from when it was started: setting up a connection through proxies
     // (CONNECT and logins, hop by hop) is no part of the round trip of later requests.
     const uint64_t left = r.exchange.body_sent_ns();
     const uint64_t answered = r.exchange.answered_ns();
-    if (r.exchange.status() != 204 && left != 0 && answered > left) planner_.observe_exchange(answered - left);
+    const long status = r.exchange.status();
+    if (status != 204 && status != 429 && left != 0 && answered > left) planner_.observe_exchange(answered - left);
   }
 
   if (r.kind == Kind::disconnect) {

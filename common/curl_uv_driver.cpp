@@ -56,9 +56,13 @@ void CurlUvDriver::cancel(CURL* easy) {
 }
 
 // Called by libcurl to say which events it wants on a socket, or that it is done with it.
-int CurlUvDriver::on_curl_socket(CURL*, curl_socket_t fd, int what, void* userp, void* socketp) noexcept {
+int CurlUvDriver::on_curl_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp) noexcept {
   auto* self = static_cast<CurlUvDriver*>(userp);
   auto* ctx = static_cast<SocketContext*>(socketp);
+  Transfer* transfer = nullptr;
+  if (easy != nullptr && curl_easy_getinfo(easy, CURLINFO_PRIVATE, &transfer) == CURLE_OK && transfer != nullptr) {
+    transfer->socket = what == CURL_POLL_REMOVE ? CURL_SOCKET_BAD : fd;
+  }
   if (what == CURL_POLL_REMOVE) {
     if (ctx != nullptr) self->park(ctx);
     return 0;

@@ -26,6 +26,9 @@ class Transfer {
   // still tell about its connection (CURLINFO_ACTIVESOCKET of a CONNECT_ONLY transfer). No libcurl
   // multi calls here.
   virtual void on_transfer_finishing(CURL* /*easy*/, CURLcode /*result*/) noexcept {}
+  // The socket libcurl polls for this transfer now (CURL_SOCKET_BAD: none), as its socket callback
+  // said: libcurl's own CURLINFO_ACTIVESOCKET tells only after the transfer.
+  curl_socket_t socket = CURL_SOCKET_BAD;
 };
 
 class CurlUvDriver {

@@ -227,14 +227,10 @@ size_t HttpExchange::on_curl_read(char* buffer, size_t size, size_t count, void*
 
 curl_off_t HttpExchange::content_length() const { return declared_length_; }
 
-uint64_t HttpExchange::delivered_ns(uint64_t now) {
+uint64_t HttpExchange::delivered_ns(uint64_t now, curl_socket_t sock) {
   if (delivered_ns_ != 0 || body_sent_ns_ == 0) return delivered_ns_;
-  curl_socket_t sock = CURL_SOCKET_BAD;
   int unacked = 0;
-  if (curl_easy_getinfo(easy_, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK || sock == CURL_SOCKET_BAD ||
-      ioctl(sock, SIOCOUTQ, &unacked) != 0) {
-    return 0;  // no socket to ask now
-  }
+  if (sock == CURL_SOCKET_BAD || ioctl(sock, SIOCOUTQ, &unacked) != 0) return 0;  // no socket to ask now
   if (unacked == 0) {
     delivered_ns_ = now;
   }

@@ -84,7 +84,7 @@ class HttpExchange {
   // kernel takes a big body at once, and on a slow link it reaches the server much later than
   // libcurl let go of it. Looked up on the connection's socket when asked (SIOCOUTQ); 0: not yet.
   // Through a proxy the peer is the first hop.
-  uint64_t delivered_ns(uint64_t now);
+  uint64_t delivered_ns(uint64_t now, curl_socket_t sock);
   // Once the transfer is over: when delivery was seen, else when libcurl let go of the body.
   uint64_t delivered_or_sent_ns() const { return delivered_ns_ != 0 ? delivered_ns_ : body_sent_ns_; }
   // uv_hrtime() at which the answer's status line arrived (0: none yet).
