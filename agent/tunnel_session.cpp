@@ -451,7 +451,9 @@ void TunnelSession::send_post() {
   // Through proxies a big body reaches the server long after libcurl handed it over (each hop
   // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
   // with the request head arrives with it.
-  if (chain_ != nullptr || !settings_.http.proxy.hops.empty()) cap = std::min(cap, HttpExchange::kInlineBodyMax);
+  if (chain_ != nullptr || !settings_.http.proxy.hops.empty() || behind_front_) {
+    cap = std::min(cap, HttpExchange::kInlineBodyMax);
+  }
   const size_t take = std::min(pending_upload_.size(), cap);
   r->body.clear();
   if (take == pending_upload_.size()) {
@@ -750,6 +752,12 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
 
   const long status = r.exchange.status();
   const Answer answer = protocol::classify_status(status);
+  if (!behind_front_ && std::strcmp(r.exchange.http_version(), "HTTP/2") == 0) {
+    // Spring's Tomcat speaks HTTP/1.1 here: HTTP/2 means a front end (a reverse proxy, a gateway)
+    // relays to it, and buffers bodies on the way as proxies do (a body lost through nghttpx).
+    behind_front_ = true;
+    planner_.add_settle_margin(kFrontEndSettleNs);
+  }
   if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
     if (!served_) {
       served_ = true;

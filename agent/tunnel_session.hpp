@@ -240,6 +240,8 @@ class TunnelSession {
   uint64_t reading_since_ns_ = UINT64_MAX;  // when reading the local client last resumed (MAX: stopped)
   static constexpr size_t kReactiveBytes = 64 << 10;  // request/reply messages are smaller than this
   static constexpr uint64_t kPostsBeforeSink = 3;      // POSTs a silent target gets before it counts as a sink
+  static constexpr uint64_t kFrontEndSettleNs = 50'000'000;  // as for a proxy hop (agent/settings.cpp)
+  bool behind_front_ = false;  // answers come over HTTP/2: a front end relays to the server
   bool post_unanswered_ = false;   // no payload has come since the last POST was sent
   uint64_t lost_resends_ = 0;      // POSTs sent again because the server surely lost the body
   uint64_t maybe_resends_ = 0;     // ... because it may have: each costs a reorder slot if not

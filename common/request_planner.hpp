@@ -65,6 +65,8 @@ class RequestPlanner {
   // `answered_ns`: when the answer's status line arrived.
   PostFate fate(const InFlightRequest& post, uint64_t answered_ns) const;
 
+  // Something between the agent and the server holds bodies back (a front end found late).
+  void add_settle_margin(uint64_t ns) { settings_.settle_base_ns += ns; }
   // Feed the duration of every answered exchange: the fastest approximates the round trip.
   void observe_exchange(uint64_t duration_ns) {
     if (duration_ns < fastest_ns_) fastest_ns_ = duration_ns;
