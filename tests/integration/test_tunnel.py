@@ -110,18 +110,24 @@ class FailingSessions(unittest.TestCase):
         self.assertIn("-agentlib:jdwp", line)
         self.assertEqual(len(self.target.opened), 0)
 
+    def assert_backed_off(self, attempt, wait, failed):
+        """Session `attempt` (a new local connection) says it waits `wait` s, and does: from its
+        "opened" line to its `failed` line (a pattern) at least that long (log times, midnight-proof)."""
+        with connect(self.port_of_agent()) as s:
+            s.sendall(b"JDWP-Handshake")
+            read_until_closed(s, timeout=15)
+        self.agent.wait_for_line(rf"session {attempt}: the target was not running or not reachable at the last "
+                                 rf"attempt; asking the server again in {wait} s")
+        stamp = r"^(\d+):(\d+):([\d.]+) .*"
+        opened = self.agent.wait_for_line(rf"{stamp}session {attempt}: opened")
+        ended = self.agent.wait_for_line(rf"{stamp}session {attempt} .*{failed}")
+        seconds = [int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) for m in (opened, ended)]
+        self.assertGreaterEqual((seconds[1] - seconds[0]) % 86400, float(wait) * 0.9, "the back-off was not waited")
+
     def test_after_a_503_the_next_session_backs_off_before_asking_again(self):
         self.failed_session("--unavailable")
         for attempt, wait in ((2, "1.0"), (3, "2.0")):
-            with connect(self.port_of_agent()) as s:
-                s.sendall(b"JDWP-Handshake")
-                read_until_closed(s, timeout=15)
-            self.agent.wait_for_line(rf"session {attempt}: the target was not running or not reachable at the last "
-                                     rf"attempt; asking the server again in {wait} s")
-            failed = self.agent.wait_for_line(rf"^(\d+):(\d+):([\d.]+) .*session {attempt} .*failed.*503")
-            opened = self.agent.wait_for_line(rf"^(\d+):(\d+):([\d.]+) .*session {attempt}: opened")
-            seconds = [int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) for m in (opened, failed)]
-            self.assertGreaterEqual(seconds[1] - seconds[0], float(wait) * 0.9, "the back-off was not waited")
+            self.assert_backed_off(attempt, wait, r"failed.*503")
         # The agent itself carries on.
         self.assertIsNone(self.agent.proc.poll())
 
@@ -130,16 +136,7 @@ class FailingSessions(unittest.TestCase):
         # client that reconnects made 10 to 16 requests a second.
         line = self.failed_session(target_port=free_port())
         self.assertIn("the server could not reach the target", line)
-        with connect(self.port_of_agent()) as s:
-            s.sendall(b"JDWP-Handshake")
-            read_until_closed(s, timeout=15)
-        self.agent.wait_for_line(r"session 2: the target was not running or not reachable at the last attempt; "
-                                 r"asking the server again in 1\.0 s")
-        failed = self.agent.wait_for_line(r"^(\d+):(\d+):([\d.]+) .*session 1 .*failed")
-        opened = self.agent.wait_for_line(r"^(\d+):(\d+):([\d.]+) .*session 2: opened")
-        asked = self.agent.wait_for_line(r"^(\d+):(\d+):([\d.]+) .*session 2 .*failed")
-        seconds = [int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) for m in (failed, opened, asked)]
-        self.assertGreaterEqual((seconds[2] - seconds[1]) % 86400, 0.9, "the back-off was not waited")
+        self.assert_backed_off(2, "1.0", r"failed.*could not reach the target")
 
     def port_of_agent(self):
         return int(self.agent.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
