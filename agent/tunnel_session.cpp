@@ -278,6 +278,7 @@ void TunnelSession::pump() {
       return;
     }
     hold_off_until_ns_ = 0;
+    early_410_pending_ = false;  // the retry goes now
   }
   send_releases();
   if (state_ != State::open && state_ != State::draining) return;
@@ -312,7 +313,7 @@ void TunnelSession::pump() {
     // has not talked yet may be about to: only after a few POSTs without a word is it taken as a sink.
     const bool talker = any_payload_ || next_upload_seq_ <= kPostsBeforeSink + 1;
     const UploadState upload{gate_ns == 0 && upload_waiting, last_payload_ns_, target_idle(),
-                             talker ? last_post_sent_ns_ : 0};
+                             talker ? last_post_sent_ns_ : 0, last_payload_bytes_};
     const Plan plan = planner_.next(in_flight_, upload, local_keeps_up || keep_one_held, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
@@ -678,28 +679,36 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
 // Once the target closed (410) and no request that may still carry its last payloads is left.
 void TunnelSession::end_after_target_closed(bool deadline) {
   if (!target_gone_ || state_ == State::disconnecting || state_ == State::closing || state_ == State::closed) return;
-  if (!deadline) {
-    for (const auto& r : pool_) {
-      if (r->busy) return;
-    }
+  for (const auto& r : pool_) {
+    if (!r->busy) continue;
+    if (!deadline) return;
+    stray_target_ = true;  // still held long after the 410s: held on a new target connection
   }
+  if (stray_target_) {
+    // Otherwise it stays open until the server's disconnect timeout, and the target (a JVM) sees
+    // a stray connection it cannot tell from a debugger.
+    log::info("session {}: a request crossed the target's close and made the server open a new target "
+              "connection; telling it to close that one",
+              id_);
+  }
+  const bool disconnect = stray_target_;
   if (reorderer_.has_gap()) {
     finish(fmt::format("the target closed the connection (410 Gone), and server payload x-seq {} never arrived",
                        reorderer_.next_expected()),
-           true, false);
+           true, disconnect);
   } else if (state_ == State::draining) {
-    finish(end_reason_, false, false);
+    finish(end_reason_, false, disconnect);
   } else if (any_payload_) {
     finish(jdwp_.state() == JdwpHandshake::State::attached
                ? "the JVM closed the debug connection (410 Gone): the program ended, or it dropped the debugger"
                : "the target closed the connection (410 Gone)",
-           false, false);
+           false, disconnect);
   } else {
     // Nothing ever came from the target: most likely the server could not connect to it.
     target_refused_ = true;
     finish("the server could not reach the target, or the target closed at once (410 Gone): is the JVM "
            "listening on its debug port, and is no other debugger attached?",
-           true, false);
+           true, disconnect);
   }
 }
 
@@ -757,6 +766,18 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     // relays to it, and buffers bodies on the way as proxies do (a body lost through nghttpx).
     behind_front_ = true;
     planner_.add_settle_margin(kFrontEndSettleNs);
+  }
+  if (target_gone_ && answer != Answer::target_closed) stray_target_ = true;  // answered on a new target connection
+  if (answer == Answer::payload && early_410_pending_) {
+    // The 410 was answered in the same moment as this data (the target replied and closed at once),
+    // and overtook it: what got 410 was applied. Sending it again would feed it to a new target
+    // connection a second time.
+    early_410_pending_ = false;
+    hold_off_until_ns_ = 0;
+    for (auto& p : pool_) p->resend = false;
+    log::debug("session {}: target data came after that 410: the target took our bytes and closed", id_);
+    target_gone_ = true;
+    uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.flush_timeout_ms, 0);
   }
   if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
     if (!served_) {
@@ -911,9 +932,12 @@ void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool
 
 bool TunnelSession::retry_early_410(Request& r) {
   if (state_ != State::open || served_ || early_410_retries_ >= kEarly410Retries) return false;
-  // No request of this session was ever answered by a live server session, so nothing was applied
-  // to a target connection: the request can go again. One hold-off covers all requests answered
-  // 410 in the same moment.
+  // No request of this session was answered by a live server session yet: most likely an old target
+  // connection was still closing, and nothing was applied. But a target that replies and closes at
+  // once sends its 410 with its data, and the 410 may come first: the hold-off gives that data time
+  // to arrive (on_request_done then ends the session instead). One hold-off covers all requests
+  // answered 410 in the same moment.
+  early_410_pending_ = true;
   if (hold_off_until_ns_ == 0) {
     const uint64_t pause_ms = 50ull << early_410_retries_;
     ++early_410_retries_;
@@ -946,6 +970,7 @@ void TunnelSession::on_payload(Request& r) {
   }
   any_payload_ = true;
   last_payload_ns_ = uv_hrtime();
+  last_payload_bytes_ = r.exchange.body().size();
   post_unanswered_ = false;
   waiting_since_ns_ = 0;
   uv_timer_stop(stall_timer_.get());

@@ -207,6 +207,7 @@ class TunnelSession {
   // connection: the first requests are then tried again after a short, growing pause.
   bool any_payload_ = false;
   uint64_t last_payload_ns_ = 0;  // when the last server payload arrived
+  size_t last_payload_bytes_ = 0;  // its size: a big one says a download runs
   uint64_t gap_since_ns_ = 0;     // when the current gap in the server's x-seq opened
   bool served_ = false;  // some request was answered by a live server session (not 410)
   JdwpHandshake jdwp_;   // only watches: "debugger attached" and friends
@@ -214,6 +215,9 @@ class TunnelSession {
   uint64_t rtt_since_ns_ = 0;
   std::optional<double> last_rtt_ms_;
   int early_410_retries_ = 0;
+  // A 410 came before any data and its retry waits out the hold-off: target data arriving meanwhile
+  // means the 410 was the target closing after it took our bytes, not an old connection closing.
+  bool early_410_pending_ = false;
   uint64_t hold_off_until_ns_ = 0;
   static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms
   // Failures in a row (reset by any tunnel answer), when the first of them happened, and the last.
@@ -258,7 +262,11 @@ class TunnelSession {
   std::vector<char> pending_upload_;
   bool reading_ = false;
   bool local_input_ended_ = false;
-  bool target_gone_ = false;  // a 410 came: the session ends once the requests still out are back  // output_outlives_input: the local input reached EOF
+  bool target_gone_ = false;  // a 410 came: the session ends once the requests still out are back
+  // A request crossed the target's close: it reached the server after the 410s and opened a new target
+  // connection there (the reference opens one for any request once the old one is gone).
+  bool stray_target_ = false;
+  // output_outlives_input: the local input reached EOF
   std::array<char, 64 * 1024> read_buffer_;
   protocol::PayloadReorderer reorderer_;
   size_t write_backlog_ = 0;

@@ -8,6 +8,11 @@ namespace tunnel {
 //  - keep a request held at all times, so the target's bytes have somewhere to go; a big POST, or
 //    one left alone for a while, gets a GET beside it (the server writes a POST's body to the target
 //    while holding it, and a target that is not read stops reading);
+//  - while a download runs (a big payload came within the quiet time), two GETs: one may sit unread
+//    on a keep-alive connection whose POST body the server still writes to a target that does not
+//    read (the server reads that connection's next request only after), and the other must drain
+//    the target meanwhile, or the three wait on each other until the request timeout kills the
+//    unread GET, whose copy the server then holds and answers into the dead connection;
 //  - a needed GET goes before a POST;
 //  - a new request makes the server release the oldest of two held with 429: only when that one is
 //    settled (a GET, or a POST whose body the server has surely read), and never a fourth request;
@@ -16,7 +21,8 @@ namespace tunnel {
 //      (a) every earlier POST is settled: x-seq arrive in order (an early one keeps a reorder slot
 //          for good), and the new one cannot release an unread one;
 //      (b) a request is surely held in front of it (a settled POST, or a GET out for the settle
-//          time): the target's next payload goes to that one, not to the unread POST;
+//          time), and not the one it releases (the oldest of two out): the target's next payload
+//          goes to that one, not to the unread POST;
 //      (c) the target is quiet or owes no answer: a target still talking would send a second
 //          payload, and that one would take the POST. Quiet: no payload for the quiet time while a
 //          request was out to take one (silence while the agent did not poll says nothing), and
@@ -25,6 +31,7 @@ namespace tunnel {
 Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const UploadState& upload, bool may_poll,
                           uint64_t now) const {
   bool get_in_flight = false;
+  size_t gets = 0;
   bool needs_companion = false;
   bool front = false;                  // (b)
   uint64_t companion_in = UINT64_MAX;  // when the oldest small POST will have been alone too long
@@ -38,6 +45,7 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
     if (oldest == nullptr || r.started_ns < oldest->started_ns) oldest = &r;
     if (r.is_get) {
       get_in_flight = true;
+      ++gets;
       const uint64_t wait = settle_wait_ns(r.body_sent_ns, now);
       if (wait == 0) front = true;
       front_in = std::min(front_in, wait);
@@ -52,7 +60,10 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
       companion_in = std::min(companion_in, r.started_ns + settings_.lone_post_ns - now);
     }
   }
-  const bool want_get = !get_in_flight && may_poll && (in_flight.empty() || needs_companion);
+  const bool downloading = upload.last_payload_bytes >= settings_.download_payload_bytes &&
+                           upload.last_payload_ns != 0 && now - upload.last_payload_ns < quiet_ns();
+  const bool want_get =
+      may_poll && ((!get_in_flight && (in_flight.empty() || needs_companion)) || (downloading && gets < 2));
   Plan plan;
   if (!want_get && !upload.waiting) {
     if (!get_in_flight && may_poll && companion_in != UINT64_MAX) plan.recheck_in_ns = companion_in;
@@ -71,6 +82,12 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   }
   // upload.waiting: (a), (b), (c) in turn; the first unmet one says when to look again.
   uint64_t wait = post_wait;
+  if (in_flight.size() == 2) {
+    // The POST releases the oldest: only the other one can stand in front of it.
+    const InFlightRequest& other = &in_flight[0] == oldest ? in_flight[1] : in_flight[0];
+    front_in = !other.is_get && other.applied ? 0 : settle_wait_ns(other.body_sent_ns, now);
+    front = front_in == 0;
+  }
   if (wait == 0 && !front) wait = front_in;  // UINT64_MAX: no GET out, and none may go now
   if (wait == 0 && !upload.target_idle) {
     const uint64_t quiet = quiet_ns();

@@ -26,11 +26,14 @@ struct UploadState {
   // The last POST's body left at this time (0: none), to a target that has talked in this session:
   // it will answer that body once it has it, so silence counts only from then.
   uint64_t last_post_to_talker_ns = 0;
+  size_t last_payload_bytes = 0;  // the size of the target's last payload
 };
 
 struct PlannerSettings {
   size_t big_post_bytes = 64 << 10;     // a POST this large always has a GET beside it
   uint64_t lone_post_ns = 50'000'000;   // a smaller POST gets a GET beside it after this long
+  // A payload this large, within the quiet time, says a download runs: the target has more to send.
+  size_t download_payload_bytes = 32 << 10;
   // + the round trip (the fastest exchange seen): a held POST's body is surely read by then. The
   // margin covers a server that reads late (a busy one, or the test server's --body-read-delay-ms 5).
   uint64_t settle_base_ns = 10'000'000;

@@ -29,6 +29,36 @@ TEST_CASE("an idle session keeps one GET waiting, and only one") {
   CHECK(plan.recheck_in_ns == 0);
 }
 
+TEST_CASE("while a download runs, two GETs are out: one may sit unread behind a POST's body") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  UploadState big = none();
+  big.last_payload_ns = now - 1 * ms;
+  big.last_payload_bytes = 100 << 10;
+  CHECK(p.next({get(now - 5 * ms)}, big, true, now).next == Next::get);
+  CHECK(p.next({get(now - 5 * ms), get(now - 2 * ms)}, big, true, now).next == Next::nothing);
+  CHECK(p.next({get(now - 5 * ms)}, big, false, now).next == Next::nothing);  // the local client lags
+  // Small payloads (request and reply, as JDWP) keep one GET; so does a download that went quiet.
+  UploadState small = big;
+  small.last_payload_bytes = 200;
+  CHECK(p.next({get(now - 5 * ms)}, small, true, now).next == Next::nothing);
+  UploadState over = big;
+  over.last_payload_ns = now - kQuiet;
+  CHECK(p.next({get(now - 5 * ms)}, over, true, now).next == Next::nothing);
+}
+
+TEST_CASE("(b) the request in front is not the one the POST releases") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  // Two GETs out: the POST makes the server release the older one, so the newer one must be held.
+  auto plan = p.next({get(now - 50 * ms), get(now - 4 * ms)}, upload(), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kSettle - 4 * ms);
+  CHECK(p.next({get(now - 50 * ms), get(now - kSettle)}, upload(), true, now).next == Next::post);
+  // Order in the list does not matter: the oldest is the one released.
+  CHECK(p.next({get(now - 4 * ms), get(now - 50 * ms)}, upload(), true, now).next == Next::nothing);
+}
+
 TEST_CASE("a local client that does not keep up stops the polling") {
   RequestPlanner p;
   CHECK(p.next({}, none(), false, 1000 * ms).next == Next::nothing);

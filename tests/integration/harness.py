@@ -217,6 +217,9 @@ class Target:
                     self.received += len(data)
                 if data.endswith(b"CLOSE-NOW"):
                     break
+                if data.endswith(b"REPLY-AND-CLOSE"):  # as a JVM answering a Dispose: the reply, then EOF
+                    conn.sendall(data)
+                    break
                 if self.echo:
                     conn.sendall(data)
         except OSError:

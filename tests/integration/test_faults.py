@@ -13,6 +13,8 @@ from harness import (Target, connect, exchange, live_output, sha256, start_agent
 # Each kind at 1% of exchanges: 5% of all exchanges fail, in every way the protocol recovers from.
 # (cut-post is drawn for POSTs with a body only, about a third of the exchanges: 3% of those.)
 RECOVERABLE = {"drop-request": 0.01, "cut-post": 0.03, "drop-held": 0.01, "502": 0.01, "504": 0.01}
+# Where each kind surely hits: the Nth request (cut-post: the Nth POST with a body).
+EACH_ONCE = {"drop-request": 20, "cut-post": 12, "drop-held": 50, "502": 80, "504": 110, "late": 40}
 
 
 class FaultTestCase(unittest.TestCase):
@@ -41,7 +43,10 @@ class RecoverableFaults(FaultTestCase):
         # 16 MiB, not 64: the server, like Spring's, keeps a reorder slot for good for every POST
         # sent again that it already had, 100 in all, and at 5% failures a long stream spends them
         # (docs/PROTOCOL-NOTES.md, known limits).
-        self.start(*(f"{kind}:{rate}" for kind, rate in RECOVERABLE.items()), "late@40", seed=20261121)
+        # Each kind once at a fixed place as well, first (the first rule that hits wins): the random
+        # draws depend on how requests interleave, and a kind never drawn would be a kind never met.
+        self.start(*(f"{kind}@{n}" for kind, n in EACH_ONCE.items()),
+                   *(f"{kind}:{rate}" for kind, rate in RECOVERABLE.items()), seed=20261121)
         payload = os.urandom(16 << 20)
         with connect(self.port) as s:
             back = exchange(s, payload, timeout=300)

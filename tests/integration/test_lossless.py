@@ -4,6 +4,7 @@ reads its body and loses the body when it answers first (--body-read-delay-ms 5 
 never frees a slot. Every test reads the server's counters and asserts that no body was lost."""
 import json
 import os
+import re
 import shutil
 import signal
 import unittest
@@ -92,6 +93,27 @@ class SlowLink(LosslessCase):
         self.assert_nothing_lost()
 
 
+class TargetCloses(LosslessCase):
+    """The target answers and closes at once (a JVM after a Dispose), across the slow link: the
+    agent's next request may cross the server's 410s and make it open a new target connection,
+    which the agent must close rather than leave to the server's 30 s disconnect timeout."""
+    link = (20, 100)
+
+    def test_no_target_connection_is_left_open_after_the_target_closes(self):
+        for session in range(1, 4):
+            with connect(self.port) as s:
+                message = b"last words REPLY-AND-CLOSE"
+                self.assertEqual(exchange(s, message, timeout=20), message)
+            wait_until(lambda: self.agent.count(r"session \d+ .*(closed|failed) after") >= session, 30,
+                       f"session {session} to end", self.agent.cond)
+            self.assertEqual(self.agent.count(r"session \d+ .*failed after"), 0, self.agent.output())
+            # Sent once, taken once: a 410 that overtook the reply is no reason to send it again.
+            self.assertEqual(self.target.received, session * len(message), self.agent.output())
+            wait_until(lambda: server_stats(self.server_port)["target_connections_open"] == 0, 10,
+                       f"the server to hold no target connection once session {session} ended")
+        self.assert_nothing_lost()
+
+
 class Stall(LosslessCase):
     """The server drops bodies on purpose (the lose-body fault): the agent must say so in time, send
     the body again, and end with a line that names the loss when nothing helps."""
@@ -126,6 +148,12 @@ class Stall(LosslessCase):
         self.assertNotIn("the local client closed the connection", line.string)
 
 
+# What jdb prints once it stops at the breakpoint, for `print i`, and as the top frame of `where`.
+LOCATION = re.compile(r'"thread=main", StressDebuggee\.tick\(\), line=7 bci=0')
+VALUE = re.compile(r" i = \d+")
+FRAME = re.compile(r"\[1\] StressDebuggee\.tick \(StressDebuggee\.java:7\)")
+
+
 class DebuggerStress(unittest.TestCase):
     """A real JVM and a real jdb: a breakpoint hit again and again, the stack and a variable read at
     each hit (each jdb command is several JDWP commands), through the hostile server."""
@@ -136,21 +164,38 @@ class DebuggerStress(unittest.TestCase):
         jvm, jdwp_port = start_debuggee("StressDebuggee.java")
         server, server_port = start_server(jdwp_port, "--body-read-delay-ms", "5", "--long-poll-ms", "2000")
         relay = Link(server_port, *link) if link else None
-        agent, port = start_agent(relay.port if relay else server_port)
+        agent, port = start_agent(relay.port if relay else server_port, "-v")
         jdb = Process(["jdb", "-connect", f"com.sun.jdi.SocketAttach:hostname=127.0.0.1,port={port}"], stdin=True)
         try:
-            jdb.wait_for_line(r"^> ", timeout=60)
-            jdb.send("stop in StressDebuggee.tick\n")
-            jdb.wait_for_line(r"Set breakpoint StressDebuggee\.tick", timeout=60)
-            for hit in range(1, self.hits + 1):
-                if hit > 1:
-                    jdb.send("cont\n")
-                wait_until(lambda: jdb.count(r"Breakpoint hit") >= hit, 60, f"breakpoint hit {hit}", jdb.cond)
-                jdb.send("where\nprint i\n")
-                wait_until(lambda: jdb.output().count(" i = ") >= hit, 60, f"print at hit {hit}", jdb.cond)
-            jdb.send("clear StressDebuggee.tick\ncont\nquit\n")
-            jdb.proc.wait(60)
-            self.assertEqual(jdb.output().count(" i = "), self.hits)
+            try:
+                jdb.wait_for_line(r"^> ", timeout=60)
+                jdb.send("stop in StressDebuggee.tick\n")
+                jdb.wait_for_line(r"Set breakpoint StressDebuggee\.tick", timeout=60)
+                for hit in range(1, self.hits + 1):
+                    if hit > 1:
+                        jdb.send("cont\n")
+                    # jdb prints "Breakpoint hit:" first and makes the thread current later, after JDWP
+                    # round trips of its own; the location line comes once it has. A command sent before
+                    # it fails in jdb ("No thread specified"), whatever the tunnel does.
+                    wait_until(lambda: len(LOCATION.findall(jdb.output())) >= hit, 60, f"breakpoint hit {hit}",
+                               jdb.cond)
+                    jdb.send("where\nprint i\n")
+                    wait_until(lambda: len(VALUE.findall(jdb.output())) >= hit, 60, f"print at hit {hit}", jdb.cond)
+                jdb.send("clear StressDebuggee.tick\ncont\nquit\n")
+                jdb.proc.wait(60)
+                self.assertEqual(len(VALUE.findall(jdb.output())), self.hits)
+                self.assertEqual(len(FRAME.findall(jdb.output())), self.hits, "each `where` shows the breakpoint")
+            except AssertionError as failure:
+                # What each side saw, so a stall can be told apart from a jdb that was not asked.
+                raise AssertionError(f"{failure}\nserver counters {server_stats(server_port)}\n"
+                                     f"--- jdb (last 3000 chars):\n{jdb.output()[-3000:]}\n"
+                                     f"--- agent:\n" + "\n".join(agent.lines[-60:]) + "\n--- server:\n" +
+                                     "\n".join(server.lines[-40:])) from None
+            # The JVM closes when jdb leaves; a request that crossed that close makes the server open a
+            # new connection to the JVM, which the agent must close (the server would keep it 30 s).
+            agent.wait_for_line(r"session 1 .*closed after", timeout=30)
+            wait_until(lambda: server_stats(server_port)["target_connections_open"] == 0, 10,
+                       "the server to hold no connection to the JVM once the session ended")
             stats = server_stats(server_port)
             print(f"\n{self.id()}: {self.hits} breakpoint hits; server counters {stats}")
             self.assertEqual(stats["bodies_lost"], 0, stats)

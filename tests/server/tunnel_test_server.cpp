@@ -18,6 +18,9 @@
 //    connection, and the 101st fails its request with 500 "Too many messages queued";
 //  - the server's x-seq restarts at 1 with each target connection;
 //  - a held request whose connection died stays held and may be answered into the dead connection;
+//  - a POST's body goes to the target on the request's own thread, which blocks while the target does
+//    not read; its answer does not wait for that (the reader thread writes it), but the HTTP
+//    connection reads its next request only once the body is through;
 //  - Tomcat's keep-alive limit: a connection carries at most 100 requests.
 // Not reproduced: Tomcat's thread pool limits, chunked request bodies' exact error paths, the
 // interrupted-reader spin after x-disconnect, and HTTP/2 (use nghttpx in front for that).
@@ -87,6 +90,7 @@ struct Stats {
   std::atomic<uint64_t> queue_overflows{0};   // "Too many messages queued" (500)
   std::atomic<uint64_t> released{0};          // 429 answers
   std::atomic<uint64_t> target_connections{0};
+  std::atomic<uint64_t> target_connections_open{0};  // opened and not yet ended
 
   std::string json() const {
     return "{\"requests\": " + std::to_string(requests) + ", \"bodies_applied\": " + std::to_string(bodies_applied) +
@@ -95,7 +99,8 @@ struct Stats {
            ", \"out_of_order\": " + std::to_string(out_of_order) + ", \"duplicates\": " + std::to_string(duplicates) +
            ", \"slots_max\": " + std::to_string(slots_max) + ", \"queue_overflows\": " + std::to_string(queue_overflows) +
            ", \"released\": " + std::to_string(released) +
-           ", \"target_connections\": " + std::to_string(target_connections) + "}";
+           ", \"target_connections\": " + std::to_string(target_connections) +
+           ", \"target_connections_open\": " + std::to_string(target_connections_open) + "}";
   }
 };
 Stats g_stats;
@@ -482,6 +487,7 @@ class Endpoint {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     session_ = std::make_shared<TargetSession>(*this, fd, ++sessions_, options_, faults_);
     ++g_stats.target_connections;
+    ++g_stats.target_connections_open;
     log_line("target connection " + std::to_string(session_->id()) + " opened to " + options_.target);
     session_->start();
     return session_;
@@ -490,7 +496,9 @@ class Endpoint {
   // clearServerThread
   void ended(TargetSession* which) {
     std::lock_guard lock(mutex_);
-    if (session_.get() == which) session_.reset();
+    if (session_.get() != which) return;
+    session_.reset();
+    --g_stats.target_connections_open;
   }
 
  private:
@@ -787,6 +795,14 @@ bool write_reply(Connection& conn, const Reply& reply) {
   return conn.write_all(head) && !close;
 }
 
+// A thread that is joined when it goes out of scope.
+struct Joined {
+  std::thread thread;
+  ~Joined() {
+    if (thread.joinable()) thread.join();
+  }
+};
+
 class Server {
  public:
   Server(const Options& options, Faults& faults) : options_(options), faults_(faults), endpoint_(options, faults) {}
@@ -813,7 +829,8 @@ class Server {
       }
       const bool close = count >= kKeepAliveMax || lower(req.header("connection")) == "close" ||
                          (req.http10 && lower(req.header("connection")) != "keep-alive");
-      std::optional<Reply> reply = handle(conn, req, *length, fault);
+      Joined forwarding;  // declared after req, so joined before req goes
+      std::optional<Reply> reply = handle(conn, req, *length, fault, forwarding.thread);
       if (!reply) return;  // drop-held, or the connection broke: it goes without an answer
       reply->close = reply->close || close;
       if (reply->status == 200 && conn.peer_gone()) {
@@ -833,7 +850,8 @@ class Server {
     return reply;
   }
 
-  std::optional<Reply> handle(Connection& conn, Request& req, size_t length, std::optional<Fault> fault) {
+  std::optional<Reply> handle(Connection& conn, Request& req, size_t length, std::optional<Fault> fault,
+                              std::thread& forwarding) {
     const std::string path = req.target.substr(0, req.target.find('?'));
     if (path == kStatsPath) return after_body(conn, req, Reply{200, "application/json", g_stats.json() + "\n"});
     const std::optional<Reply> refusal = refuse(req, path, fault);
@@ -868,10 +886,22 @@ class Server {
         session->note_lost(static_cast<uint64_t>(parse_long(req.header("x-seq")).value_or(0)));
         log_line("x-seq " + req.header("x-seq") + " lost: dropped by the lose-body fault");
       } else if (read == Connection::Read::done && session->finish_body_read(*held)) {
-        if (auto error = forward_payload(*session, req)) {
-          log_line("request failed: " + *error);
-          // like the original, the held entry stays in the list until answered or closed
-          return Reply{500, "text/plain", *error};
+        // forwardToTargetServer blocks the request's thread while the target does not read, but the
+        // answer does not wait for it: the reader thread writes it (HttpConnection.respond). Here the
+        // body goes on a thread of its own, and this connection reads its next request only once it
+        // is through (`forwarding` is joined by serve), as Tomcat's request thread would.
+        auto error = std::make_shared<std::optional<std::string>>();
+        auto done = std::make_shared<std::atomic<bool>>(false);
+        forwarding = std::thread([session, &req, error, done] {
+          *error = forward_payload(*session, req);
+          if (*error) log_line("request failed: " + **error);
+          done->store(true);
+        });
+        while (!session->wait_for(*held, std::chrono::milliseconds(5))) {
+          if (done->load() && *error) {
+            // like the original, the held entry stays in the list until answered or closed
+            return Reply{500, "text/plain", **error};
+          }
         }
       } else {
         // Answering closed the request's input on Tomcat: the body never reaches the target.
