@@ -101,11 +101,13 @@ void Listener::start_session(Waiting next) {
   session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(),
                                              LocalEnd::from_tcp(std::move(next.client)), id,
                                              std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
+  session_->seed_round_trip(round_trip_ns_);
   const uint64_t now = uv_hrtime();
   session_->start(next_attempt_ns_ > now ? (next_attempt_ns_ - now) / 1000000 : 0);
 }
 
 void Listener::on_session_closed() {
+  if (session_->round_trip_ns() != 0) round_trip_ns_ = session_->round_trip_ns();
   // 503 (target not running) and 410 before any data (target refused): the next session waits.
   if (session_->ended_target_unavailable() || session_->ended_target_refused()) {
     unavailable_backoff_ms_ = unavailable_backoff_ms_ == 0 ? 1000 : std::min<uint64_t>(unavailable_backoff_ms_ * 2, 16000);

@@ -62,6 +62,7 @@ class Listener {
   // request: 1 s, doubling to 16 s, until a session reaches a live tunnel again.
   uint64_t unavailable_backoff_ms_ = 0;
   uint64_t next_attempt_ns_ = 0;
+  uint64_t round_trip_ns_ = 0;  // what the last session measured, for the next one
 };
 
 // "127.0.0.1:54321" or "[::1]:54321" for a connected or bound socket.

@@ -294,7 +294,8 @@ void TunnelSession::pump() {
         // A POST counts as sent once the peer acknowledged all of it (a slow link holds it long).
         const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now, r->socket) : r->exchange.body_sent_ns();
         in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, sent, r->applied});
-        if (r->kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r->exchange.body_sent_ns());
+        // Reached, for the quiet rule: acknowledged too (rule (a) holds the next POST until then).
+        if (r->kind == Kind::post && sent != 0) last_post_sent_ns_ = std::max(last_post_sent_ns_, sent);
       }
       if (r->resend && (resend == nullptr || r->seq < resend->seq)) resend = r.get();
     }
@@ -714,7 +715,7 @@ void TunnelSession::end_after_target_closed(bool deadline) {
 
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
-  if (r.kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r.exchange.body_sent_ns());
+  if (r.kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r.exchange.delivered_or_sent_ns());
   log_exchange(r, result);
   if (r.exchange.attempts() > 1 && r.kind != Kind::disconnect) {
     // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
@@ -982,6 +983,15 @@ void TunnelSession::on_payload(Request& r) {
     // Request/reply traffic: a POST sent while the target owed nothing is answered by this payload.
     for (auto& p : pool_) {
       if (p->kind == Kind::post && p->sent_idle) p->applied = true;
+    }
+    // A POST kept as a suspect goes again once the target has said nothing for the stall time,
+    // counted from its last payload: an echo of earlier bytes can run on long after the suspect's
+    // answer and then stop short of the suspect's own bytes (a session hung so, silently).
+    for (const auto& p : pool_) {
+      if (p->suspect && p->retained && !p->applied) {
+        wait_for_answer(uv_hrtime());
+        break;
+      }
     }
   }
   if (local_input_ended_) {

@@ -86,6 +86,13 @@ class TunnelSession {
   bool ended_target_refused() const { return target_refused_; }
   // Some request was answered by a live tunnel (200, 204 or 429).
   bool was_served() const { return served_; }
+  // The round trip (fastest exchange) this session saw, 0 if none; a new session to the same
+  // endpoint starts from it: its own first exchanges come only after its first POSTs, whose settle
+  // and quiet times need it (a body was lost at the start of a second session across a 40 ms link).
+  uint64_t round_trip_ns() const { return planner_.round_trip_ns(); }
+  void seed_round_trip(uint64_t ns) {
+    if (ns != 0) planner_.observe_exchange(ns);
+  }
   bool failed() const { return end_is_error_; }
   // For the status line: state, bytes each way, the last round trip.
   SessionStatus status() const;
@@ -250,7 +257,7 @@ class TunnelSession {
   uint64_t lost_resends_ = 0;      // POSTs sent again because the server surely lost the body
   uint64_t maybe_resends_ = 0;     // ... because it may have: each costs a reorder slot if not
   uint64_t last_post_seq_ = 0;
-  uint64_t last_post_sent_ns_ = 0;  // when the last POST's body (or resend) left
+  uint64_t last_post_sent_ns_ = 0;  // when the peer acknowledged the last POST's body (or resend)
   uint64_t stalled_since_ns_ = 0;  // the stall warning was given (0: not stalled)
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
   // answered as a suspect, cleared by any other payload (0: nothing waits).

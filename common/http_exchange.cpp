@@ -232,7 +232,10 @@ uint64_t HttpExchange::delivered_ns(uint64_t now, curl_socket_t sock) {
   int unacked = 0;
   if (sock == CURL_SOCKET_BAD || ioctl(sock, SIOCOUTQ, &unacked) != 0) return 0;  // no socket to ask now
   if (unacked == 0) {
-    delivered_ns_ = now;
+    // Seen now, delivered some time before. Seen only after the answer came, it was delivered at
+    // the latest then: not "answered before the body was all sent" (that would resend a body the
+    // server may well have had, for a reorder slot), but answered within the settle time.
+    delivered_ns_ = answered_ns_ != 0 && answered_ns_ < now ? answered_ns_ : now;
   }
   return delivered_ns_;
 }

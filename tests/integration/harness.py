@@ -3,6 +3,7 @@ wait on conditions with deadlines (never a guessed sleep)."""
 import atexit
 import hashlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -156,17 +157,36 @@ def start_debuggee(source="DebuggeeMain.java"):
 
 
 def free_port():
-    """A port with nothing listening on it (bound, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port with nothing listening on it, for programs that cannot bind port 0 and say which port
+    they got (nghttpx, squid, tinyproxy, a JVM). Below the ephemeral range: a port from that range,
+    bound and released, can be taken at once by any outgoing connection or bind to port 0 of a test
+    running beside this one; one below it only by another free_port(), at random among thousands."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    low = max(low, 12000)
+    for _ in range(200):
+        port = random.randrange(10000, low)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port found below the ephemeral range")
 
 
-def wait_listening(port, what, timeout=30):
-    """Waits until something accepts connections on 127.0.0.1:`port`."""
+def wait_listening(port, what, timeout=30, process=None):
+    """Waits until something accepts connections on 127.0.0.1:`port`; fails at once, with what it
+    printed, if `process` exits first (a port taken after all, a bad configuration)."""
     def accepts():
+        if process is not None and process.proc.poll() is not None:
+            raise AssertionError(f"{what} exited ({process.proc.returncode}) before it listened on "
+                                 f"127.0.0.1:{port}:\n{process.output()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return True

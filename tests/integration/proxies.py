@@ -26,7 +26,7 @@ class ProxyProcess:
     def run(self, args, what):
         self.args, self.what = args, what
         self.proc = Process(args)
-        wait_listening(self.port, what)
+        wait_listening(self.port, what, process=self.proc)
 
     def restart(self):
         """Stops the proxy (its connections die with it) and starts it again on the same port."""

@@ -63,7 +63,7 @@ class Nghttpx:
         if client_cert:
             args[1:1] = ["--verify-client", f"--verify-client-cacert={pki.path('ca.pem')}"]
         self.proc = Process(args)
-        wait_listening(self.port, "nghttpx")
+        wait_listening(self.port, "nghttpx", process=self.proc)
         self.url = f"https://127.0.0.1:{self.port}/.~~spring-boot!~/debug"
 
     def stop(self):

@@ -341,10 +341,13 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
 
   // A body lost to an early answer: counted, and remembered so that a resend that brings it in
   // order is counted as a recovery.
+  // A body answered before it was read: lost, unless it repeats one already applied (a resend the
+  // server did not need loses nothing).
   void note_lost(uint64_t seq) {
     std::lock_guard lock(forward_mutex_);
+    if (seq <= last_applied_) return;
     ++g_stats.bodies_lost;
-    if (seq > last_applied_) lost_.insert(seq);
+    lost_.insert(seq);
   }
 
   // The original's forwarder: writes payloads to the target in x-seq order. An early or repeated
