@@ -916,9 +916,10 @@ void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool
     return;
   }
   if (elapsed_ns + delay_ms * 1000000 > settings_.retry_window_ms * 1000000) {
-    finish(fmt::format("{}; gave up after {} failed exchanges in a row over {:.1f} s (--retry-window {} s)", why,
-                       failures_in_row_, static_cast<double>(elapsed_ns) / 1e9,
-                       static_cast<double>(settings_.retry_window_ms) / 1000),
+    finish(fmt::format("{}; gave up after {} failed exchanges in a row over {:.2f} s: the next try, in {:.2f} s, "
+                       "would end outside --retry-window {} s",
+                       why, failures_in_row_, static_cast<double>(elapsed_ns) / 1e9,
+                       static_cast<double>(delay_ms) / 1000, static_cast<double>(settings_.retry_window_ms) / 1000),
            true, true);
     return;
   }

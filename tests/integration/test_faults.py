@@ -74,9 +74,13 @@ class RecoverableFaults(FaultTestCase):
             s.settimeout(15)
             self.assertEqual(s.recv(100), b"")  # then the session ends
         m = self.agent.wait_for_line(r"session 1 .* failed after .*: HTTP 502 Bad Gateway .*gave up after (\d+) "
-                                     r"failed exchanges in a row over ([\d.]+) s \(--retry-window 1.5 s\)")
-        self.assertGreaterEqual(int(m.group(1)), 3)
-        self.assertLessEqual(float(m.group(2)), 1.5)
+                                     r"failed exchanges in a row over ([\d.]+) s: the next try, in ([\d.]+) s, "
+                                     r"would end outside --retry-window 1.5 s")
+        failures, spent, next_wait = int(m.group(1)), float(m.group(2)), float(m.group(3))
+        self.assertGreaterEqual(failures, 3)
+        self.assertLessEqual(spent, 1.5)
+        # Not before the window is spent: the wait it refused would have ended outside it.
+        self.assertGreater(spent + next_wait, 1.5 - 0.01, "gave up with time left in the retry window")
 
 
 class UnrecoverableFaults(FaultTestCase):
