@@ -314,7 +314,7 @@ void TunnelSession::pump() {
     // has not talked yet may be about to: only after a few POSTs without a word is it taken as a sink.
     const bool talker = any_payload_ || next_upload_seq_ <= kPostsBeforeSink + 1;
     const UploadState upload{gate_ns == 0 && upload_waiting, last_payload_ns_, target_idle(),
-                             talker ? last_post_sent_ns_ : 0, last_payload_bytes_};
+                             talker ? last_post_sent_ns_ : 0, last_payload_bytes_, jvm_awaits_handshake()};
     const Plan plan = planner_.next(in_flight_, upload, local_keeps_up || keep_one_held, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
@@ -491,6 +491,7 @@ void TunnelSession::send_post() {
 // Bytes read after a pause in reading may have been sent long before: those prove nothing.
 bool TunnelSession::target_idle() const {
   if (jdwp_tracked()) return !jdwp_packets_.awaiting_reply();
+  if (jvm_awaits_handshake()) return true;
   return !post_unanswered_ && pending_since_ns_ > last_payload_ns_ && reading_since_ns_ < last_payload_ns_ &&
          pending_upload_.size() <= kReactiveBytes;
 }

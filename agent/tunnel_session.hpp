@@ -176,6 +176,11 @@ class TunnelSession {
   void note_connected();
   bool target_idle() const;
   // A debugger attached and its packets are followed: their replies say what the JVM received.
+  // A JVM says nothing before it has the debugger's handshake: the first POST, which carries it, owes
+  // no quiet time and needs no GET in front (it saves an IDE both on every attach).
+  bool jvm_awaits_handshake() const {
+    return jdwp_.state() == JdwpHandshake::State::awaiting_jvm && next_upload_seq_ == 1 && !any_payload_;
+  }
   bool jdwp_tracked() const { return jdwp_.state() == JdwpHandshake::State::attached && jdwp_packets_.active(); }
   void note_target_received(uint64_t upload_offset);  // the target surely has the stream up to here
   void on_post_answered(Request& request);            // 200/204/429 to a POST: was its body read?

@@ -13,7 +13,8 @@ namespace tunnel {
 //    read (the server reads that connection's next request only after), and the other must drain
 //    the target meanwhile, or the three wait on each other until the request timeout kills the
 //    unread GET, whose copy the server then holds and answers into the dead connection;
-//  - a needed GET goes before a POST;
+//  - a needed GET goes before a POST, except before the first words to a target that says nothing
+//    until it has them (a JVM before the handshake): its answer can only come after they were read;
 //  - a new request makes the server release the oldest of two held with 429: only when that one is
 //    settled (a GET, or a POST whose body the server has surely read), and never a fourth request;
 //  - the server holds a request first and reads its body after; an answer in between loses the
@@ -59,6 +60,12 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
     } else {
       companion_in = std::min(companion_in, r.started_ns + settings_.lone_post_ns - now);
     }
+  }
+  if (upload.waiting && upload.mute_until_sent && in_flight.size() < 3 &&
+      std::none_of(in_flight.begin(), in_flight.end(), [](const InFlightRequest& r) { return !r.is_get; })) {
+    Plan plan;
+    plan.next = Plan::Next::post;  // the target's first word can only be its answer to it: no front needed
+    return plan;
   }
   const bool downloading = upload.last_payload_bytes >= settings_.download_payload_bytes &&
                            upload.last_payload_ns != 0 && now - upload.last_payload_ns < quiet_ns();

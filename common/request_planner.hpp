@@ -27,6 +27,9 @@ struct UploadState {
   // it will answer that body once it has it, so silence counts only from then.
   uint64_t last_post_to_talker_ns = 0;
   size_t last_payload_bytes = 0;  // the size of the target's last payload
+  // The target says nothing until it has the bytes waiting (a JVM before the debugger's handshake):
+  // whatever answers them comes after they were read, so they need no request in front.
+  bool mute_until_sent = false;
 };
 
 struct PlannerSettings {

@@ -59,6 +59,20 @@ TEST_CASE("(b) the request in front is not the one the POST releases") {
   CHECK(p.next({get(now - 4 * ms), get(now - 50 * ms)}, upload(), true, now).next == Next::nothing);
 }
 
+TEST_CASE("the first words to a target that is mute until it has them go alone, at once") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  UploadState hello = upload();
+  hello.mute_until_sent = true;
+  CHECK(p.next({}, hello, true, now).next == Next::post);
+  // A GET out too briefly to be held in front does not matter either.
+  CHECK(p.next({get(now - 1 * ms)}, hello, true, now).next == Next::post);
+  // Not with a POST out: one unsettled POST at a time still.
+  CHECK(p.next({get(now - 50 * ms), post(14, now - 1 * ms, now - 1 * ms)}, hello, true, now).next == Next::nothing);
+  // And not for any other target: nothing out means a GET first.
+  CHECK(p.next({}, upload(), true, now).next == Next::get);
+}
+
 TEST_CASE("a local client that does not keep up stops the polling") {
   RequestPlanner p;
   CHECK(p.next({}, none(), false, 1000 * ms).next == Next::nothing);
