@@ -170,6 +170,31 @@ def first_byte(port, rounds=20):
     return {"median_ms": round(statistics.median(samples), 2)}
 
 
+def attach(port, agent=None, rounds=15):
+    """A debugger's attach: connect, send the JDWP handshake, read the JVM's. Between rounds the JVM
+    must take a new debugger: through the agent, once the session has ended; directly, once it
+    listens again (until then it refuses or resets a connection: that try is not counted)."""
+    samples = []
+    for i in range(rounds):
+        deadline = time.monotonic() + 30
+        while True:
+            t = time.perf_counter()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                    s.sendall(b"JDWP-Handshake")
+                    answer = recv_exact(s, 14)
+                break
+            except (ConnectionRefusedError, ConnectionResetError, RuntimeError):
+                if agent or time.monotonic() > deadline:
+                    raise
+        if answer != b"JDWP-Handshake":
+            raise RuntimeError(f"attach: the JVM answered {bytes(answer)!r} to the JDWP handshake")
+        samples.append((time.perf_counter() - t) * 1000)
+        if agent:
+            agent.wait_for_line(rf"session {i + 1} .*closed after", timeout=30)
+    return {"median_ms": round(statistics.median(samples), 2)}
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -218,8 +243,9 @@ class Htc:
         return ""
 
 
-def measure(name, make, targets, size, stats):
-    """Runs every client measurement through `make(target_port)` (None: direct TCP)."""
+def measure(name, make, targets, size, stats, jvm_port=None):
+    """Runs every client measurement through `make(target_port)` (None: direct TCP); with a JVM's
+    JDWP port, a debugger's attach too."""
     out = {}
     print(f"  {name}: ping-pong", file=sys.stderr, flush=True)
     via = make(targets.ports["echo"]) if make else None
@@ -241,6 +267,12 @@ def measure(name, make, targets, size, stats):
         print(f"  {name}: connect to first byte", file=sys.stderr, flush=True)
         via = make(targets.ports["echo"]) if make else None
         out["first_byte"] = first_byte(via.port if via else targets.ports["echo"])
+        if via:
+            via.stop()
+    if jvm_port and make is not Htc:
+        print(f"  {name}: debugger attach", file=sys.stderr, flush=True)
+        via = make(jvm_port) if make else None
+        out["attach"] = attach(via.port if via else jvm_port, via.agent if via else None)
         if via:
             via.stop()
     if via is not None or make:
@@ -291,10 +323,13 @@ def run(args):
     size = args.size_mib << 20
     targets = Targets()
     stats = {}
+    jvm, jvm_port = harness.start_debuggee() if shutil.which("java") else (None, None)
     print("direct TCP", file=sys.stderr)
-    measure("direct", None, targets, size, stats)
+    measure("direct", None, targets, size, stats, jvm_port)
     print("tunnel-agent + test server", file=sys.stderr)
-    measure("agent", lambda port: Agent(args.agent, args.server, port), targets, size, stats)
+    measure("agent", lambda port: Agent(args.agent, args.server, port), targets, size, stats, jvm_port)
+    if jvm:
+        jvm.stop(signal.SIGKILL)
     if shutil.which("htc") and shutil.which("hts"):
         print("GNU httptunnel (htc/hts)", file=sys.stderr)
         measure("htc", Htc, targets, size, stats)
@@ -325,6 +360,8 @@ def table(stats):
          ratio(a["upload"]["MB_per_s"], d["upload"]["MB_per_s"])),
         ("connect to first byte (ms)", d["first_byte"]["median_ms"], a["first_byte"]["median_ms"], "-",
          ratio(a["first_byte"]["median_ms"], d["first_byte"]["median_ms"])),
+        *([("debugger attach (ms)", d["attach"]["median_ms"], a["attach"]["median_ms"], "-",
+            ratio(a["attach"]["median_ms"], d["attach"]["median_ms"]))] if "attach" in a else []),
         ("client peak RSS (MiB)", "-", a["peak_rss_mib"], h and h["peak_rss_mib"], ""),
         ("client own memory after bulk (MiB)", "-", a["anon_rss_mib"], h and h["anon_rss_mib"], ""),
         ("client CPU (s per GB moved)", "-", a["cpu_s_per_gb"], h and h["cpu_s_per_gb"], ""),
