@@ -210,6 +210,7 @@ class Target:
         self.opened = []   # monotonic times
         self.closed = []   # monotonic times
         self.received = 0
+        self.data = []     # what each connection received, in order of opening
         self.conns = []
         self.stopping = False
         threading.Thread(target=self._accept, daemon=True).start()
@@ -223,10 +224,12 @@ class Target:
             with self.cond:
                 self.opened.append(time.monotonic())
                 self.conns.append(conn)
+                self.data.append(bytearray())
+                received = self.data[-1]
                 self.cond.notify_all()
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, received), daemon=True).start()
 
-    def _serve(self, conn):
+    def _serve(self, conn, received):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while True:
@@ -235,6 +238,8 @@ class Target:
                     break
                 with self.cond:
                     self.received += len(data)
+                    if len(received) < 1 << 20:  # enough to tell streams apart, bounded for big transfers
+                        received.extend(data[:(1 << 20) - len(received)])
                 if data.endswith(b"CLOSE-NOW"):
                     break
                 if data.endswith(b"REPLY-AND-CLOSE"):  # as a JVM answering a Dispose: the reply, then EOF

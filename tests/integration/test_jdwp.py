@@ -29,11 +29,14 @@ def jdb_threads(port, attempts=10, host="127.0.0.1"):
     raise AssertionError(f"jdb could not attach in {attempts} attempts:\n{jdb.output()}")
 
 
-class JdwpEndToEnd(unittest.TestCase):
+class NeedsJdk(unittest.TestCase):
     def setUp(self):
         # A missing JDK is a failure, never a skip: scripts/setup installs it.
         for tool in ("java", "jdb"):
             self.assertIsNotNone(shutil.which(tool), f"{tool} is missing: run scripts/setup (it installs a JDK)")
+
+
+class JdwpEndToEnd(NeedsJdk):
 
     def test_jdb_lists_the_threads_of_a_jvm_behind_the_tunnel(self):
         jvm, jdwp_port = start_debuggee()
@@ -47,8 +50,9 @@ class JdwpEndToEnd(unittest.TestCase):
             agent.wait_for_line(r"session 1: debugger attached: the JVM answered the JDWP handshake after \d+ ms")
             agent.wait_for_line(r"session 1 .*closed after .*: (the debugger detached|the JVM closed the debug "
                                 r"connection)")
-            # The debugger left through the tunnel; the JVM accepts a new debugger at once.
-            self.assertRegex(jdb_threads(port), r"\(java\.lang\.Thread\)\S+\s+main\s")
+            # The debugger left through the tunnel; the JVM accepts a new debugger at once: the first
+            # attach works (the agent itself rides out the JVM's moment of not listening yet).
+            self.assertRegex(jdb_threads(port, attempts=1), r"\(java\.lang\.Thread\)\S+\s+main\s")
             # Only refused re-attaches (410) may have ended sessions early; nothing failed.
             self.assertEqual(agent.count(r"failed"), 0, agent.output())
         finally:
@@ -58,8 +62,7 @@ class JdwpEndToEnd(unittest.TestCase):
         self.assertEqual(code, 0, agent.output())
 
 
-@unittest.skipUnless(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
-class TwoForwards(unittest.TestCase):
+class TwoForwards(NeedsJdk):
     def test_two_forwards_carry_two_jdwp_sessions_to_two_jvms_at_once(self):
         import threading
         from harness import AGENT, ENDPOINT_PATH
@@ -101,8 +104,7 @@ class TwoForwards(unittest.TestCase):
         self.assertEqual(code, 0, agent.output())
 
 
-@unittest.skipUnless(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
-class JdwpThroughProxyChainAndTls(unittest.TestCase):
+class JdwpThroughProxyChainAndTls(NeedsJdk):
     def test_jdb_through_two_proxies_and_tls(self):
         from proxies import Squid, Tinyproxy
         from tls import Nghttpx, Pki
