@@ -621,8 +621,12 @@ void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   if (!again.empty()) action = fmt::format("; sending x-seq {} again", fmt::join(again, ", "));
   if (self->stalled_since_ns_ == 0) {
     self->stalled_since_ns_ = self->waiting_since_ns_;
-    log::warn("session {}: what the local client sent has waited {:.0f} s for an answer: {}{}", self->id_,
-              seconds_since(self->waiting_since_ns_), self->stall_text(), action);
+    // libuv's timer counts from the loop's cached time, a little before the stamp: never less than
+    // the threshold that fired it ("waited 1 s" for --stall-warning 1.5 read wrong).
+    const double waited = std::max(seconds_since(self->waiting_since_ns_),
+                                   static_cast<double>(self->settings_.stall_warning_ms) / 1000);
+    log::warn("session {}: what the local client sent has waited {:.0f} s for an answer: {}{}", self->id_, waited,
+              self->stall_text(), action);
   } else if (!again.empty()) {
     log::warn("session {}: still no answer after {:.0f} s{}", self->id_, seconds_since(self->stalled_since_ns_), action);
   }

@@ -55,7 +55,10 @@ def post(port, seq, body):
 class ServerProtocol(unittest.TestCase):
     def setUp(self):
         self.target = Target()
-        self.server, self.port = start_server(self.target.port, "--long-poll-ms", "300", "--disconnect-ms", "5000")
+        # --log-requests: the tests wait for the server to have held a request before the next goes
+        # (requests on separate connections race otherwise, and the case under test may not happen).
+        self.server, self.port = start_server(self.target.port, "--long-poll-ms", "300", "--disconnect-ms", "5000",
+                                              "--log-requests")
 
     def tearDown(self):
         self.server.stop(signal.SIGKILL)
@@ -63,8 +66,9 @@ class ServerProtocol(unittest.TestCase):
 
     def test_a_third_request_releases_the_oldest_with_429(self):
         first = Request(self.port)
-        self.target.wait_opened(1)
+        self.server.wait_for_line(r"held GET")
         second = Request(self.port)
+        wait_until(lambda: self.server.count(r"held GET") == 2, 10, "the second GET held", self.server.cond)
         # Until a third arrives, both stay held (a 204 comes only after the long poll).
         third = post(self.port, 1, b"x")
         self.assertEqual(first.result(), 429)
@@ -86,6 +90,7 @@ class ServerProtocol(unittest.TestCase):
         requests = [Request(self.port)]
         self.target.wait_opened(1)
         requests.append(post(self.port, 2, b"world"))  # early: queued until x-seq 1 arrives
+        self.server.wait_for_line(r"x-seq 2 early: queued")  # so the reorder map is surely used
         requests.append(post(self.port, 1, b"hello "))
         wait_until(lambda: self.target.received >= 11, 10, "11 bytes at the target", self.target.cond)
         # Collect the echo, in the server's x-seq order, from whichever requests carried it.
@@ -104,7 +109,7 @@ class ServerProtocol(unittest.TestCase):
         disconnect = Request(self.port, "POST", b"", {"Content-Type": "application/x-disconnect"})
         self.assertEqual(held.result(), 410)
         self.assertEqual(disconnect.result(), 410)
-        self.target.wait_closed(1, timeout=1)
+        self.target.wait_closed(1, timeout=10)
         self.server.wait_for_line(r"target connection 1 closed: x-disconnect")
 
     def test_server_x_seq_restarts_at_1_with_a_new_target_connection(self):
