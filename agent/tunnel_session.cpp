@@ -350,7 +350,7 @@ void TunnelSession::note_failure(bool maybe_held) {
 // A POST sent again goes unchanged (same x-seq, same body: the server applies an x-seq once).
 void TunnelSession::resend_post(Request& r) {
   r.resend = false;
-  r.exchange.prepare_post(r.body.data(), r.body.size(), r.headers.list());
+  r.exchange.prepare_post(r.body.data(), r.body.size(), r.headers.list(), close_after_post(r.body.size()));
   send(r, Kind::post);
 }
 
@@ -476,7 +476,7 @@ void TunnelSession::send_post() {
   r->suspect = false;
   if (waiting_since_ns_ == 0) wait_for_answer(uv_hrtime());
   build_headers(r->headers, settings_, Kind::post, r->seq);
-  r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list());
+  r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list(), close_after_post(r->body.size()));
   bytes_up_ += r->body.size();
   log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
              r->seq, r->body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
@@ -489,6 +489,18 @@ void TunnelSession::send_post() {
 // other client: a payload came after the last POST, and the few bytes to send came after it, while
 // the agent was reading (the client waited for the answer before it spoke again: request/reply).
 // Bytes read after a pause in reading may have been sent long before: those prove nothing.
+// The server writes a POST's body to the target on the request's thread, which blocks while the
+// target does not read, and reads that connection's next request only after (Tomcat, and the test
+// server as it). A GET that libcurl put on that connection then sits unread, and with two such
+// POSTs nothing is left to drain the target: all wait on each other until the request timeout
+// (measured: a 64 MiB echo stalled so). A large body (streamed, more than the target's socket
+// takes at once) closes its connection when done. Only over HTTP/1.1: over HTTP/2 the front end
+// (nghttpx) keeps its own connections to the server, and closing one would end every stream on it.
+bool TunnelSession::close_after_post(size_t body_size) const {
+  if (body_size <= HttpExchange::kInlineBodyMax || behind_front_) return false;
+  return settings_.http.url.rfind("http://", 0) == 0 || served_;  // https: known once answers came
+}
+
 bool TunnelSession::target_idle() const {
   if (jdwp_tracked()) return !jdwp_packets_.awaiting_reply();
   if (jvm_awaits_handshake()) return true;
@@ -596,6 +608,7 @@ void TunnelSession::on_uv_suspect_timeout(uv_timer_t* timer) noexcept {
 // Bytes handed to the target now wait for a sign of life from it (a payload).
 void TunnelSession::wait_for_answer(uint64_t since_ns) {
   waiting_since_ns_ = since_ns;
+  waiting_for_suspects_ = false;
   if (settings_.stall_warning_ms > 0) {
     uv_timer_start(stall_timer_.get(), &TunnelSession::on_uv_stall_timeout, settings_.stall_warning_ms, 0);
   }
@@ -996,6 +1009,7 @@ void TunnelSession::on_payload(Request& r) {
     for (const auto& p : pool_) {
       if (p->suspect && p->retained && !p->applied) {
         wait_for_answer(uv_hrtime());
+        waiting_for_suspects_ = true;  // not for an answer the input's end is owed (see the linger)
         break;
       }
     }
@@ -1053,10 +1067,32 @@ void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
   const bool uploading = std::any_of(self->pool_.begin(), self->pool_.end(), [](const auto& r) {
     return r->kind == Kind::post && (r->busy || r->resend);
   });
-  if (!self->pending_upload_.empty() || uploading || (self->waiting_since_ns_ != 0 && self->any_payload_)) {
+  if (!self->pending_upload_.empty() || uploading ||
+      (self->waiting_since_ns_ != 0 && self->any_payload_ && !self->waiting_for_suspects_)) {
     // Still sending the input's end, or waiting for the answer to it (the stall timer speaks if it
     // never comes): output may come after it.
     uv_timer_start(timer, &TunnelSession::on_uv_linger_timeout, self->settings_.linger_ms, 0);
+    return;
+  }
+  // POSTs answered before their bodies were surely read, with nothing after them to show that the
+  // target had them: sent again before the end. Safe either way: the server applies one it lost (and
+  // the x-seq held up behind it), and keeps one it had as a repeat, whose reorder slot no longer
+  // matters in a session that is ending. Then one more linger time for the output that may follow.
+  std::vector<uint64_t> unsure;
+  for (auto& r : self->pool_) {
+    if (!r->suspect || !r->retained || r->applied) continue;
+    r->suspect = false;
+    r->resend = true;
+    ++self->maybe_resends_;
+    unsure.push_back(r->seq);
+  }
+  if (!unsure.empty()) {
+    std::sort(unsure.begin(), unsure.end());
+    log::debug("session {}: the input ended and the target went quiet; sending x-seq {} again before ending "
+               "(they were answered before their bodies were surely read)",
+               self->id_, fmt::join(unsure, ", "));
+    uv_timer_start(timer, &TunnelSession::on_uv_linger_timeout, self->settings_.linger_ms, 0);
+    self->pump();
     return;
   }
   self->finish(fmt::format("the input ended, and the target sent nothing for {:.1f} s after it",

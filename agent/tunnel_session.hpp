@@ -178,6 +178,7 @@ class TunnelSession {
   // A debugger attached and its packets are followed: their replies say what the JVM received.
   // A JVM says nothing before it has the debugger's handshake: the first POST, which carries it, owes
   // no quiet time and needs no GET in front (it saves an IDE both on every attach).
+  bool close_after_post(size_t body_size) const;
   bool jvm_awaits_handshake() const {
     return jdwp_.state() == JdwpHandshake::State::awaiting_jvm && next_upload_seq_ == 1 && !any_payload_;
   }
@@ -267,6 +268,7 @@ class TunnelSession {
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
   // answered as a suspect, cleared by any other payload (0: nothing waits).
   uint64_t waiting_since_ns_ = 0;
+  bool waiting_for_suspects_ = false;  // the stall clock runs only for suspects, not for an owed answer
   static constexpr int kMaxSuspects = 4;
   void wait_for_answer(uint64_t since_ns);
   uint64_t jitter_state_ = 1;  // xorshift state for the back-off's jitter

@@ -182,6 +182,7 @@ void HttpExchange::reset_answer() {
   reason_.clear();
   answered_ns_ = 0;
   delivered_ns_ = 0;
+  undelivered_seen_ns_ = 0;
   body_.clear();
   body_too_large_ = false;
   error_buffer_[0] = '\0';
@@ -189,14 +190,16 @@ void HttpExchange::reset_answer() {
 
 void HttpExchange::prepare_get(curl_slist* headers) {
   reset_answer();
+  curl_easy_setopt(easy_, CURLOPT_FORBID_REUSE, 0L);
   body_sent_ns_ = 0;
   inline_body_ = true;  // a GET is all head: body_sent_ns() says when it left
   curl_easy_setopt(easy_, CURLOPT_HTTPGET, 1L);
   curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, headers);
 }
 
-void HttpExchange::prepare_post(const char* data, size_t size, curl_slist* headers) {
+void HttpExchange::prepare_post(const char* data, size_t size, curl_slist* headers, bool close_after) {
   reset_answer();
+  curl_easy_setopt(easy_, CURLOPT_FORBID_REUSE, close_after ? 1L : 0L);
   upload_ = data;
   upload_size_ = size;
   upload_offset_ = 0;
@@ -232,10 +235,12 @@ uint64_t HttpExchange::delivered_ns(uint64_t now, curl_socket_t sock) {
   int unacked = 0;
   if (sock == CURL_SOCKET_BAD || ioctl(sock, SIOCOUTQ, &unacked) != 0) return 0;  // no socket to ask now
   if (unacked == 0) {
-    // Seen now, delivered some time before. Seen only after the answer came, it was delivered at
-    // the latest then: not "answered before the body was all sent" (that would resend a body the
-    // server may well have had, for a reorder slot), but answered within the settle time.
-    delivered_ns_ = answered_ns_ != 0 && answered_ns_ < now ? answered_ns_ : now;
+    // Seen now, delivered some time since it was last seen undelivered (or since libcurl let go of
+    // it). Seen only after the answer came, that is the time to go by: "now" would make a body the
+    // server had read look answered before it was all sent, and a long-held one look just sent.
+    delivered_ns_ = answered_ns_ != 0 && answered_ns_ < now ? std::max(body_sent_ns_, undelivered_seen_ns_) : now;
+  } else {
+    undelivered_seen_ns_ = now;
   }
   return delivered_ns_;
 }
@@ -263,6 +268,7 @@ int HttpExchange::on_curl_seek(void* userp, curl_off_t offset, int origin) noexc
   self->upload_offset_ = static_cast<size_t>(offset);
   self->body_sent_ns_ = 0;
   self->delivered_ns_ = 0;
+  self->undelivered_seen_ns_ = 0;
   return CURL_SEEKFUNC_OK;
 }
 

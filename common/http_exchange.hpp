@@ -77,7 +77,9 @@ class HttpExchange {
   // Make the next request a GET / a POST of `size` bytes at `data` (kept alive by the caller until
   // the transfer ends). `headers` stays owned by the caller, alive until the transfer ends.
   void prepare_get(curl_slist* headers);
-  void prepare_post(const char* data, size_t size, curl_slist* headers);
+  // `close_after`: the connection closes once this transfer is done, so no later request queues
+  // behind it (see the session's use).
+  void prepare_post(const char* data, size_t size, curl_slist* headers, bool close_after = false);
   // uv_hrtime() at which libcurl took the last byte of the POST body, or sent a GET (0: not yet).
   uint64_t body_sent_ns() const { return body_sent_ns_; }
   // uv_hrtime() at which the peer had acknowledged every byte of the request (head and body): the
@@ -147,6 +149,7 @@ class HttpExchange {
   uint64_t body_sent_ns_ = 0;
   uint64_t answered_ns_ = 0;
   uint64_t delivered_ns_ = 0;
+  uint64_t undelivered_seen_ns_ = 0;  // when bytes of the body were last seen unacknowledged
   int attempts_ = 0;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };

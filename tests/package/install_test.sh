@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the .deb on a clean Debian root with apt-get, as a user would, and runs it from there.
 #
-#   tests/package/install_test.sh build-package/tunnel-agent_*.deb
+#   tests/package/install_test.sh build-package/tunnel-agent_*.deb [build/tests/tunnel-test-server]
+#
+# With the test server, 1 MiB also goes through the installed agent to an echo target and back.
 #
 # The clean root is a minimal bookworm made by debootstrap from the machine's Debian mirror; apt in
 # that root then fetches the package's dependencies (the only network use, the same as scripts/setup).
@@ -72,4 +74,8 @@ unshare --net bash -c '
   cat <&3 >>"$1/run.log"  # the rest, until the agent exits and closes its end
   wait "$pid" && [ -n "$listening" ]' _ "$work" "$root" ||
   fail "the installed agent did not listen and stop cleanly on Ctrl-C (its output is below)" "$work/run.log"
+if [ -n "${2:-}" ]; then
+  unshare --net python3 "$(dirname "$0")/through_installed.py" "$root" "$(realpath "$2")" ||
+    fail "bytes did not go through the installed agent intact (above)"
+fi
 echo "install test: passed"
