@@ -1007,7 +1007,7 @@ void TunnelSession::on_payload(Request& r) {
     // counted from its last payload: an echo of earlier bytes can run on long after the suspect's
     // answer and then stop short of the suspect's own bytes (a session hung so, silently).
     for (const auto& p : pool_) {
-      if (p->suspect && p->retained && !p->applied) {
+      if (p->unconfirmed()) {
         wait_for_answer(uv_hrtime());
         waiting_for_suspects_ = true;  // not for an answer the input's end is owed (see the linger)
         break;
@@ -1080,7 +1080,7 @@ void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
   // matters in a session that is ending. Then one more linger time for the output that may follow.
   std::vector<uint64_t> unsure;
   for (auto& r : self->pool_) {
-    if (!r->suspect || !r->retained || r->applied) continue;
+    if (!r->unconfirmed()) continue;
     r->suspect = false;
     r->resend = true;
     ++self->maybe_resends_;

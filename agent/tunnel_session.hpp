@@ -129,6 +129,8 @@ class TunnelSession {
     bool retained = false;  // the last POST, or a suspect: kept to send again if the target stalls
     bool suspect = false;   // answered by target data within the settle time: its own answer, or a theft
     bool applied = false;   // a POST the target surely received (a reply to it came)
+    // A suspect still kept, and nothing since has shown that the target had its body.
+    bool unconfirmed() const { return suspect && retained && !applied; }
     bool sent_idle = false;  // a POST sent while the target owed no answer: the next payload answers it
     uint64_t upload_start = 0;  // offset of its first byte in the local client's stream
   };
@@ -175,13 +177,13 @@ class TunnelSession {
   void note_jdwp();  // a lifecycle line when the JDWP handshake moved on
   void note_connected();
   bool target_idle() const;
-  // A debugger attached and its packets are followed: their replies say what the JVM received.
+  bool close_after_post(size_t body_size) const;  // the POST's connection closes when done (see the .cpp)
   // A JVM says nothing before it has the debugger's handshake: the first POST, which carries it, owes
   // no quiet time and needs no GET in front (it saves an IDE both on every attach).
-  bool close_after_post(size_t body_size) const;
   bool jvm_awaits_handshake() const {
     return jdwp_.state() == JdwpHandshake::State::awaiting_jvm && next_upload_seq_ == 1 && !any_payload_;
   }
+  // A debugger attached and its packets are followed: their replies say what the JVM received.
   bool jdwp_tracked() const { return jdwp_.state() == JdwpHandshake::State::attached && jdwp_packets_.active(); }
   void note_target_received(uint64_t upload_offset);  // the target surely has the stream up to here
   void on_post_answered(Request& request);            // 200/204/429 to a POST: was its body read?

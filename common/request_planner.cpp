@@ -31,7 +31,6 @@ namespace tunnel {
 //          its first answer may be on its way already).
 Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const UploadState& upload, bool may_poll,
                           uint64_t now) const {
-  bool get_in_flight = false;
   size_t gets = 0;
   bool needs_companion = false;
   bool front = false;                  // (b)
@@ -45,7 +44,6 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
     listening_since = std::min(listening_since, r.body_sent_ns == 0 ? now : r.body_sent_ns);
     if (oldest == nullptr || r.started_ns < oldest->started_ns) oldest = &r;
     if (r.is_get) {
-      get_in_flight = true;
       ++gets;
       const uint64_t wait = settle_wait_ns(r.body_sent_ns, now);
       if (wait == 0) front = true;
@@ -70,10 +68,10 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   const bool downloading = upload.last_payload_bytes >= settings_.download_payload_bytes &&
                            upload.last_payload_ns != 0 && now - upload.last_payload_ns < quiet_ns();
   const bool want_get =
-      may_poll && ((!get_in_flight && (in_flight.empty() || needs_companion)) || (downloading && gets < 2));
+      may_poll && ((gets == 0 && (in_flight.empty() || needs_companion)) || (downloading && gets < 2));
   Plan plan;
   if (!want_get && !upload.waiting) {
-    if (!get_in_flight && may_poll && companion_in != UINT64_MAX) plan.recheck_in_ns = companion_in;
+    if (gets == 0 && may_poll && companion_in != UINT64_MAX) plan.recheck_in_ns = companion_in;
     return plan;
   }
   if (in_flight.size() >= 3) return plan;  // a release is on its way back: wait for it

@@ -75,6 +75,24 @@ struct Done final : Transfer {
   }
 };
 
+// A GET of `path` on 127.0.0.1:`port`, started on `driver`; `done` hears how it ended.
+struct Get {
+  Get(CurlUvDriver& driver, int port, const char* path)
+      : options{make_options(port, path)}, exchange(options), started(false) {
+    exchange.prepare_get(nullptr);
+    started = driver.start(exchange.easy(), &done) == CURLM_OK;
+  }
+  static HttpOptions make_options(int port, const char* path) {
+    HttpOptions o;
+    o.url = fmt::format("http://127.0.0.1:{}{}", port, path);
+    return o;
+  }
+  HttpOptions options;  // outlives the exchange, as it must
+  HttpExchange exchange;
+  Done done;
+  bool started;
+};
+
 bool run_until(uv_loop_t* loop, const std::function<bool()>& done, uint64_t deadline_ms = 5000) {
   uint64_t end = uv_now(loop) + deadline_ms;
   while (!done() && uv_now(loop) < end) uv_run(loop, UV_RUN_ONCE);
@@ -130,26 +148,18 @@ TEST_CASE("a cancelled transfer is never reported, and the driver closes cleanly
   {
     Responder silent(&loop, "");
     CurlUvDriver driver(&loop);
-    HttpOptions options;
-    options.url = fmt::format("http://127.0.0.1:{}/held", silent.port);
-    HttpExchange exchange(options);
-    exchange.prepare_get(nullptr);
-    Done done;
-    REQUIRE(driver.start(exchange.easy(), &done) == CURLM_OK);
+    Get held(driver, silent.port, "/held");
+    REQUIRE(held.started);
     REQUIRE(run_until(&loop, [&] { return !silent.requests.empty() && !silent.requests[0].empty(); }));
-    driver.cancel(exchange.easy());
+    driver.cancel(held.exchange.easy());
     // A late report would come from a later round of the loop: run a second transfer to its end,
     // which gives libcurl and libuv every chance to report the first one.
     Responder answering(&loop, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-    HttpOptions other_options;
-    other_options.url = fmt::format("http://127.0.0.1:{}/other", answering.port);
-    HttpExchange other(other_options);
-    other.prepare_get(nullptr);
-    Done other_done;
-    REQUIRE(driver.start(other.easy(), &other_done) == CURLM_OK);
-    REQUIRE(run_until(&loop, [&] { return other_done.calls == 1; }));
-    CHECK(other_done.result == CURLE_OK);
-    CHECK(done.calls == 0);
+    Get other(driver, answering.port, "/other");
+    REQUIRE(other.started);
+    REQUIRE(run_until(&loop, [&] { return other.done.calls == 1; }));
+    CHECK(other.done.result == CURLE_OK);
+    CHECK(held.done.calls == 0);
     driver.close();
   }
   close_all(&loop);
@@ -166,15 +176,11 @@ TEST_CASE("a refused connection is reported as CURLE_COULDNT_CONNECT") {
     }  // closed again: nothing listens on `port` any more
     uv_run(&loop, UV_RUN_NOWAIT);
     CurlUvDriver driver(&loop);
-    HttpOptions options;
-    options.url = fmt::format("http://127.0.0.1:{}/", port);
-    HttpExchange exchange(options);
-    exchange.prepare_get(nullptr);
-    Done done;
-    REQUIRE(driver.start(exchange.easy(), &done) == CURLM_OK);
-    REQUIRE(run_until(&loop, [&] { return done.calls == 1; }));
-    CHECK(done.result == CURLE_COULDNT_CONNECT);
-    CHECK(describe_curl_error(done.result, exchange.error_detail()).find("connect") != std::string::npos);
+    Get refused(driver, port, "/");
+    REQUIRE(refused.started);
+    REQUIRE(run_until(&loop, [&] { return refused.done.calls == 1; }));
+    CHECK(refused.done.result == CURLE_COULDNT_CONNECT);
+    CHECK(describe_curl_error(refused.done.result, refused.exchange.error_detail()).find("connect") != std::string::npos);
     driver.close();
   }
   close_all(&loop);
