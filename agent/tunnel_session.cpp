@@ -30,9 +30,10 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
       peer_(std::move(peer)),
       on_closed_(std::move(on_closed)),
       planner_(settings.planner),
-      reorderer_(settings.download_window),
+      download_(settings.download_window),
+      recovery_({settings.retry_window_ms, settings.retry_base_ms, settings.retry_cap_ms, kUnservedAttempts},
+                uv_hrtime() ^ (id << 40)),
       started_ns_(uv_hrtime()) {
-  jitter_state_ = (started_ns_ ^ (id << 40)) | 1;
   client_.set_data(this);
   gap_timer_.init(loop_, uv_timer_init);
   gap_timer_.get()->data = this;
@@ -71,7 +72,7 @@ void TunnelSession::start(uint64_t hold_off_ms) {
 void TunnelSession::stop() {
   if (state_ == State::open || state_ == State::draining) {
     set_reading(false);
-    pending_upload_.clear();  // the agent is going away: the server is told to drop the target
+    upload_.discard_pending();  // the agent is going away: the server is told to drop the target
     stopping_ = true;
     finish("the agent is stopping", false, true);
   }
@@ -120,15 +121,13 @@ void TunnelSession::on_local_data(const char* data, size_t size) {
   if (jdwp_.from_client(data, size)) note_jdwp();
   jdwp_packets_.from_client(data, size, now);
   if (rtt_since_ns_ == 0) rtt_since_ns_ = now;
-  if (pending_upload_.empty()) pending_since_ns_ = now;
-  upload_offset_ += size;
   try {
-    pending_upload_.insert(pending_upload_.end(), data, data + size);
+    upload_.append(data, size, now);
   } catch (const std::bad_alloc&) {
     finish("out of memory buffering local data", true, true);
     return;
   }
-  if (pending_upload_.size() >= settings_.upload_window) set_reading(false);
+  if (upload_.pending() >= settings_.upload_window) set_reading(false);
   pump();
 }
 
@@ -176,7 +175,7 @@ void TunnelSession::write_local(std::vector<char> data) {
     finish(fmt::format("writing to the local client failed: {}", uv_strerror(rc)), true, true);
     return;
   }
-  write_backlog_ += size;
+  download_.writing(size);
 }
 
 SessionStatus TunnelSession::status() const {
@@ -190,8 +189,8 @@ SessionStatus TunnelSession::status() const {
     out.state = "closing";
   } else if (stalled_since_ns_ != 0) {
     out.state = fmt::format("stalled: no answer for {:.0f} s", seconds_since(stalled_since_ns_));
-  } else if (failures_in_row_ > 0) {
-    out.state = fmt::format("retrying ({} failed in a row)", failures_in_row_);
+  } else if (recovery_.failures_in_row() > 0) {
+    out.state = fmt::format("retrying ({} failed in a row)", recovery_.failures_in_row());
   } else if (jdwp_.state() == JdwpHandshake::State::attached) {
     out.state = "debugger attached";
   } else if (jdwp_.state() == JdwpHandshake::State::awaiting_jvm) {
@@ -238,7 +237,7 @@ void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
   TunnelSession* self = w->session;
   const size_t size = w->data.size();
   delete w;
-  self->write_backlog_ -= size;
+  self->download_.written(size);
   if (status == 0) {
     self->bytes_down_ += size;
     self->pump();
@@ -251,7 +250,7 @@ void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
 
 TunnelSession::Request& TunnelSession::idle_request() {
   for (auto& r : pool_) {
-    if (!r->busy && !r->resend && !r->retained) return *r;
+    if (!r->busy) return *r;
   }
   pool_.push_back(std::make_unique<Request>(*this, settings_.http, chain_));
   return *pool_.back();
@@ -265,7 +264,7 @@ void TunnelSession::pump() {
     end_after_target_closed();  // nothing more to send: the target is gone
     return;
   }
-  if (release_gets_ > 0 && failures_in_row_ <= 1) {
+  if (recovery_.releases_owed() > 0 && recovery_.failures_in_row() <= 1) {
     // After one failure, at once, not after the back-off: a request the server may hold for a
     // dead connection must be released before the target's next bytes go out on it.
     send_releases();
@@ -288,33 +287,24 @@ void TunnelSession::pump() {
   for (;;) {
     const uint64_t now = uv_hrtime();
     in_flight_.clear();
-    Request* resend = nullptr;  // POSTs to send again go first, lowest x-seq first, as the planner allows
     for (const auto& r : pool_) {
-      if (r->busy) {
-        // A POST counts as sent once the peer acknowledged all of it (a slow link holds it long).
-        const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now, r->socket) : r->exchange.body_sent_ns();
-        in_flight_.push_back({r->kind == Kind::get, r->body.size(), r->started_ns, sent, r->applied});
-        // Reached, for the quiet rule: acknowledged too (rule (a) holds the next POST until then).
-        if (r->kind == Kind::post && sent != 0) last_post_sent_ns_ = std::max(last_post_sent_ns_, sent);
-      }
-      if (r->resend && (resend == nullptr || r->seq < resend->seq)) resend = r.get();
+      if (!r->busy) continue;
+      // A POST counts as sent once the peer acknowledged all of it (a slow link holds it long).
+      const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now, r->socket) : r->exchange.body_sent_ns();
+      const bool applied = r->kind == Kind::post && r->post->applied;
+      in_flight_.push_back({r->kind == Kind::get, r->body_size(), r->started_ns, sent, applied});
+      // Reached, for the quiet rule: acknowledged too (rule (a) holds the next POST until then).
+      if (r->kind == Kind::post && sent != 0) last_post_sent_ns_ = std::max(last_post_sent_ns_, sent);
     }
-    // While the local client does not take what it was sent, no request goes (a POST's answer
-    // may carry more for it too): the memory a session holds stays bounded.
-    // Nor while much waits behind a missing payload: its request is on its way (a POST answered
-    // only once the server has written its body to a slow target), and more would only queue up.
-    const bool room_behind_gap = reorderer_.waiting_bytes() < settings_.download_window / 2;
-    const bool local_keeps_up = write_backlog_ < settings_.download_window && room_behind_gap;
-    const bool upload_waiting = local_keeps_up && (resend != nullptr || !pending_upload_.empty());
-    // Still, one request stays held up to twice the window: a target that closes while the server
-    // holds no request is never reported (the next request opens a new target connection).
-    const bool keep_one_held =
-        in_flight_.empty() && write_backlog_ < 2 * settings_.download_window && room_behind_gap;
+    Post* resend = upload_.next_resend();  // POSTs to send again go first, lowest x-seq first
+    const bool local_keeps_up = download_.keeps_up();
+    const bool upload_waiting = local_keeps_up && (resend != nullptr || upload_.pending() > 0);
+    const bool keep_one_held = in_flight_.empty() && download_.may_keep_one_held();
     // A target that talked answers the last POST (its answer may be on its way already); one that
     // has not talked yet may be about to: only after a few POSTs without a word is it taken as a sink.
-    const bool talker = any_payload_ || next_upload_seq_ <= kPostsBeforeSink + 1;
-    const UploadState upload{gate_ns == 0 && upload_waiting, last_payload_ns_, target_idle(),
-                             talker ? last_post_sent_ns_ : 0, last_payload_bytes_, jvm_awaits_handshake()};
+    const bool talker = download_.any_payload() || upload_.next_seq() <= kPostsBeforeSink + 1;
+    const UploadState upload{gate_ns == 0 && upload_waiting, download_.last_payload_ns(), target_idle(),
+                             talker ? last_post_sent_ns_ : 0, download_.last_payload_bytes(), jvm_awaits_handshake()};
     const Plan plan = planner_.next(in_flight_, upload, local_keeps_up || keep_one_held, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
@@ -325,7 +315,8 @@ void TunnelSession::pump() {
       break;
     }
     if (plan.next == Plan::Next::post && resend != nullptr) {
-      resend_post(*resend);
+      resend->resend = false;
+      send_post(*resend);
     } else if (plan.next == Plan::Next::post) {
       send_post();
     } else {
@@ -333,25 +324,10 @@ void TunnelSession::pump() {
     }
     if (state_ != State::open && state_ != State::draining) return;
   }
-  if (state_ == State::open && !reading_ && !local_input_ended_ && pending_upload_.size() < settings_.upload_window) {
+  if (state_ == State::open && !reading_ && !local_input_ended_ && upload_.pending() < settings_.upload_window) {
     set_reading(true);
   }
-  if (state_ == State::draining && pending_upload_.empty()) drain();
-}
-
-// A new failure: requests sent from now on belong to a new epoch. While a request may still be held
-// for a dead connection (`maybe_held` now or since the last answered epoch), two GETs go to release it.
-void TunnelSession::note_failure(bool maybe_held) {
-  ++failure_epoch_;
-  if (maybe_held) release_pending_ = true;
-  if (release_pending_) release_gets_ = 2;
-}
-
-// A POST sent again goes unchanged (same x-seq, same body: the server applies an x-seq once).
-void TunnelSession::resend_post(Request& r) {
-  r.resend = false;
-  r.exchange.prepare_post(r.body.data(), r.body.size(), r.headers.list(), close_after_post(r.body.size()));
-  send(r, Kind::post);
+  if (state_ == State::draining && upload_.pending() == 0) drain();
 }
 
 // The requests that make the server release one it may hold for a dead connection.
@@ -360,16 +336,16 @@ void TunnelSession::send_releases() {
   const uint64_t now = uv_hrtime();
   uint64_t unsettled = 0;
   for (const auto& r : pool_) {
-    if (r->busy && r->kind == Kind::post && !r->applied) {
+    if (r->busy && r->kind == Kind::post && !r->post->applied) {
       unsettled = std::max(unsettled, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
     }
   }
-  if (release_gets_ > 0 && unsettled > 0) {
+  if (recovery_.releases_owed() > 0 && unsettled > 0) {
     uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, unsettled / 1000000 + 1, 0);
     return;
   }
-  while (release_gets_ > 0 && (state_ == State::open || state_ == State::draining)) {
-    --release_gets_;
+  while (recovery_.releases_owed() > 0 && (state_ == State::open || state_ == State::draining)) {
+    recovery_.release_sent();
     Request& r = send_get();
     r.release = true;
   }
@@ -378,11 +354,11 @@ void TunnelSession::send_releases() {
 // 0 once the releases sent after the last failure have surely been read by the server (or none
 // is needed); else how long until they are.
 uint64_t TunnelSession::release_gate_ns(uint64_t now) const {
-  if (!release_pending_) return 0;
-  if (release_gets_ > 0) return planner_.settle_ns();  // not sent yet (back-off)
+  if (!recovery_.release_pending()) return 0;
+  if (recovery_.releases_owed() > 0) return planner_.settle_ns();  // not sent yet (back-off)
   uint64_t wait = 0;
   for (const auto& r : pool_) {
-    if (!r->busy || !r->release || r->epoch != failure_epoch_) continue;
+    if (!r->busy || !r->release || r->epoch != recovery_.epoch()) continue;
     wait = std::max(wait, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
   }
   return wait;
@@ -394,9 +370,8 @@ void TunnelSession::drain() {
   // surely read (settled: sent a few milliseconds ago) the disconnect cannot overtake it.
   const uint64_t now = uv_hrtime();
   uint64_t wait_ns = 0;
-  uint64_t unsent = 0;  // the lowest x-seq still to be sent again
+  const uint64_t unsent = upload_.lowest_resend_seq();  // 0: none
   for (const auto& r : pool_) {
-    if (r->resend && (unsent == 0 || r->seq < unsent)) unsent = r->seq;
     if (!r->busy || r->kind != Kind::post) continue;
     wait_ns = std::max(wait_ns, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
   }
@@ -436,7 +411,7 @@ void TunnelSession::build_headers(HeaderLines& lines, const SessionSettings& set
 
 TunnelSession::Request& TunnelSession::send_get() {
   Request& r = idle_request();
-  r.body.clear();
+  r.post = nullptr;
   build_headers(r.headers, settings_, Kind::get, 0);
   r.exchange.prepare_get(r.headers.list());
   send(r, Kind::get);
@@ -444,11 +419,10 @@ TunnelSession::Request& TunnelSession::send_get() {
 }
 
 void TunnelSession::send_post() {
-  Request* r = &idle_request();
   // While the target talks back, a small POST keeps short the gap that payloads queued behind its
   // body leave; while it is quiet (an upload), bigger POSTs mean fewer settle waits.
-  const bool quiet = !reorderer_.has_gap() &&
-                     (last_payload_ns_ == 0 || uv_hrtime() - last_payload_ns_ >= settings_.quiet_ms * 1000000);
+  const uint64_t last = download_.last_payload_ns();
+  const bool quiet = !download_.has_gap() && (last == 0 || uv_hrtime() - last >= settings_.quiet_ms * 1000000);
   size_t cap = quiet ? settings_.max_quiet_post_body : settings_.max_post_body;
   // Through proxies a big body reaches the server long after libcurl handed it over (each hop
   // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
@@ -456,32 +430,22 @@ void TunnelSession::send_post() {
   if (chain_ != nullptr || !settings_.http.proxy.hops.empty() || behind_front_) {
     cap = std::min(cap, HttpExchange::kInlineBodyMax);
   }
-  const size_t take = std::min(pending_upload_.size(), cap);
-  r->body.clear();
-  if (take == pending_upload_.size()) {
-    std::swap(r->body, pending_upload_);  // no copy; the request's old buffer is reused for pending
-  } else {
-    r->body.assign(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
-    pending_upload_.erase(pending_upload_.begin(), pending_upload_.begin() + static_cast<std::ptrdiff_t>(take));
-  }
-  r->seq = next_upload_seq_++;
-  last_post_seq_ = r->seq;
-  r->applied = false;
-  r->sent_idle = target_idle();
-  r->upload_start = posted_offset_;
-  posted_offset_ += r->body.size();
-  post_unanswered_ = true;
-  for (auto& other : pool_) other->retained = other->suspect;
-  r->retained = true;  // kept until the next POST: sent again if the target stalls
-  r->suspect = false;
+  Post& post = upload_.cut(cap, target_idle());
+  bytes_up_ += post.body.size();
   if (waiting_since_ns_ == 0) wait_for_answer(uv_hrtime());
-  build_headers(r->headers, settings_, Kind::post, r->seq);
-  r->exchange.prepare_post(r->body.data(), r->body.size(), r->headers.list(), close_after_post(r->body.size()));
-  bytes_up_ += r->body.size();
   log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
-             r->seq, r->body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
+             post.seq, post.body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
              static_cast<double>(planner_.settle_ns()) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
-  send(*r, Kind::post);
+  send_post(post);
+}
+
+// A POST sent again goes unchanged (same x-seq, same body: the server applies an x-seq once).
+void TunnelSession::send_post(Post& post) {
+  Request& r = idle_request();
+  r.post = &post;
+  build_headers(r.headers, settings_, Kind::post, post.seq);
+  r.exchange.prepare_post(post.body.data(), post.body.size(), r.headers.list(), close_after_post(post.body.size()));
+  if (send(r, Kind::post)) post.in_flight = true;
 }
 
 // Whether the target owes no answer to what it was sent, so that a POST now cannot meet a second
@@ -504,82 +468,55 @@ bool TunnelSession::close_after_post(size_t body_size) const {
 bool TunnelSession::target_idle() const {
   if (jdwp_tracked()) return !jdwp_packets_.awaiting_reply();
   if (jvm_awaits_handshake()) return true;
-  return !post_unanswered_ && pending_since_ns_ > last_payload_ns_ && reading_since_ns_ < last_payload_ns_ &&
-         pending_upload_.size() <= kReactiveBytes;
+  const uint64_t last = download_.last_payload_ns();
+  return !upload_.answer_owed() && upload_.pending_since_ns() > last && reading_since_ns_ < last &&
+         upload_.pending() <= kReactiveBytes;
 }
 
-// A JDWP reply came for a command ending at `upload_offset`: every POST that carried a byte
-// before it was received by the target (a POST is applied whole or not at all).
-void TunnelSession::note_target_received(uint64_t upload_offset) {
-  for (auto& r : pool_) {
-    if (r->kind == Kind::post && r->upload_start < upload_offset) r->applied = true;
-  }
-}
+// A JDWP reply came for a command ending at `upload_offset`.
+void TunnelSession::note_target_received(uint64_t upload_offset) { upload_.target_received(upload_offset); }
 
 // A POST was answered (200, 204 or 429). The reference server answers a request it holds even
 // before it has read the body, and then the body is lost: a POST answered before its body was surely
 // read goes again, same x-seq. Free when the body was lost (it arrives in order); one of the server's
 // 100 reorder slots when it was not (docs/PROTOCOL-NOTES.md).
 void TunnelSession::on_post_answered(Request& r) {
+  Post& post = *r.post;
   // Before the peer acknowledged the whole body the server cannot have read it: surely lost.
-  const InFlightRequest post{false, r.body.size(), r.started_ns, r.exchange.delivered_or_sent_ns(), r.applied};
-  const PostFate fate = planner_.fate(post, r.exchange.answered_ns());
-  if (fate == PostFate::maybe_lost && jdwp_tracked()) {
-    // The JVM answers every command: if the reply to this POST's commands comes within a few round
-    // trips, it arrived and a resend would only keep a reorder slot. Otherwise it goes again then.
-    r.suspect = true;
-    r.retained = true;
-    const uint64_t check_ms = std::max<uint64_t>(50, 4 * planner_.round_trip_ns() / 1000000);
-    uv_timer_start(suspect_timer_.get(), &TunnelSession::on_uv_suspect_timeout, check_ms, 0);
-    return;
-  }
-  if (fate == PostFate::maybe_lost && r.exchange.status() == 200 && !jdwp_tracked()) {
-    // Target data on it soon after its body left. A POST goes only while the target is quiet, so
-    // this is most likely its own answer (an echo) and a resend would cost a reorder slot for good;
-    // but a target that paused mid-output can have stolen it. Kept, and sent again if nothing comes
-    // from the target for the stall time (JDWP needs none of this: its replies say what arrived).
-    r.suspect = true;
-    r.retained = true;
-    int suspects = 0;
-    Request* oldest = nullptr;
-    for (auto& p : pool_) {
-      if (!p->suspect) continue;
-      ++suspects;
-      if (oldest == nullptr || p->seq < oldest->seq) oldest = p.get();
+  const InFlightRequest sent{false, post.body.size(), r.started_ns, r.exchange.delivered_or_sent_ns(), post.applied};
+  const PostFate fate = planner_.fate(sent, r.exchange.answered_ns());
+  switch (upload_.on_answered(post, fate, jdwp_tracked(), r.exchange.status() == 200)) {
+    case UploadStream::Outcome::kept:
+      break;
+    case UploadStream::Outcome::jdwp_suspect: {
+      // Sent again if the JVM has not answered its commands within a few round trips.
+      const uint64_t check_ms = std::max<uint64_t>(50, 4 * planner_.round_trip_ns() / 1000000);
+      uv_timer_start(suspect_timer_.get(), &TunnelSession::on_uv_suspect_timeout, check_ms, 0);
+      break;
     }
-    if (suspects > kMaxSuspects) {
-      oldest->suspect = false;
-      oldest->retained = oldest->seq == last_post_seq_;
-    }
-    wait_for_answer(uv_hrtime());
-    return;
-  }
-  switch (fate) {
-    case PostFate::read:
-      return;
-    case PostFate::lost:
-      ++lost_resends_;
+    case UploadStream::Outcome::suspect:
+      wait_for_answer(uv_hrtime());  // sent again if nothing comes from the target for the stall time
+      break;
+    case UploadStream::Outcome::lost:
       log::debug("session {}: POST x-seq {} was answered ({}) before its body was all sent: the server lost the "
                  "body; sending it again",
-                 id_, r.seq, r.exchange.status());
+                 id_, post.seq, r.exchange.status());
       break;
-    case PostFate::maybe_lost:
-      ++maybe_resends_;
+    case UploadStream::Outcome::maybe_lost:
       log::debug("session {}: POST x-seq {} was answered ({}) before its body was surely read; sending it again",
-                 id_, r.seq, r.exchange.status());
-      if (maybe_resends_ == 50 || maybe_resends_ == 90) {
+                 id_, post.seq, r.exchange.status());
+      if (upload_.maybe_resends() == 50 || upload_.maybe_resends() == 90) {
         log::warn("session {}: {} POSTs were sent again for fear of a lost body; each one the server did have "
                   "takes one of its 100 reorder slots for the rest of this session",
-                  id_, maybe_resends_);
+                  id_, upload_.maybe_resends());
       }
       break;
   }
-  r.resend = true;
 }
 
 std::string TunnelSession::stall_text() const {
-  std::string text = last_post_seq_ == 0 ? std::string("no POST was sent")
-                                         : fmt::format("the last POST sent was x-seq {}", last_post_seq_);
+  std::string text = upload_.last_seq() == 0 ? std::string("no POST was sent")
+                                             : fmt::format("the last POST sent was x-seq {}", upload_.last_seq());
   if (const auto* command = jdwp_packets_.oldest_unanswered(); command != nullptr && jdwp_tracked()) {
     text += fmt::format("; the JVM has not answered JDWP command {}, sent {:.1f} s ago",
                         JdwpPackets::describe(*command), seconds_since(command->sent_ns));
@@ -592,15 +529,10 @@ std::string TunnelSession::stall_text() const {
 void TunnelSession::on_uv_suspect_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if (self->state_ != State::open && self->state_ != State::draining) return;
-  for (auto& r : self->pool_) {
-    if (!r->suspect || r->busy || r->resend) continue;
-    r->suspect = false;
-    r->retained = r->seq == self->last_post_seq_;
-    if (r->applied) continue;  // its reply came: the JVM has it
-    r->resend = true;
-    ++self->maybe_resends_;
+  const auto again = self->upload_.resend_unanswered_suspects();
+  if (!again.empty()) {
     log::debug("session {}: no JDWP reply to POST x-seq {}, answered before its body was surely read: sending it again",
-               self->id_, r->seq);
+               self->id_, fmt::join(again, ", "));
   }
   self->pump();
 }
@@ -620,16 +552,8 @@ void TunnelSession::wait_for_answer(uint64_t since_ns) {
 void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
-  if (!self->any_payload_) return;  // a target that never talks (an upload): silence is normal
-  std::vector<uint64_t> again;
-  for (auto& r : self->pool_) {
-    if (!r->retained || r->busy || r->resend || r->applied) continue;
-    r->resend = true;  // pump() sends resends lowest x-seq first, each as the planner allows
-    r->suspect = false;
-    ++self->maybe_resends_;
-    again.push_back(r->seq);
-  }
-  std::sort(again.begin(), again.end());
+  if (!self->download_.any_payload()) return;  // a target that never talks (an upload): silence is normal
+  const auto again = self->upload_.resend_retained();  // pump() sends them as the planner allows
   std::string action;
   if (!again.empty()) action = fmt::format("; sending x-seq {} again", fmt::join(again, ", "));
   if (self->stalled_since_ns_ == 0) {
@@ -662,7 +586,7 @@ void TunnelSession::send_disconnect(uint64_t timeout_ms) {
 bool TunnelSession::send(Request& r, Kind kind) {
   r.kind = kind;
   r.started_ns = uv_hrtime();
-  r.epoch = failure_epoch_;
+  r.epoch = recovery_.epoch();
   r.release = false;
   CURLMcode rc = driver_.start(r.exchange.easy(), &r);
   if (rc != CURLM_OK) {
@@ -681,7 +605,7 @@ bool TunnelSession::send(Request& r, Kind kind) {
 void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
   if (!log::enabled(log::Level::debug)) return;
   const char* what = r.kind == Kind::get ? "GET" : r.kind == Kind::post ? "POST" : "POST x-disconnect";
-  std::string sent = r.kind == Kind::post ? fmt::format(" x-seq {} ({} bytes)", r.seq, r.body.size()) : "";
+  std::string sent = r.kind == Kind::post ? fmt::format(" x-seq {} ({} bytes)", r.post->seq, r.body_size()) : "";
   std::string answer;
   if (result != CURLE_OK) {
     answer = describe_curl_error(result, r.exchange.error_detail());
@@ -711,13 +635,13 @@ void TunnelSession::end_after_target_closed(bool deadline) {
               id_);
   }
   const bool disconnect = stray_target_;
-  if (reorderer_.has_gap()) {
+  if (download_.has_gap()) {
     finish(fmt::format("the target closed the connection (410 Gone), and server payload x-seq {} never arrived",
-                       reorderer_.next_expected()),
+                       download_.next_expected()),
            true, disconnect);
   } else if (state_ == State::draining) {
     finish(end_reason_, false, disconnect);
-  } else if (any_payload_) {
+  } else if (download_.any_payload()) {
     finish(jdwp_.state() == JdwpHandshake::State::attached
                ? "the JVM closed the debug connection (410 Gone): the program ended, or it dropped the debugger"
                : "the target closed the connection (410 Gone)",
@@ -733,13 +657,16 @@ void TunnelSession::end_after_target_closed(bool deadline) {
 
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
-  if (r.kind == Kind::post) last_post_sent_ns_ = std::max(last_post_sent_ns_, r.exchange.delivered_or_sent_ns());
+  if (r.kind == Kind::post) {
+    r.post->in_flight = false;
+    last_post_sent_ns_ = std::max(last_post_sent_ns_, r.exchange.delivered_or_sent_ns());
+  }
   log_exchange(r, result);
   if (r.exchange.attempts() > 1 && r.kind != Kind::disconnect) {
     // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
     log::debug("session {}: libcurl sent that request {} times (its connection had died)", id_, r.exchange.attempts());
     ++retries_;
-    note_failure(true);
+    recovery_.note_failure(true);
   }
   if (result == CURLE_OK) {
     // The round trip: an answer that was neither a long poll (a 204 waited for the server's timeout)
@@ -793,7 +720,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     // connection a second time.
     early_410_pending_ = false;
     hold_off_until_ns_ = 0;
-    for (auto& p : pool_) p->resend = false;
+    upload_.cancel_resends();
     log::debug("session {}: target data came after that 410: the target took our bytes and closed", id_);
     target_gone_ = true;
     uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.flush_timeout_ms, 0);
@@ -803,8 +730,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
       served_ = true;
       note_connected();
     }
-    failures_in_row_ = 0;
-    if (r.epoch == failure_epoch_) release_pending_ = false;  // the releases went through
+    recovery_.on_answer(r.epoch);
   }
   switch (answer) {
     case Answer::payload:
@@ -856,7 +782,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
         finish(fmt::format("the server failed POST x-seq {} (HTTP {}): its reorder queue may be full (an earlier "
                            "body lost, or more than 100 POSTs sent again in this session); the target's stream "
                            "is broken from x-seq {}",
-                           r.seq, status_text(status, r.exchange.reason()), r.seq),
+                           r.post->seq, status_text(status, r.exchange.reason()), r.post->seq),
                true, true);
         return;
       }
@@ -916,37 +842,31 @@ std::string TunnelSession::fatal_transfer_error(const Request& r, CURLcode resul
 
 void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool maybe_held) {
   const uint64_t now = uv_hrtime();
-  if (failures_in_row_ == 0) failing_since_ns_ = now;
-  ++failures_in_row_;
-  last_failure_ = why;
-  // Capped exponential back-off with jitter: half of the step plus a random part of the other half.
-  const uint64_t step = std::min(settings_.retry_cap_ms, settings_.retry_base_ms << std::min(failures_in_row_ - 1, 16u));
-  jitter_state_ ^= jitter_state_ << 13;
-  jitter_state_ ^= jitter_state_ >> 7;
-  jitter_state_ ^= jitter_state_ << 17;
-  const uint64_t delay_ms = step / 2 + jitter_state_ % (step / 2 + 1);
-  const uint64_t elapsed_ns = now - failing_since_ns_;
-  const char* what = r.kind == Kind::get ? "GET" : "POST";
-  if (!served_ && failures_in_row_ >= kUnservedAttempts) {
-    // Never reached a live tunnel: most likely a wrong URL, proxy or certificate; say so soon.
-    finish(fmt::format("{} (failed {} times in a row before any answer from the tunnel)", why, failures_in_row_),
-           true, false);
-    return;
-  }
-  if (elapsed_ns + delay_ms * 1000000 > settings_.retry_window_ms * 1000000) {
-    finish(fmt::format("{}; gave up after {} failed exchanges in a row over {:.2f} s: the next try, in {:.2f} s, "
-                       "would end outside --retry-window {} s",
-                       why, failures_in_row_, static_cast<double>(elapsed_ns) / 1e9,
-                       static_cast<double>(delay_ms) / 1000, static_cast<double>(settings_.retry_window_ms) / 1000),
-           true, true);
-    return;
+  const RetryPolicy::Verdict verdict = recovery_.on_failure(now, served_);
+  switch (verdict.action) {
+    case RetryPolicy::Verdict::Action::give_up_unserved:
+      // Never reached a live tunnel: most likely a wrong URL, proxy or certificate; say so soon.
+      finish(fmt::format("{} (failed {} times in a row before any answer from the tunnel)", why, verdict.failures),
+             true, false);
+      return;
+    case RetryPolicy::Verdict::Action::give_up_window:
+      finish(fmt::format("{}; gave up after {} failed exchanges in a row over {:.2f} s: the next try, in {:.2f} s, "
+                         "would end outside --retry-window {} s",
+                         why, verdict.failures, static_cast<double>(verdict.failing_for_ns) / 1e9,
+                         static_cast<double>(verdict.delay_ms) / 1000,
+                         static_cast<double>(settings_.retry_window_ms) / 1000),
+             true, true);
+      return;
+    case RetryPolicy::Verdict::Action::retry:
+      break;
   }
   ++retries_;
+  const char* what = r.kind == Kind::get ? "GET" : "POST";
   log::warn("session {}: {}{}: {}; trying again in {} ms", id_, what,
-            r.kind == Kind::post ? fmt::format(" x-seq {}", r.seq) : std::string(), why, delay_ms);
-  if (r.kind == Kind::post) r.resend = true;
-  note_failure(maybe_held);
-  hold_off_until_ns_ = std::max(hold_off_until_ns_, now + delay_ms * 1000000);
+            r.kind == Kind::post ? fmt::format(" x-seq {}", r.post->seq) : std::string(), why, verdict.delay_ms);
+  if (r.kind == Kind::post) r.post->resend = true;
+  recovery_.note_failure(maybe_held);
+  hold_off_until_ns_ = std::max(hold_off_until_ns_, now + verdict.delay_ms * 1000000);
   pump();
 }
 
@@ -966,7 +886,7 @@ bool TunnelSession::retry_early_410(Request& r) {
                "trying again in {} ms",
                id_, pause_ms);
   }
-  if (r.kind == Kind::post) r.resend = true;
+  if (r.kind == Kind::post) r.post->resend = true;
   pump();
   return true;
 }
@@ -988,48 +908,34 @@ void TunnelSession::on_payload(Request& r) {
            true, true);
     return;
   }
-  any_payload_ = true;
-  last_payload_ns_ = uv_hrtime();
-  last_payload_bytes_ = r.exchange.body().size();
-  post_unanswered_ = false;
+  upload_.payload_arrived(jdwp_tracked());
   waiting_since_ns_ = 0;
   uv_timer_stop(stall_timer_.get());
   if (stalled_since_ns_ != 0) {
     log::info("session {}: the target answered again after {:.1f} s", id_, seconds_since(stalled_since_ns_));
     stalled_since_ns_ = 0;
   }
-  if (!jdwp_tracked()) {
-    // Request/reply traffic: a POST sent while the target owed nothing is answered by this payload.
-    for (auto& p : pool_) {
-      if (p->kind == Kind::post && p->sent_idle) p->applied = true;
-    }
+  if (!jdwp_tracked() && upload_.has_unconfirmed()) {
     // A POST kept as a suspect goes again once the target has said nothing for the stall time,
     // counted from its last payload: an echo of earlier bytes can run on long after the suspect's
     // answer and then stop short of the suspect's own bytes (a session hung so, silently).
-    for (const auto& p : pool_) {
-      if (p->unconfirmed()) {
-        wait_for_answer(uv_hrtime());
-        waiting_for_suspects_ = true;  // not for an answer the input's end is owed (see the linger)
-        break;
-      }
-    }
+    wait_for_answer(uv_hrtime());
+    waiting_for_suspects_ = true;  // not for an answer the input's end is owed (see the linger)
   }
   if (local_input_ended_) {
     uv_timer_start(linger_timer_.get(), &TunnelSession::on_uv_linger_timeout, settings_.linger_ms, 0);
   }
-  const uint64_t expected = reorderer_.next_expected();
-  auto result = reorderer_.push(*seq, std::move(r.exchange.body()));
-  if (result != protocol::PayloadReorderer::Result::accepted) {
-    finish(protocol::describe(result, *seq, expected) + "; the session ends rather than corrupt the stream", true, true);
+  const uint64_t expected = download_.next_expected();
+  const auto pushed = download_.push(*seq, std::move(r.exchange.body()), uv_hrtime());
+  if (pushed.result != protocol::PayloadReorderer::Result::accepted) {
+    finish(protocol::describe(pushed.result, *seq, expected) + "; the session ends rather than corrupt the stream",
+           true, true);
     return;
   }
-  while (auto ready = reorderer_.pop_ready()) write_local(std::move(*ready));
-  if (reorderer_.has_gap()) {
-    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(gap_timer_.get()))) {
-      gap_since_ns_ = uv_hrtime();
-      uv_timer_start(gap_timer_.get(), &TunnelSession::on_uv_gap_timeout, settings_.gap_timeout_ms, 0);
-    }
-  } else {
+  while (auto ready = download_.pop_ready()) write_local(std::move(*ready));
+  if (pushed.gap_opened) {
+    uv_timer_start(gap_timer_.get(), &TunnelSession::on_uv_gap_timeout, settings_.gap_timeout_ms, 0);
+  } else if (!download_.has_gap()) {
     uv_timer_stop(gap_timer_.get());
   }
 }
@@ -1042,14 +948,15 @@ void TunnelSession::on_uv_gap_timeout(uv_timer_t* timer) noexcept {
   const uint64_t now = uv_hrtime();
   const uint64_t limit_ns = static_cast<uint64_t>(self->settings_.http.request_timeout_ms) * 1000000;
   for (const auto& r : self->pool_) {
-    if (r->busy && r->started_ns < self->gap_since_ns_ && now - self->gap_since_ns_ < limit_ns) {
+    const uint64_t since = self->download_.gap_since_ns();
+    if (r->busy && r->started_ns < since && now - since < limit_ns) {
       uv_timer_start(timer, &TunnelSession::on_uv_gap_timeout, self->settings_.gap_timeout_ms / 5 + 1, 0);
       return;
     }
   }
   self->finish(fmt::format("server payload x-seq {} was lost (later ones arrived, it did not): the stream cannot "
                            "continue without it",
-                           self->reorderer_.next_expected()),
+                           self->download_.next_expected()),
                true, true);
 }
 
@@ -1064,11 +971,8 @@ void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
                  true, true);
     return;
   }
-  const bool uploading = std::any_of(self->pool_.begin(), self->pool_.end(), [](const auto& r) {
-    return r->kind == Kind::post && (r->busy || r->resend);
-  });
-  if (!self->pending_upload_.empty() || uploading ||
-      (self->waiting_since_ns_ != 0 && self->any_payload_ && !self->waiting_for_suspects_)) {
+  if (self->upload_.pending() > 0 || self->upload_.busy() ||
+      (self->waiting_since_ns_ != 0 && self->download_.any_payload() && !self->waiting_for_suspects_)) {
     // Still sending the input's end, or waiting for the answer to it (the stall timer speaks if it
     // never comes): output may come after it.
     uv_timer_start(timer, &TunnelSession::on_uv_linger_timeout, self->settings_.linger_ms, 0);
@@ -1078,16 +982,8 @@ void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
   // target had them: sent again before the end. Safe either way: the server applies one it lost (and
   // the x-seq held up behind it), and keeps one it had as a repeat, whose reorder slot no longer
   // matters in a session that is ending. Then one more linger time for the output that may follow.
-  std::vector<uint64_t> unsure;
-  for (auto& r : self->pool_) {
-    if (!r->unconfirmed()) continue;
-    r->suspect = false;
-    r->resend = true;
-    ++self->maybe_resends_;
-    unsure.push_back(r->seq);
-  }
+  const auto unsure = self->upload_.resend_unconfirmed();
   if (!unsure.empty()) {
-    std::sort(unsure.begin(), unsure.end());
     log::debug("session {}: the input ended and the target went quiet; sending x-seq {} again before ending "
                "(they were answered before their bodies were surely read)",
                self->id_, fmt::join(unsure, ", "));
@@ -1166,7 +1062,7 @@ void TunnelSession::close_local(bool flush) {
     uv_timer_stop(pump_timer_.get());
   }
   if (!client_) return;
-  if (flush && !already_closing && write_backlog_ > 0) {
+  if (flush && !already_closing && download_.backlog() > 0) {
     // Let the local client take what it was sent, then FIN; a deadline covers a client that stalls.
     auto* req = new uv_shutdown_t{};
     req->data = this;
@@ -1203,10 +1099,12 @@ void TunnelSession::on_client_closed(void* data) noexcept {
   std::string summary = fmt::format("after {:.1f} s, {} bytes sent, {} bytes received", seconds_since(self->started_ns_),
                                     self->bytes_up_, self->bytes_down_);
   if (self->retries_ > 0) summary += fmt::format(", {} exchanges retried", self->retries_);
-  if (self->lost_resends_ + self->maybe_resends_ > 0) {
+  const uint64_t lost = self->upload_.lost_resends();
+  const uint64_t maybe = self->upload_.maybe_resends();
+  if (lost + maybe > 0) {
     summary += fmt::format(", {} POST bodies sent again that the server lost or may have lost ({} perhaps "
                            "needlessly)",
-                           self->lost_resends_ + self->maybe_resends_, self->maybe_resends_);
+                           lost + maybe, maybe);
   }
   if (self->end_is_error_) {
     log::error("session {} ({}) failed {}: {}", self->id_, self->peer_, summary, self->end_reason_);

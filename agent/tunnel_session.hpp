@@ -8,12 +8,15 @@
 #include "agent/forward_status.hpp"
 #include "agent/local_end.hpp"
 #include "common/curl_uv_driver.hpp"
+#include "common/download_stream.hpp"
 #include "common/http_exchange.hpp"
 #include "common/jdwp_handshake.hpp"
 #include "common/jdwp_packets.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/request_planner.hpp"
+#include "common/retry_policy.hpp"
 #include "common/tunnel_protocol.hpp"
+#include "common/upload_stream.hpp"
 #include "common/uv_handle.hpp"
 
 #include <uv.h>
@@ -118,21 +121,13 @@ class TunnelSession {
     TunnelSession& session;
     HttpExchange exchange;
     HeaderLines headers;
-    std::vector<char> body;
     Kind kind = Kind::get;
-    uint64_t seq = 0;
+    Post* post = nullptr;  // a POST's body and what is known of it, owned by the upload side
     uint64_t started_ns = 0;
-    uint64_t epoch = 0;    // the session's failure_epoch_ when it was sent
+    uint64_t epoch = 0;    // the recovery's epoch when it was sent
     bool release = false;  // sent to make the server release a request held for a dead connection
     bool busy = false;
-    bool resend = false;  // a POST to be sent again as it is (same x-seq, same body)
-    bool retained = false;  // the last POST, or a suspect: kept to send again if the target stalls
-    bool suspect = false;   // answered by target data within the settle time: its own answer, or a theft
-    bool applied = false;   // a POST the target surely received (a reply to it came)
-    // A suspect still kept, and nothing since has shown that the target had its body.
-    bool unconfirmed() const { return suspect && retained && !applied; }
-    bool sent_idle = false;  // a POST sent while the target owed no answer: the next payload answers it
-    uint64_t upload_start = 0;  // offset of its first byte in the local client's stream
+    size_t body_size() const { return kind == Kind::post && post != nullptr ? post->body.size() : 0; }
   };
   struct LocalWrite {
     uv_write_t req;
@@ -167,11 +162,10 @@ class TunnelSession {
   void retry_after_failure(Request& request, const std::string& why, bool maybe_held);
   // One line for a transfer that failed; empty when the failure may be retried.
   std::string fatal_transfer_error(const Request& request, CURLcode result) const;
-  void resend_post(Request& request);
-  void note_failure(bool maybe_held);
   void end_after_target_closed(bool deadline = false);
   void send_releases();
   void send_post();
+  void send_post(Post& post);  // a new POST, or one sent again unchanged
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);
   void note_jdwp();  // a lifecycle line when the JDWP handshake moved on
@@ -181,7 +175,7 @@ class TunnelSession {
   // A JVM says nothing before it has the debugger's handshake: the first POST, which carries it, owes
   // no quiet time and needs no GET in front (it saves an IDE both on every attach).
   bool jvm_awaits_handshake() const {
-    return jdwp_.state() == JdwpHandshake::State::awaiting_jvm && next_upload_seq_ == 1 && !any_payload_;
+    return jdwp_.state() == JdwpHandshake::State::awaiting_jvm && upload_.next_seq() == 1 && !download_.any_payload();
   }
   // A debugger attached and its packets are followed: their replies say what the JVM received.
   bool jdwp_tracked() const { return jdwp_.state() == JdwpHandshake::State::attached && jdwp_packets_.active(); }
@@ -212,80 +206,59 @@ class TunnelSession {
   bool stopping_ = false;  // the agent stops: shorter deadlines, so that it exits within 2 s
   static constexpr uint64_t kStopDeadlineMs = 700;
 
-  // Requests in flight; the planner decides what goes next.
+  // The parts, each with one job (pure, unit-tested in tests/common): which request goes next, the
+  // upload side (local bytes to numbered POST bodies, and what goes again), the download side
+  // (payloads in order, gaps, the local client's back-pressure) and recovery (back-off, releases).
+  RequestPlanner planner_;
+  UploadStream upload_;
+  DownloadStream download_;
+  RetryPolicy recovery_;
+  JdwpHandshake jdwp_;        // only watches: "debugger attached" and friends
+  JdwpPackets jdwp_packets_;  // which debugger commands the JVM has not answered
+
+  // Requests in flight.
   std::vector<std::unique_ptr<Request>> pool_;
   std::unique_ptr<Request> disconnect_;
-  RequestPlanner planner_;
   std::vector<InFlightRequest> in_flight_;  // scratch for the planner, reused
   UvHandle<uv_timer_t> pump_timer_;         // wakes pump() when the planner wants to look again
-  // A 410 before any payload may come from the server still closing the previous session's target
-  // connection: the first requests are then tried again after a short, growing pause.
-  bool any_payload_ = false;
-  uint64_t last_payload_ns_ = 0;  // when the last server payload arrived
-  size_t last_payload_bytes_ = 0;  // its size: a big one says a download runs
-  uint64_t gap_since_ns_ = 0;     // when the current gap in the server's x-seq opened
   bool served_ = false;  // some request was answered by a live server session (not 410)
-  JdwpHandshake jdwp_;   // only watches: "debugger attached" and friends
+  uint64_t retries_ = 0;  // all retries of the session, for the closing line
   // Round trip as the local client sees it: from bytes it sent to the next bytes from the target.
   uint64_t rtt_since_ns_ = 0;
   std::optional<double> last_rtt_ms_;
+  // A 410 before any payload may come from the server still closing the previous session's target
+  // connection: the first requests are then tried again after a short, growing pause.
   int early_410_retries_ = 0;
   // A 410 came before any data and its retry waits out the hold-off: target data arriving meanwhile
   // means the 410 was the target closing after it took our bytes, not an old connection closing.
   bool early_410_pending_ = false;
   uint64_t hold_off_until_ns_ = 0;
   static constexpr int kEarly410Retries = 5;  // 50+100+200+400+800 ms
-  // Failures in a row (reset by any tunnel answer), when the first of them happened, and the last.
-  static constexpr unsigned kUnservedAttempts = 4;
-  unsigned failures_in_row_ = 0;
-  uint64_t failing_since_ns_ = 0;
-  std::string last_failure_;
-  uint64_t retries_ = 0;  // all retries of the session, for the closing line
-  // Requests to send at once after a failure: a request whose connection died may still be held by
-  // the server, which would answer it into the dead connection; two fresh requests make it release
-  // any such one with 429 (it holds at most two).
-  int release_gets_ = 0;
-  // A request may be held for a dead connection until a request sent after the last failure is
-  // answered: till then every failure sends the releases again (they may have failed too).
-  bool release_pending_ = false;
-  uint64_t failure_epoch_ = 0;  // failures so far; each request notes it when sent
+  static constexpr unsigned kUnservedAttempts = 4;  // failures before any tunnel answer: give up
   bool target_unavailable_ = false;
   bool target_refused_ = false;
-  // Upload bookkeeping for the planner's rule (c) and the body-loss accounting.
-  JdwpPackets jdwp_packets_;       // which debugger commands the JVM has not answered
-  uint64_t upload_offset_ = 0;     // bytes read from the local client so far
-  uint64_t posted_offset_ = 0;     // ... of which handed to POSTs
-  uint64_t pending_since_ns_ = 0;  // when the oldest byte of pending_upload_ was read
+  // For the planner's rule (c): whether the target owes an answer.
   uint64_t reading_since_ns_ = UINT64_MAX;  // when reading the local client last resumed (MAX: stopped)
   static constexpr size_t kReactiveBytes = 64 << 10;  // request/reply messages are smaller than this
   static constexpr uint64_t kPostsBeforeSink = 3;      // POSTs a silent target gets before it counts as a sink
   static constexpr uint64_t kFrontEndSettleNs = 50'000'000;  // as for a proxy hop (agent/settings.cpp)
   bool behind_front_ = false;  // answers come over HTTP/2: a front end relays to the server
-  bool post_unanswered_ = false;   // no payload has come since the last POST was sent
-  uint64_t lost_resends_ = 0;      // POSTs sent again because the server surely lost the body
-  uint64_t maybe_resends_ = 0;     // ... because it may have: each costs a reorder slot if not
-  uint64_t last_post_seq_ = 0;
   uint64_t last_post_sent_ns_ = 0;  // when the peer acknowledged the last POST's body (or resend)
+  // The stall warning.
   uint64_t stalled_since_ns_ = 0;  // the stall warning was given (0: not stalled)
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
   // answered as a suspect, cleared by any other payload (0: nothing waits).
   uint64_t waiting_since_ns_ = 0;
   bool waiting_for_suspects_ = false;  // the stall clock runs only for suspects, not for an owed answer
-  static constexpr int kMaxSuspects = 4;
   void wait_for_answer(uint64_t since_ns);
-  uint64_t jitter_state_ = 1;  // xorshift state for the back-off's jitter
-  uint64_t next_upload_seq_ = 1;
-  std::vector<char> pending_upload_;
+  // The local end.
   bool reading_ = false;
-  bool local_input_ended_ = false;
+  bool local_input_ended_ = false;  // output_outlives_input: the local input reached EOF
+  std::array<char, 64 * 1024> read_buffer_;
   bool target_gone_ = false;  // a 410 came: the session ends once the requests still out are back
   // A request crossed the target's close: it reached the server after the 410s and opened a new target
   // connection there (the reference opens one for any request once the old one is gone).
   bool stray_target_ = false;
-  // output_outlives_input: the local input reached EOF
-  std::array<char, 64 * 1024> read_buffer_;
-  protocol::PayloadReorderer reorderer_;
-  size_t write_backlog_ = 0;
 
   uint64_t started_ns_;
   uint64_t draining_since_ns_ = 0;

@@ -1,0 +1,69 @@
+// Recovery from failed exchanges: the capped, jittered back-off between tries, when to give up, and
+// the releases a failure calls for. Pure: the session reports failures and answers, this says what
+// to do; unit-tested in tests/common.
+//
+// A request whose connection died may still be held by the server, which would answer the target's
+// next bytes into the dead connection. Two fresh requests make it release any such one with 429 (it
+// holds at most two). Until a request sent after the last failure is answered, the releases may
+// have failed too: every failure in that time calls for them again.
+#pragma once
+
+#include <cstdint>
+
+namespace tunnel {
+
+struct RetrySettings {
+  uint64_t window_ms = 25000;      // no try more than this long after the first failure in a row
+  uint64_t base_ms = 50;           // the first back-off step, doubled at each failure ...
+  uint64_t cap_ms = 2000;          // ... up to this
+  unsigned unserved_attempts = 4;  // failures in a row before any tunnel answer: give up
+};
+
+class RetryPolicy {
+ public:
+  // `seed`: for the jitter (any value; zero is made odd).
+  RetryPolicy(RetrySettings settings, uint64_t seed) : settings_(settings), jitter_(seed | 1) {}
+
+  struct Verdict {
+    enum class Action {
+      retry,             // try again after delay_ms
+      give_up_unserved,  // never reached a live tunnel: most likely a wrong URL, proxy or certificate
+      give_up_window,    // the next try, after delay_ms, would end outside the retry window
+    };
+    Action action = Action::retry;
+    uint64_t delay_ms = 0;
+    unsigned failures = 0;        // in a row, this one included
+    uint64_t failing_for_ns = 0;  // since the first of them
+  };
+  // A failed exchange at `now`; `served`: a live tunnel answered some request of this session.
+  Verdict on_failure(uint64_t now, bool served);
+
+  // A request may be held for a dead connection (`maybe_held`), or may still be from an earlier
+  // failure: requests sent from now on belong to a new epoch, and releases are owed if so.
+  void note_failure(bool maybe_held);
+  // A live tunnel answered (200, 204 or 429) a request sent in `epoch`.
+  void on_answer(uint64_t epoch);
+
+  uint64_t epoch() const { return epoch_; }
+  unsigned failures_in_row() const { return failures_in_row_; }
+  // GETs still to send to release a request held for a dead connection.
+  int releases_owed() const { return releases_owed_; }
+  void release_sent() {
+    if (releases_owed_ > 0) --releases_owed_;
+  }
+  // Till a request of the current epoch is answered, a request may be held for a dead connection.
+  bool release_pending() const { return release_pending_; }
+
+ private:
+  uint64_t next_jitter();
+
+  RetrySettings settings_;
+  uint64_t jitter_;  // xorshift state
+  unsigned failures_in_row_ = 0;
+  uint64_t failing_since_ns_ = 0;
+  uint64_t epoch_ = 0;
+  int releases_owed_ = 0;
+  bool release_pending_ = false;
+};
+
+}  // namespace tunnel
