@@ -17,7 +17,9 @@
 //    is never emptied: every early or repeated x-seq keeps its slot for the life of the target
 //    connection, and the 101st fails its request with 500 "Too many messages queued";
 //  - the server's x-seq restarts at 1 with each target connection;
-//  - a held request whose connection died stays held and may be answered into the dead connection;
+//  - a held request whose connection died stays held and may be answered into the dead connection
+//    (logged "answered into a dead connection": that payload is gone); the connection faults
+//    cut-post and drop-held kill a held request's connection so, and log "fault met" when they do;
 //  - a POST's body goes to the target on the request's own thread, which blocks while the target does
 //    not read; its answer does not wait for that (the reader thread writes it), but the HTTP
 //    connection reads its next request only once the body is through;
@@ -27,7 +29,8 @@
 // Counters (bodies applied, lost and recovered, slots used, ...) are served as JSON at
 // kStatsPath, printed on SIGUSR1 and on SIGINT/SIGTERM, so a test can assert that nothing was lost.
 // Threads mirror the original too: one per HTTP connection plus one reader per target connection.
-// The HTTP/1.1 layer is our own so that faults can be injected at any byte (--fault, see --help).
+// The HTTP/1.1 layer is our own so that faults can be injected at any byte (--fault, see --help);
+// where each fault hits and its timing come from --fault-seed, so a run can be repeated.
 #include <CLI/CLI.hpp>
 
 #include <arpa/inet.h>
@@ -110,9 +113,11 @@ Stats g_stats;
 enum class Fault {
   // decided when a request arrives (counted over requests)
   drop_request,  // close the connection right after the request head: the server never saw it
-  cut_post,      // read half of a POST body, then close: the payload is never applied
-  drop_held,     // handle and hold the request, then forget it and close without answering
-  late,          // handle it but hold it aside (never answered with data); 204 after --late-ms
+  // The connection faults leave the request held, as the original does when a held request's
+  // connection dies (it notices only when it writes the answer, which is then lost).
+  cut_post,      // hold the POST, read half its body, then close: the body is never applied
+  drop_held,     // hold the request (its body read), then close without answering
+  late,          // hold it, but never for target data, and answer no sooner than --late-ms
   status_500,    // answer 500 without handling the request
   status_502,    // answer 502 with an HTML page, as a proxy that could not reach the server
   status_504,    // answer 504 with an HTML page, as a proxy that timed out
@@ -189,6 +194,11 @@ class Faults {
 
   std::optional<Fault> on_request(bool post_with_body) { return draw(false, post_with_body); }
   std::optional<Fault> on_payload() { return draw(true, false); }
+  // A number in [0, n) from the seed: a fault's timing, like its place, repeats from run to run.
+  uint64_t below(uint64_t n) {
+    std::lock_guard lock(mutex_);
+    return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng_);
+  }
 
  private:
   // Payload faults count payloads; cut-post and lose-body count POSTs with a body; the rest count
@@ -265,6 +275,7 @@ struct Held {
   Clock::time_point since = Clock::now();
   std::optional<Answer> answer;
   bool body_read = false;  // its last body byte was read before any answer
+  bool aside = false;      // never chosen for target data (the late fault)
   std::condition_variable answered;
 };
 
@@ -282,8 +293,9 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
   }
 
   // handleIncomingHttp: hold the request (releasing the oldest past two).
-  std::shared_ptr<Held> hold() {
+  std::shared_ptr<Held> hold(bool aside = false) {
     auto held = std::make_shared<Held>();
+    held->aside = aside;
     std::lock_guard lock(mutex_);
     if (closed_) {
       held->answer = Answer{410};
@@ -300,20 +312,6 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
     return held;
   }
 
-  // A request that keeps the session alive without being held (the late fault).
-  void touch() {
-    std::lock_guard lock(mutex_);
-    last_request_ = Clock::now();
-  }
-
-  // Takes a held request out of the list if it is still unanswered (the drop-held fault).
-  bool forget(const std::shared_ptr<Held>& held) {
-    std::lock_guard lock(mutex_);
-    auto it = std::find(held_.begin(), held_.end(), held);
-    if (it == held_.end()) return false;
-    held_.erase(it);
-    return true;
-  }
 
   // x-disconnect: close the target now; everything held is answered 410 by the reader.
   void disconnect() {
@@ -422,7 +420,8 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
   // getOrWaitForHttpConnection, then answer on the oldest held request. False once closed.
   bool answer_oldest(Answer answer, std::string& why) {
     std::unique_lock lock(mutex_);
-    while (held_.empty() && !closed_) {
+    auto takes_data = [&] { return std::find_if(held_.begin(), held_.end(), [](const auto& h) { return !h->aside; }); };
+    while (takes_data() == held_.end() && !closed_) {
       reader_wakeup_.wait_for(lock, std::chrono::milliseconds(options_.long_poll_ms));
       if (!within_disconnect_timeout()) {
         why = "disconnect timeout: no request for " + std::to_string(options_.disconnect_ms) + " ms";
@@ -430,8 +429,9 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
       }
     }
     if (closed_) return false;
-    answer_locked(held_.front(), std::move(answer));
-    held_.pop_front();
+    const auto it = takes_data();
+    answer_locked(*it, std::move(answer));
+    held_.erase(it);
     return true;
   }
 
@@ -540,7 +540,8 @@ void TargetSession::run() {
     pollfd p{fd_, POLLIN, 0};
     int ready = ::poll(&p, 1, static_cast<int>(swapped ? 100 : options_.long_poll_ms));
     if (ready == 0) {
-      // the read timed out: a held-back payload goes out alone; then check for stale requests
+      // the read timed out: a held-back payload goes out alone, in order; then check for stale requests
+      if (swapped) log_line("fault not met: seq-swap: x-seq " + std::to_string(swapped->seq) + " went out alone");
       if (swapped && !answer_oldest(std::move(*swapped), why)) break;
       swapped.reset();
       continue;
@@ -553,8 +554,11 @@ void TargetSession::run() {
       swapped = std::move(answer);
       continue;
     }
+    const uint64_t overtaking = answer.seq;
     if (!answer_oldest(std::move(answer), why)) break;
     if (swapped) {
+      log_line("fault met: seq-swap: x-seq " + std::to_string(overtaking) + " went out before " +
+               std::to_string(swapped->seq));
       if (!answer_oldest(std::move(*swapped), why)) break;
       swapped.reset();
     }
@@ -642,6 +646,8 @@ class Connection {
  public:
   explicit Connection(int fd) : fd_(fd) {}
   ~Connection() { ::close(fd_); }
+  // The connection dies under the request (the client sees it closed); the fd stays ours.
+  void kill() { ::shutdown(fd_, SHUT_RDWR); }
 
   bool read_head(Request& req) {
     size_t end;
@@ -825,11 +831,6 @@ class Server {
       }
       const std::optional<Fault> fault = faults_.on_request(req.method == "POST" && *length > 1);
       if (fault == Fault::drop_request) return;
-      if (fault == Fault::cut_post) {
-        std::string half;
-        conn.read_exact(*length / 2, half);
-        return;
-      }
       const bool close = count >= kKeepAliveMax || lower(req.header("connection")) == "close" ||
                          (req.http10 && lower(req.header("connection")) != "keep-alive");
       Joined forwarding;  // declared after req, so joined before req goes
@@ -862,18 +863,28 @@ class Server {
     std::string refused;
     auto session = endpoint_.session(refused);
     if (!session) return after_body(conn, req, Reply{410});
-    if (fault == Fault::late) {
-      // Never held: the request keeps the session alive and is answered 204 after a while.
-      session->touch();
-      if (!conn.read_body(req)) return std::nullopt;
-      if (auto error = forward_payload(*session, req)) return Reply{500, "text/plain", *error};
-      std::this_thread::sleep_for(std::chrono::milliseconds(options_.late_ms));
-      return Reply{204};
-    }
     // handleIncomingHttp: the request is held first, and only then is its body read.
-    std::shared_ptr<Held> held = session->hold();
+    const auto arrived = Clock::now();
+    std::shared_ptr<Held> held = session->hold(fault == Fault::late);
+    if (fault == Fault::late) {
+      log_line("fault met: late: " + req.method + " held, never for target data, answered no sooner than " +
+               std::to_string(options_.late_ms) + " ms");
+    }
     if (options_.log_requests) log_line("held " + req.method + " x-seq " + req.header("x-seq"));
+    const std::string what = req.method + (req.has("x-seq") ? " x-seq " + req.header("x-seq") : std::string());
+    // drop-held: the connection dies a moment (0-2 ms) after the request was held.
+    const auto drop_at = fault == Fault::drop_held ? arrived + std::chrono::milliseconds(faults_.below(3))
+                                                   : Clock::time_point::max();
     size_t swallow = 0;
+    if (fault == Fault::cut_post) {
+      // Its connection dies mid-body: the body is never forwarded, the request stays held.
+      std::string half;
+      conn.read_exact(length / 2, half);
+      conn.kill();
+      log_line("fault met: cut-post: " + what + " cut after " + std::to_string(half.size()) + " of " +
+               std::to_string(length) + " body bytes; the request stays held");
+      return answer_dead(*session, *held, what);
+    }
     if (req.header("content-type") == "application/x-disconnect") {
       session->disconnect();
       if (!conn.read_body(req)) return std::nullopt;
@@ -900,11 +911,12 @@ class Server {
           if (*error) log_line("request failed: " + **error);
           done->store(true);
         });
-        while (!session->wait_for(*held, std::chrono::milliseconds(5))) {
+        while (!session->wait_for(*held, std::chrono::milliseconds(drop_at == Clock::time_point::max() ? 5 : 1))) {
           if (done->load() && *error) {
             // like the original, the held entry stays in the list until answered or closed
             return Reply{500, "text/plain", **error};
           }
+          if (Clock::now() >= drop_at) break;
         }
       } else {
         // Answering closed the request's input on Tomcat: the body never reaches the target.
@@ -917,12 +929,16 @@ class Server {
       }
     }
     if (fault == Fault::drop_held) {
-      // Held a little while, then the connection goes; unanswered by then, the request is dropped.
-      thread_local std::minstd_rand rng{std::random_device{}()};
-      const auto limit = std::chrono::milliseconds(1 + rng() % 20);
-      if (!session->wait_for(*held, limit) && session->forget(held)) return std::nullopt;
+      // Unanswered when its connection dies, the request stays held.
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drop_at - Clock::now());
+      if (!session->wait_for(*held, std::max(left, std::chrono::milliseconds(0)))) {
+        conn.kill();
+        log_line("fault met: drop-held: the connection of held " + what + " closed unanswered; the request stays held");
+        return answer_dead(*session, *held, what);
+      }
     }
     session->wait(*held);
+    if (fault == Fault::late) std::this_thread::sleep_until(arrived + std::chrono::milliseconds(options_.late_ms));
     const Answer& answer = *held->answer;
     Reply reply{answer.status};
     reply.swallow_after = swallow;
@@ -941,6 +957,17 @@ class Server {
       }
     }
     return reply;
+  }
+
+  // A request held for a dead connection is answered some time (data, 429, 204 or 410), and the
+  // answer is lost with the connection: a payload so answered is gone from the stream.
+  static std::optional<Reply> answer_dead(TargetSession& session, Held& held, const std::string& what) {
+    session.wait(held);
+    if (held.answer->status == 200) {
+      log_line("payload x-seq " + std::to_string(held.answer->seq) + " answered into a dead connection (held " + what +
+               "): lost");
+    }
+    return std::nullopt;
   }
 
   // A payload request's body goes to the target in x-seq order. Returns an error text.
