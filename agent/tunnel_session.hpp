@@ -1,8 +1,15 @@
 // One accepted local connection carried over the tunnel protocol (shared PROTOCOL.md):
 // one request always waiting, local bytes as numbered POSTs, server payloads written back in
 // x-seq order. The reference server holds a request before it reads its body and loses the body
-// when it answers first: the planner (common/request_planner) decides when a POST may go, and a
-// POST answered before its body was surely read goes again (docs/PROTOCOL-NOTES.md).
+// when it answers first (docs/PROTOCOL-NOTES.md has the rules and why).
+//
+// The session is the state machine (open, draining, disconnecting, closing), the timers and the
+// I/O; each rule lives in a pure part of common/, unit-tested in tests/common:
+//  - RequestPlanner: which request goes next, and what an answer says of a POST's body;
+//  - UploadStream: the local bytes as numbered POST bodies, and which go again or are kept;
+//  - DownloadStream: payloads back in order, the gap a missing one leaves, back-pressure;
+//  - RetryPolicy: back-off after failures, when to give up, the releases a failure calls for;
+//  - JdwpHandshake / JdwpPackets: what a debugger's traffic says the JVM has received.
 #pragma once
 
 #include "agent/forward_status.hpp"
