@@ -418,19 +418,23 @@ TunnelSession::Request& TunnelSession::send_get() {
   return r;
 }
 
-void TunnelSession::send_post() {
+size_t TunnelSession::post_cap() const {
   // While the target talks back, a small POST keeps short the gap that payloads queued behind its
   // body leave; while it is quiet (an upload), bigger POSTs mean fewer settle waits.
   const uint64_t last = download_.last_payload_ns();
   const bool quiet = !download_.has_gap() && (last == 0 || uv_hrtime() - last >= settings_.quiet_ms * 1000000);
-  size_t cap = quiet ? settings_.max_quiet_post_body : settings_.max_post_body;
+  const size_t cap = quiet ? settings_.max_quiet_post_body : settings_.max_post_body;
   // Through proxies a big body reaches the server long after libcurl handed it over (each hop
   // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
   // with the request head arrives with it.
   if (chain_ != nullptr || !settings_.http.proxy.hops.empty() || behind_front_) {
-    cap = std::min(cap, HttpExchange::kInlineBodyMax);
+    return std::min(cap, HttpExchange::kInlineBodyMax);
   }
-  Post& post = upload_.cut(cap, target_idle());
+  return cap;
+}
+
+void TunnelSession::send_post() {
+  Post& post = upload_.cut(post_cap(), target_idle());
   bytes_up_ += post.body.size();
   if (waiting_since_ns_ == 0) wait_for_answer(uv_hrtime());
   log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
@@ -714,17 +718,8 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     planner_.add_settle_margin(kFrontEndSettleNs);
   }
   if (target_gone_ && answer != Answer::target_closed) stray_target_ = true;  // answered on a new target connection
-  if (answer == Answer::payload && early_410_pending_) {
-    // The 410 was answered in the same moment as this data (the target replied and closed at once),
-    // and overtook it: what got 410 was applied. Sending it again would feed it to a new target
-    // connection a second time.
-    early_410_pending_ = false;
-    hold_off_until_ns_ = 0;
-    upload_.cancel_resends();
-    log::debug("session {}: target data came after that 410: the target took our bytes and closed", id_);
-    target_gone_ = true;
-    uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.flush_timeout_ms, 0);
-  }
+  const bool data_after_early_410 = answer == Answer::payload && early_410_pending_;
+  const bool awaiting_jvm = jdwp_.state() == JdwpHandshake::State::awaiting_jvm;
   if (answer == Answer::payload || answer == Answer::poll_again || answer == Answer::released) {
     if (!served_) {
       served_ = true;
@@ -736,6 +731,9 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::payload:
       on_payload(r);
       if (state_ != State::open && state_ != State::draining) return;
+      if (data_after_early_410) {
+        after_early_410_data(awaiting_jvm && jdwp_.state() == JdwpHandshake::State::attached);
+      }
       if (r.kind == Kind::post) on_post_answered(r);
       break;
     case Answer::poll_again:
@@ -868,6 +866,28 @@ void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool
   recovery_.note_failure(maybe_held);
   hold_off_until_ns_ = std::max(hold_off_until_ns_, now + verdict.delay_ms * 1000000);
   pump();
+}
+
+// Target data came while a 410 from before any data waits to be tried again. Either the target
+// replied and closed at once, and the 410 overtook the data: what got 410 was applied, and sending it
+// again would feed it to a new target connection a second time. Or the 410 came from a target
+// connection the server could not open, and a later request opened one: a JVM between two debuggers
+// stops listening for a moment, and one that has just answered the handshake did not close
+// (measured: 1 in 5 to 1 in 15 fast re-attaches ended so, and the next debugger met a JVM still
+// attached to the last one).
+void TunnelSession::after_early_410_data(bool handshake_answered) {
+  early_410_pending_ = false;
+  hold_off_until_ns_ = 0;
+  if (handshake_answered) {
+    log::debug("session {}: the JVM answered the handshake after that 410: the 410 was a connection the server "
+               "could not open, and the JVM is attached now",
+               id_);
+    return;  // what got 410 goes again now
+  }
+  upload_.cancel_resends();
+  log::debug("session {}: target data came after that 410: the target took our bytes and closed", id_);
+  target_gone_ = true;
+  uv_timer_start(phase_timer_.get(), &TunnelSession::on_uv_phase_timeout, settings_.flush_timeout_ms, 0);
 }
 
 bool TunnelSession::retry_early_410(Request& r) {

@@ -165,6 +165,7 @@ class TunnelSession {
   static void on_uv_pump_timeout(uv_timer_t* timer) noexcept;
   bool send(Request& request, Kind kind);
   bool retry_early_410(Request& request);
+  void after_early_410_data(bool handshake_answered);
   // A failed exchange that may be tried again: schedules it (or gives up past the retry window).
   void retry_after_failure(Request& request, const std::string& why, bool maybe_held);
   // One line for a transfer that failed; empty when the failure may be retried.
@@ -173,6 +174,7 @@ class TunnelSession {
   void send_releases();
   void send_post();
   void send_post(Post& post);  // a new POST, or one sent again unchanged
+  size_t post_cap() const;     // the most bytes the next POST may carry
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);
   void note_jdwp();  // a lifecycle line when the JDWP handshake moved on

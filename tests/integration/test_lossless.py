@@ -2,11 +2,14 @@
 reads its body and loses the body when it answers first (--body-read-delay-ms 5 makes that window
 5 ms wide, so any request discipline that lets it happen loses bodies here), and its reorder map
 never frees a slot. Every test reads the server's counters and asserts that no body was lost."""
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
+import threading
 import unittest
 import urllib.request
 
@@ -90,6 +93,83 @@ class SlowLink(LosslessCase):
                 # Each is a new session: the second one starts from the round trip the first measured.
                 self.echo(mib << 20, timeout=600 if LONG else 120)
         self.assert_nothing_lost()
+
+
+class Sink:
+    """A target that reads "RECV n", then n bytes, and only then answers "OK <sha256>" (an upload)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _serve(conn):
+        with conn:
+            head = b""
+            while not head.endswith(b"\n"):
+                byte = conn.recv(1)
+                if not byte:
+                    return
+                head += byte
+            left, digest = int(head.split()[1]), hashlib.sha256()
+            while left > 0:
+                data = conn.recv(min(left, 1 << 20))
+                if not data:
+                    return
+                digest.update(data)
+                left -= len(data)
+            conn.sendall(f"OK {digest.hexdigest()}\n".encode())
+            conn.recv(1)
+
+    def close(self):
+        self.sock.close()
+
+
+class Upload(LosslessCase):
+    """A target that says nothing until it has all the bytes (an upload): every POST is released by a
+    later request, never answered with data, so each must be settled before the next goes; bodies
+    arrive whole and in x-seq order at a server that reads them 5 ms late."""
+
+    def setUp(self):
+        super().setUp()
+        self.agent.stop()
+        self.server.stop(signal.SIGKILL)
+        self.target.close()
+        self.target = Sink()
+        self.server, self.server_port = start_server(self.target.port, *self.server_args)
+        self.agent, self.port = start_agent(self.server_port, "-v")
+
+    def upload(self, size):
+        payload = os.urandom(size)
+        with connect(self.port) as s:
+            s.settimeout(120)
+            s.sendall(f"RECV {size}\n".encode() + payload)
+            answer = b""
+            while not answer.endswith(b"\n"):
+                chunk = s.recv(100)
+                if not chunk:
+                    break
+                answer += chunk
+        self.assertEqual(answer.decode().strip(), "OK " + hashlib.sha256(payload).hexdigest())
+
+    def test_uploads_of_16_and_64_mib_arrive_whole_and_in_order(self):
+        for mib in (16, 64):
+            with self.subTest(mib=mib):
+                self.upload(mib << 20)
+        stats = self.assert_nothing_lost()
+        self.assertEqual(stats["out_of_order"], 0, "POSTs must reach the server in x-seq order")
+        self.assertEqual(stats["duplicates"], 0, stats)
 
 
 class TargetCloses(LosslessCase):
