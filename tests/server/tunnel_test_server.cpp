@@ -134,6 +134,7 @@ enum class Fault {
   seq_zero,      // x-seq: 0
   seq_negative,  // x-seq: -<n>
   seq_missing,   // no x-seq header
+  seq_restart,   // x-seq starts again at 1 here, as after a new target connection (the stream broke)
 };
 
 constexpr std::pair<const char*, Fault> kFaultNames[] = {
@@ -144,7 +145,7 @@ constexpr std::pair<const char*, Fault> kFaultNames[] = {
     {"cl-short", Fault::cl_short},         {"cl-huge", Fault::cl_huge},     {"seq-dup", Fault::seq_dup},
     {"seq-skip", Fault::seq_skip},         {"seq-swap", Fault::seq_swap},   {"seq-text", Fault::seq_text},
     {"seq-zero", Fault::seq_zero},         {"seq-negative", Fault::seq_negative},
-    {"seq-missing", Fault::seq_missing},
+    {"seq-missing", Fault::seq_missing},   {"seq-restart", Fault::seq_restart},
 };
 
 const char* fault_name(Fault fault) {
@@ -244,6 +245,7 @@ struct Options {
   std::optional<std::string> secret;
   bool unavailable = false;
   bool log_requests = false;
+  std::vector<std::string> log_headers;  // log these request headers of every request (lower case)
 };
 
 bool split_host_port(const std::string& text, std::string& host, int& port) {
@@ -440,6 +442,7 @@ class TargetSession : public std::enable_shared_from_this<TargetSession> {
     Answer answer{200, 0, std::move(data)};
     answer.fault = faults_.on_payload();
     if (answer.fault == Fault::seq_skip) ++response_seq_;
+    if (answer.fault == Fault::seq_restart) response_seq_ = 0;
     answer.seq = answer.fault == Fault::seq_dup && response_seq_ > 0 ? response_seq_ : ++response_seq_;
     return answer;
   }
@@ -871,6 +874,9 @@ class Server {
                std::to_string(options_.late_ms) + " ms");
     }
     if (options_.log_requests) log_line("held " + req.method + " x-seq " + req.header("x-seq"));
+    for (const auto& name : options_.log_headers) {
+      log_line(req.method + " header " + name + ": " + (req.has(name) ? req.header(name) : std::string("(none)")));
+    }
     const std::string what = req.method + (req.has("x-seq") ? " x-seq " + req.header("x-seq") : std::string());
     // drop-held: the connection dies a moment (0-2 ms) after the request was held.
     const auto drop_at = fault == Fault::drop_held ? arrived + std::chrono::milliseconds(faults_.below(3))
@@ -1051,6 +1057,8 @@ int main(int argc, char** argv) {
   app.add_flag("--unavailable", options.unavailable, "answer 503 as when the target is not running");
   app.add_option("--fault", fault_texts, fault_help);
   app.add_flag("--log-requests", options.log_requests, "log each request the server holds");
+  app.add_option("--log-header", options.log_headers, "log this header of each request it holds (repeatable)")
+      ->transform([](std::string name) { return lower(name); });
   app.add_option("--fault-seed", seed, "seed for the fault rates, to replay a run")->capture_default_str();
   app.add_option("--late-ms", options.late_ms, "how long the late fault sits on a request")->capture_default_str();
   app.add_option("--body-read-delay-ms", options.body_read_delay_ms,
