@@ -85,7 +85,8 @@ int main(int argc, char** argv) {
     }
     for (size_t i = 0; i < forward.proxy.hops.size(); ++i) {
       const auto& hop = forward.proxy.hops[i];
-      tunnel::log::info("proxy {}: {} (from {}{}){}", i + 1, hop.display, hop.source,
+      tunnel::log::info("proxy {}: {}{} (from {}{}){}", i + 1, hop.url.rfind("https://", 0) == 0 ? "https://" : "",
+                        hop.display, hop.source,
                         i == 0 && !forward.proxy.user.empty() ? ", user " + forward.proxy.user : "",
                         forward.proxy.no_proxy.empty() ? "" : "; not for the hosts in no_proxy: " + forward.proxy.no_proxy);
     }

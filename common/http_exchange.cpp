@@ -397,9 +397,16 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
                detail + "; check the proxy address, or --no-proxy to go direct";
       }
       break;
-    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_PEER_FAILED_VERIFICATION: {
+      long proxy_verify = 0;
+      curl_easy_getinfo(easy_, CURLINFO_PROXY_SSL_VERIFYRESULT, &proxy_verify);
+      if (!hops.empty() && proxy_verify != 0) {
+        return "TLS to proxy 1 (https://" + hops.front().display + ", from " + hops.front().source +
+               "): certificate not trusted (" + detail + "); use --proxy-cacert with the CA that signed it";
+      }
       return "TLS: certificate not trusted (" + detail + "); use --cacert with the CA that signed it" +
              (hops.empty() ? "" : ", or --proxy-cacert for an https:// proxy");
+    }
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
       return "TLS: the pinned public key does not match the one " + endpoint + " presented (--pinned-pubkey)";
     case CURLE_SSL_CERTPROBLEM:

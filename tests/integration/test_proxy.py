@@ -8,6 +8,7 @@ import unittest
 from harness import Target, connect, exchange, free_port, read_until_closed, sha256, start_agent, start_server, \
     wait_until
 from proxies import Squid, Tinyproxy
+from tls import NghttpxProxy, Pki
 
 
 class ProxyTest(unittest.TestCase):
@@ -263,6 +264,52 @@ class Environment(ProxyTest):
         line = self.failed_line(agent, port)
         self.assertIn(f"cannot connect to proxy 1 (127.0.0.1:{dead_port}, from http_proxy)", line)
         self.assertIn("--no-proxy", line)
+
+    def test_upper_case_all_proxy_is_used_and_upper_case_no_proxy_goes_direct(self):
+        squid = self.proxy(Squid())
+        agent, port = self.agent(env={"ALL_PROXY": squid.url})
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{squid.port} \(from ALL_PROXY\)")
+        self.round_trip(port)
+        agent.stop()
+        wait_until(lambda: "CONNECT 127.0.0.1:" in squid.log(), 10, "CONNECT in squid's access log")
+        dead = f"http://127.0.0.1:{free_port()}"
+        agent, port = self.agent(env={"ALL_PROXY": dead, "NO_PROXY": "127.0.0.1"})
+        self.round_trip(port)
+
+
+class HttpsProxy(ProxyTest):
+    """An HTTPS proxy as hop 1 (TLS to the proxy itself): nghttpx in its proxy mode, squid behind it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pki()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pki.remove()
+
+    def setUp(self):
+        super().setUp()
+        self.squid = self.proxy(Squid())
+        self.front = self.proxy(NghttpxProxy(self.pki, self.squid.port))
+
+    def test_tls_to_the_proxy_checked_with_proxy_cacert(self):
+        agent, port = self.agent("--proxy", self.front.url, "--proxy-cacert", self.pki.path("ca.pem"))
+        agent.wait_for_line(rf"proxy 1: https://127\.0\.0\.1:{self.front.port}")
+        for size in (1, 256 * 1024):
+            self.round_trip(port, size)
+        agent.stop()  # squid logs a CONNECT once its tunnel closes
+        wait_until(lambda: "CONNECT 127.0.0.1:" in self.squid.log(), 10, "CONNECT in squid's access log")
+
+    def test_untrusted_proxy_certificate_names_the_proxy_and_proxy_insecure_warns(self):
+        agent, port = self.agent("--proxy", self.front.url, "--proxy-cacert", self.pki.path("other-ca.pem"))
+        line = self.failed_line(agent, port)
+        self.assertIn(f"TLS to proxy 1 (https://127.0.0.1:{self.front.port}, from --proxy): certificate not trusted", line)
+        self.assertIn("use --proxy-cacert", line)
+        agent.stop()
+        agent, port = self.agent("--proxy", self.front.url, "--proxy-insecure")
+        agent.wait_for_line(r"warning: .*--proxy-insecure")
+        self.round_trip(port)
 
 
 if __name__ == "__main__":

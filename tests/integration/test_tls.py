@@ -1,10 +1,13 @@
 """TLS to the endpoint: nghttpx (HTTP/2) in front of the test server, with a test CA made here."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import unittest
 
-from harness import Target, connect, exchange, read_until_closed, sha256, start_agent, start_server
+from harness import Target, connect, exchange, read_until_closed, sha256, start_agent, start_server, wait_until
+from proxies import Squid
 from tls import Nghttpx, Pki
 
 
@@ -68,6 +71,21 @@ class Http2(Tls):
         self.assertIn("TLS: certificate not trusted", line)
         self.assertIn("use --cacert", line)
 
+    def test_capath_a_directory_of_hashed_ca_certificates(self):
+        trusted = tempfile.mkdtemp(prefix="capath-", dir=self.pki.dir)
+        shutil.copy(self.pki.path("ca.pem"), trusted)
+        subprocess.run(["openssl", "rehash", trusted], check=True)
+        agent, port = self.agent("--capath", trusted)
+        with connect(port) as s:
+            self.assertEqual(exchange(s, b"by capath"), b"by capath")
+        agent.wait_for_line(r"session 1 .*closed")
+        # The directory is what made it trusted: one holding only the other CA is refused.
+        other = tempfile.mkdtemp(prefix="capath-", dir=self.pki.dir)
+        shutil.copy(self.pki.path("other-ca.pem"), other)
+        subprocess.run(["openssl", "rehash", other], check=True)
+        agent, port = self.agent("--capath", other)
+        self.assertIn("TLS: certificate not trusted", self.failed_line(agent, port))
+
     def test_pinned_public_key(self):
         agent, port = self.agent("--cacert", self.pki.path("ca.pem"), "--pinned-pubkey", self.pki.pin("server.pem"))
         with connect(port) as s:
@@ -80,6 +98,23 @@ class Http2(Tls):
         agent.wait_for_line(r"warning: --insecure: the endpoint's TLS certificate is NOT checked")
         with connect(port) as s:
             self.assertEqual(exchange(s, b"unchecked"), b"unchecked")
+
+
+class ProxiedTls(Tls):
+    def test_upper_case_https_proxy_is_used_for_an_https_endpoint(self):
+        squid = Squid()
+        try:
+            env = {"https_proxy": "", "all_proxy": "", "ALL_PROXY": "", "no_proxy": "", "NO_PROXY": "",
+                   "HTTPS_PROXY": squid.url}
+            agent, port = start_agent(0, "--cacert", self.pki.path("ca.pem"), url=self.front.url, env=env)
+            self.agents.append(agent)
+            agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{squid.port} \(from HTTPS_PROXY\)")
+            with connect(port) as s:
+                self.assertEqual(exchange(s, b"through squid"), b"through squid")
+            agent.stop()  # squid logs a CONNECT once its tunnel closes
+            wait_until(lambda: f"CONNECT 127.0.0.1:{self.front.port}" in squid.log(), 10, "CONNECT in squid's log")
+        finally:
+            squid.stop()
 
 
 class ClientCertificate(Tls):

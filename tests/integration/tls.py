@@ -68,3 +68,22 @@ class Nghttpx:
 
     def stop(self):
         self.proc.stop()
+
+
+class NghttpxProxy:
+    """nghttpx as an HTTPS forward proxy (its HTTP/2 proxy mode, -s): TLS from the client, then on
+    to an HTTP proxy behind it (squid), as a corporate TLS proxy in front of a cache."""
+
+    def __init__(self, pki, backend_proxy_port):
+        self.port = free_port()
+        args = ["nghttpx", "--http2-proxy", f"--frontend=127.0.0.1,{self.port}",
+                f"--backend=127.0.0.1,{backend_proxy_port}", "--workers=1", "--no-ocsp",
+                "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
+                f"--errorlog-file={pki.path('nghttpx-proxy.log')}", pki.path("server.key"), pki.path("server.pem")]
+        self.proc = Process(args)
+        wait_listening(self.port, "nghttpx", process=self.proc)
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.stop()
+
