@@ -110,10 +110,9 @@ void Listener::on_session_closed() {
   if (session_->round_trip_ns() != 0) round_trip_ns_ = session_->round_trip_ns();
   // 503 (target not running) and 410 before any data (target refused): the next session waits.
   if (session_->ended_target_unavailable() || session_->ended_target_refused()) {
-    unavailable_backoff_ms_ = unavailable_backoff_ms_ == 0 ? 1000 : std::min<uint64_t>(unavailable_backoff_ms_ * 2, 16000);
-    next_attempt_ns_ = uv_hrtime() + unavailable_backoff_ms_ * 1000000;
+    next_attempt_ns_ = uv_hrtime() + refusals_.refused() * 1000000;
   } else if (session_->was_served()) {
-    unavailable_backoff_ms_ = 0;
+    refusals_.served();
     next_attempt_ns_ = 0;
   }
   session_.reset();

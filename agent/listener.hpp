@@ -5,6 +5,7 @@
 #include "agent/config.hpp"
 #include "agent/tunnel_session.hpp"
 #include "common/curl_uv_driver.hpp"
+#include "common/retry_policy.hpp"
 #include "common/uv_handle.hpp"
 
 #include <deque>
@@ -60,7 +61,7 @@ class Listener {
   // After a session ended with 503 (target not running) or could not reach the target (410 before
   // any data), the next one waits before its first
   // request: 1 s, doubling to 16 s, until a session reaches a live tunnel again.
-  uint64_t unavailable_backoff_ms_ = 0;
+  RefusalBackoff refusals_;  // after 503 or a refused target, the next session waits
   uint64_t next_attempt_ns_ = 0;
   uint64_t round_trip_ns_ = 0;  // what the last session measured, for the next one
 };

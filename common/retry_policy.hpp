@@ -8,6 +8,7 @@
 // have failed too: every failure in that time calls for them again.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace tunnel {
@@ -64,6 +65,25 @@ class RetryPolicy {
   uint64_t epoch_ = 0;
   int releases_owed_ = 0;
   bool release_pending_ = false;
+};
+
+// Across sessions of one endpoint: after a session that found the target not running (503) or not
+// reachable (410 before any data), the next one waits before it asks again: 1 s, doubling to 16 s,
+// until a session is served (a client that reconnects at once made 10 to 16 requests a second).
+class RefusalBackoff {
+ public:
+  static constexpr uint64_t kFirstMs = 1000;
+  static constexpr uint64_t kCapMs = 16000;
+  // A session was refused: the wait before the next one's first request.
+  uint64_t refused() {
+    wait_ms_ = wait_ms_ == 0 ? kFirstMs : std::min(wait_ms_ * 2, kCapMs);
+    return wait_ms_;
+  }
+  void served() { wait_ms_ = 0; }
+  uint64_t wait_ms() const { return wait_ms_; }
+
+ private:
+  uint64_t wait_ms_ = 0;
 };
 
 }  // namespace tunnel

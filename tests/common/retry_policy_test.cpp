@@ -89,3 +89,13 @@ TEST_CASE("releases: owed after a failure that may leave a request held, until a
   p.note_failure(false);
   CHECK(p.releases_owed() == 0);
 }
+
+TEST_CASE("after refusals, the next session waits 1 s, doubling to a 16 s cap, until one is served") {
+  RefusalBackoff b;
+  CHECK(b.wait_ms() == 0);
+  const uint64_t waits[] = {1000, 2000, 4000, 8000, 16000, 16000, 16000};
+  for (const uint64_t wait : waits) CHECK(b.refused() == wait);
+  b.served();
+  CHECK(b.wait_ms() == 0);
+  CHECK(b.refused() == 1000);
+}
