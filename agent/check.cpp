@@ -182,8 +182,10 @@ int run_check(const Config& config) {
                           failure.find("proxy 2") != std::string::npos || (connect_code != 0 && connect_code != 200));
         for (size_t i = 0; i < hops.size(); ++i) {
           if (proxy_failed) break;
+          // In a chain each hop's CONNECT goes to the next hop; the last one's to the endpoint.
+          const std::string next = i + 1 < hops.size() ? hops[i + 1].display : fmt::format("{}:{}", host, port);
           report.ok(fmt::format("proxy {}", i + 1),
-                    fmt::format("{} (from {}): CONNECT to {}:{} accepted", hops[i].display, hops[i].source, host, port));
+                    fmt::format("{} (from {}): CONNECT to {} accepted", hops[i].display, hops[i].source, next));
         }
         const bool tls_failed = !answered && failure.rfind("TLS", 0) == 0;
         if (proxy_failed) {

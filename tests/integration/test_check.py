@@ -9,8 +9,8 @@ import tempfile
 import threading
 import unittest
 
-from harness import AGENT, ENDPOINT_PATH, Target, start_server
-from proxies import Squid
+from harness import AGENT, ENDPOINT_PATH, Target, start_server, wait_until
+from proxies import Squid, Tinyproxy
 from tls import Nghttpx, Pki
 
 
@@ -105,6 +105,32 @@ class Check(unittest.TestCase):
         self.assertRegex(out, rf"(?m)^ok +name +proxy 1 host 127\.0\.0\.1 is 127\.0\.0\.1")
         self.assertRegex(out, rf"FAIL +proxy +proxy 1 \(127\.0\.0\.1:{squid.port}\) refused CONNECT to 127\.0\.0\.1:{port}: "
                               r"403 Forbidden")
+
+    def test_through_a_proxy_that_accepts_and_through_a_chain(self):
+        port = int(re.search(r":(\d+)/", self.url).group(1))
+        squid = Squid()
+        tiny = Tinyproxy(user="bob", password="builder")
+        try:
+            code, out = check(self.url, "--proxy", squid.url, env={"TUNNEL_SECRET": "right"})
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, rf"(?m)^ok +proxy 1 +127\.0\.0\.1:{squid.port} \(from --proxy\): CONNECT to "
+                                  rf"127\.0\.0\.1:{port} accepted$")
+            self.assertIn("verdict: a debugger can attach", out)
+            # Two hops: squid first, then tinyproxy with its login, then the endpoint.
+            code, out = check(self.url, "--proxy", squid.url, "--proxy", f"http://bob:builder@127.0.0.1:{tiny.port}",
+                              env={"TUNNEL_SECRET": "right"})
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, rf"(?m)^ok +proxy 1 +127\.0\.0\.1:{squid.port} \(from --proxy\): CONNECT to "
+                                  rf"127\.0\.0\.1:{tiny.port} accepted$")
+            self.assertRegex(out, rf"(?m)^ok +proxy 2 +127\.0\.0\.1:{tiny.port} .*CONNECT to 127\.0\.0\.1:{port} accepted$")
+            self.assertIn("verdict: a debugger can attach", out)
+            self.assertNotIn("builder", out)
+            # The probe did go through both: squid carried a CONNECT to tinyproxy.
+            wait_until(lambda: f"CONNECT 127.0.0.1:{tiny.port}" in squid.log(), 10, "squid's CONNECT to tinyproxy")
+        finally:
+            squid.stop()
+            tiny.stop()
+        self.server.wait_for_line(r"target connection \d+ closed: x-disconnect")
 
     def test_tls_untrusted_then_trusted(self):
         pki = Pki()
