@@ -348,9 +348,9 @@ class CtrlC(TunnelTestCase):
         code, took = self.agent.stop(signal.SIGINT)
         self.assertEqual(code, 0, self.agent.output())
         self.assertLess(took, 2.0)
-        self.target.wait_closed(1, timeout=2)  # the server dropped the target: x-disconnect was sent
+        self.target.wait_closed(1, timeout=10)  # the server dropped the target: x-disconnect was sent
         self.server.wait_for_line(r"target connection 1 closed: x-disconnect")
-        self.assertEqual(read_until_closed(s, timeout=2), b"")
+        self.assertEqual(read_until_closed(s, timeout=10), b"")
         s.close()
 
     def test_sigterm_with_no_session_exits_0(self):
