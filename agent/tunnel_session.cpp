@@ -921,6 +921,14 @@ void TunnelSession::on_payload(Request& r) {
     finish(fmt::format("the server sent a malformed x-seq '{}'", r.exchange.header_value()), true, true);
     return;
   }
+  if (!r.exchange.end_verified()) {
+    finish(fmt::format("server payload x-seq {} ({} bytes) came without a Content-Length or chunked framing, so a "
+                       "connection cut mid-body cannot be told from its end (something between the agent and the "
+                       "server re-framed it); the session ends rather than risk a cut payload",
+                       *seq, r.exchange.body().size()),
+           true, true);
+    return;
+  }
   if (r.exchange.excess_after_body()) {
     finish(fmt::format("server payload x-seq {} carried more bytes than its Content-Length ({}) declared: the rest "
                        "is lost, so the stream cannot continue",

@@ -230,6 +230,12 @@ size_t HttpExchange::on_curl_read(char* buffer, size_t size, size_t count, void*
 
 curl_off_t HttpExchange::content_length() const { return declared_length_; }
 
+bool HttpExchange::end_verified() const {
+  long version = 0;
+  curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
+  return declared_length_ >= 0 || chunked_ || version >= CURL_HTTP_VERSION_2_0;
+}
+
 uint64_t HttpExchange::delivered_ns(uint64_t now, curl_socket_t sock) {
   if (delivered_ns_ != 0 || body_sent_ns_ == 0) return delivered_ns_;
   int unacked = 0;
@@ -298,6 +304,7 @@ void HttpExchange::take_header_line(std::string_view line) noexcept {
     watched_seen_ = false;
     watched_value_.clear();
     declared_length_ = -1;
+    chunked_ = false;
     auto space = line.find(' ');
     auto second = space == std::string_view::npos ? space : line.find(' ', space + 1);
     reason_ = second == std::string_view::npos ? std::string() : std::string(trim(line.substr(second + 1)));
@@ -316,6 +323,11 @@ void HttpExchange::take_header_line(std::string_view line) noexcept {
       if (digits) length = length * 10 + (c - '0');
     }
     declared_length_ = digits ? length : -1;
+  }
+  if (iequals(name, "transfer-encoding")) {
+    // The last coding of a body framed by its chunks is "chunked": it ends with a zero-size chunk.
+    const auto comma = value.rfind(',');
+    chunked_ = iequals(trim(comma == std::string_view::npos ? value : value.substr(comma + 1)), "chunked");
   }
   if (!watched_name_.empty() && iequals(name, watched_name_)) {
     if (watched_seen_) {

@@ -106,6 +106,10 @@ class HttpExchange {
   bool body_too_large() const { return body_too_large_; }
   // The answer's Content-Length, or -1 when it had none.
   curl_off_t content_length() const;
+  // The answer's body has an end libcurl checked: a Content-Length, chunked framing, or HTTP/2's
+  // frames. Without one (a proxy that re-framed it to end at the connection's close) a body cut
+  // short looks whole.
+  bool end_verified() const;
   // True when libcurl found bytes past the answer's Content-Length (it cuts the body there and goes
   // on; only its trace says so).
   bool excess_after_body() const { return excess_; }
@@ -138,7 +142,8 @@ class HttpExchange {
   bool watched_seen_ = false;
   bool excess_ = false;  // libcurl's trace said "Excess found"
   std::string tls_summary_;
-  curl_off_t declared_length_ = -1;  // the answer's Content-Length, as the header said  // libcurl kept the connection after the transfer
+  bool chunked_ = false;  // the answer said Transfer-Encoding: ..., chunked
+  curl_off_t declared_length_ = -1;  // the answer's Content-Length, as the header said
   std::string reason_;
   std::vector<char> body_;
   bool body_too_large_ = false;

@@ -142,6 +142,7 @@ class UnrecoverableFaults(FaultTestCase):
         "cl-long": r"server payload x-seq 3 was cut off after (\d+) of \d+ bytes",
         "cl-short": r"server payload x-seq 3 carried more bytes than its Content-Length \(\d+\) declared",
         "cl-huge": r"the server's answer \(x-seq 3\) declares 1000000000000000 bytes, more than a tunnel payload",
+        "close-cut": r"server payload x-seq 3 \(500 bytes\) came without a Content-Length or chunked framing",
         "seq-dup": r"the server repeated x-seq 2 \(expected 3\)",
         "seq-skip": r"server payload x-seq 3 was lost \(later ones arrived, it did not\)",
         "seq-text": r"the server sent a malformed x-seq 'abc'",

@@ -127,6 +127,7 @@ enum class Fault {
   cl_long,       // Content-Length larger than the body, then close
   cl_short,      // Content-Length half the body (the rest follows on the wire), then close
   cl_huge,       // Content-Length of a petabyte, then close
+  close_cut,     // no Content-Length (ends at the close, as a proxy may re-frame it), cut halfway
   seq_dup,       // the payload carries the previous payload's x-seq
   seq_skip,      // one x-seq is skipped: a gap that never fills
   seq_swap,      // this payload and the next go out in swapped order (a legal reordering)
@@ -142,7 +143,7 @@ constexpr std::pair<const char*, Fault> kFaultNames[] = {
     {"late", Fault::late},                 {"500", Fault::status_500},      {"502", Fault::status_502},
     {"504", Fault::status_504},            {"lose-body", Fault::lose_body},
     {"cut-body", Fault::cut_body},   {"cl-long", Fault::cl_long},
-    {"cl-short", Fault::cl_short},         {"cl-huge", Fault::cl_huge},     {"seq-dup", Fault::seq_dup},
+    {"cl-short", Fault::cl_short},         {"cl-huge", Fault::cl_huge},     {"close-cut", Fault::close_cut},     {"seq-dup", Fault::seq_dup},
     {"seq-skip", Fault::seq_skip},         {"seq-swap", Fault::seq_swap},   {"seq-text", Fault::seq_text},
     {"seq-zero", Fault::seq_zero},         {"seq-negative", Fault::seq_negative},
     {"seq-missing", Fault::seq_missing},   {"seq-restart", Fault::seq_restart},
@@ -795,12 +796,13 @@ bool write_reply(Connection& conn, const Reply& reply) {
         close = reply.close;
         break;
       case Fault::cl_huge: declared = 1000000000000000ull; break;
+      case Fault::close_cut: sent = reply.body.size() / 2; break;
       default: close = reply.close; break;
     }
   }
   if (reply.seq) head += "x-seq: " + *reply.seq + "\r\n";
   if (!reply.content_type.empty()) head += "Content-Type: " + reply.content_type + "\r\n";
-  if (reply.status != 204) head += "Content-Length: " + std::to_string(declared) + "\r\n";
+  if (reply.status != 204 && reply.fault != Fault::close_cut) head += "Content-Length: " + std::to_string(declared) + "\r\n";
   if (close) head += "Connection: close\r\n";
   head += "\r\n";
   head.append(reply.body, 0, sent);
