@@ -26,13 +26,19 @@ std::string socket_name(const uv_tcp_t* tcp, bool peer) {
   return fmt::format("{}:{}", ip, ntohs(a->sin_port));
 }
 
-Listener::Listener(uv_loop_t* loop, CurlUvDriver& driver, ListenAddress address, BusyPolicy on_busy,
-                   SessionSettings settings)
-    : loop_(loop), driver_(driver), address_(std::move(address)), on_busy_(on_busy), settings_(std::move(settings)) {
+Listener::Listener(uv_loop_t* loop, CurlUvDriver& driver, EndpointLocks& locks, ListenAddress address,
+                   BusyPolicy on_busy, SessionSettings settings)
+    : loop_(loop),
+      driver_(driver),
+      locks_(locks),
+      address_(std::move(address)),
+      on_busy_(on_busy),
+      settings_(std::move(settings)) {
+  endpoint_key_ = EndpointLocks::key(settings_.http.url);
   if (settings_.http.proxy.hops.size() > 1) chain_ = std::make_unique<ProxyChain>(loop_, driver_, settings_.http);
 }
 
-Listener::~Listener() = default;
+Listener::~Listener() { locks_.forget(this); }
 
 bool Listener::start(std::string& error) {
   if (chain_ && !chain_->start(error)) return false;
@@ -63,6 +69,7 @@ bool Listener::start(std::string& error) {
   std::string bound = socket_name(server_.get(), false);
   bound_port_ = std::stoi(bound.substr(bound.rfind(':') + 1));
   bound_name_ = bound;
+  locks_.label(this, "the forward on " + bound);
   log::info("listening on {}, tunnelling to {}", bound, settings_.http.url);
   return true;
 }
@@ -82,18 +89,33 @@ void Listener::on_connection(int status) {
   if (uv_accept(server_.as_stream(), next.client.as_stream()) != 0) return;
   next.peer = socket_name(&next.client.get()->tcp, true);
   if (stopping_) return;  // closed by the owner going out of scope
-  if (!session_) {
+  if (!session_ && waiting_.empty() && locks_.acquire(endpoint_key_, this)) {
     start_session(std::move(next));
-  } else if (on_busy_ == BusyPolicy::refuse) {
-    log::warn("refused local connection from {}: session {} is still running and --on-busy=refuse is set "
-              "(the endpoint carries one connection at a time)",
-              next.peer, session_->id());
-  } else {
-    log::info("local connection from {} waits: session {} is still running (the endpoint carries one "
-              "connection at a time; --on-busy=refuse turns it away instead)",
-              next.peer, session_->id());
-    waiting_.push_back(std::move(next));
+    return;
   }
+  const std::string busy = session_ ? fmt::format("session {} is still running", session_->id())
+                                    : locks_.label_of(locks_.holder(endpoint_key_)) + " has a session to the same endpoint";
+  if (on_busy_ == BusyPolicy::refuse) {
+    log::warn("refused local connection from {}: {} and --on-busy=refuse is set (the endpoint carries one "
+              "connection at a time)",
+              next.peer, busy);
+    return;
+  }
+  log::info("local connection from {} waits: {} (the endpoint carries one connection at a time; "
+            "--on-busy=refuse turns it away instead)",
+            next.peer, busy);
+  waiting_.push_back(std::move(next));
+  if (!session_) locks_.wait(endpoint_key_, this, [this] { on_turn(); });
+}
+
+void Listener::on_turn() {
+  if (stopping_ || waiting_.empty() || session_) {
+    if (!session_) locks_.release(endpoint_key_, this);
+    return;
+  }
+  Waiting next = std::move(waiting_.front());
+  waiting_.pop_front();
+  start_session(std::move(next));
 }
 
 void Listener::start_session(Waiting next) {
@@ -118,13 +140,17 @@ void Listener::on_session_closed() {
   session_.reset();
   ++sessions_done_;
   if (stopping_) {
+    locks_.forget(this);
     maybe_stopped();
     return;
   }
-  if (!waiting_.empty()) {
-    Waiting next = std::move(waiting_.front());
-    waiting_.pop_front();
-    start_session(std::move(next));
+  // Forwards waiting for this endpoint go first; then this one's next connection, in line.
+  locks_.release(endpoint_key_, this);
+  if (waiting_.empty()) return;
+  if (locks_.acquire(endpoint_key_, this)) {
+    on_turn();
+  } else {
+    locks_.wait(endpoint_key_, this, [this] { on_turn(); });
   }
 }
 
@@ -150,8 +176,9 @@ void Listener::stop(std::function<void()> on_stopped) {
     waiting_.clear();  // each closes its socket
   }
   if (session_) {
-    session_->stop();
+    session_->stop();  // the lock goes once it has ended
   } else {
+    locks_.forget(this);
     maybe_stopped();
   }
 }

@@ -1,8 +1,10 @@
 // A local TCP listener that feeds accepted connections to tunnel sessions, one at a time: the
-// server behind an endpoint has one target connection, so two sessions would mix their bytes.
+// server behind an endpoint has one target connection, so two sessions would mix their bytes. The
+// same holds across forwards to one endpoint: they take turns through EndpointLocks.
 #pragma once
 
 #include "agent/config.hpp"
+#include "agent/endpoint_locks.hpp"
 #include "agent/tunnel_session.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/retry_policy.hpp"
@@ -17,7 +19,8 @@ namespace tunnel {
 
 class Listener {
  public:
-  Listener(uv_loop_t* loop, CurlUvDriver& driver, ListenAddress address, BusyPolicy on_busy,
+  // `locks` is shared by every forward of the process and outlives them.
+  Listener(uv_loop_t* loop, CurlUvDriver& driver, EndpointLocks& locks, ListenAddress address, BusyPolicy on_busy,
            SessionSettings settings);
   ~Listener();
   Listener(const Listener&) = delete;
@@ -41,10 +44,13 @@ class Listener {
   void on_connection(int status);
   void start_session(Waiting next);
   void on_session_closed();
+  void on_turn();  // another forward's session to this endpoint ended: the endpoint is ours
   void maybe_stopped();
 
   uv_loop_t* loop_;
   CurlUvDriver& driver_;
+  EndpointLocks& locks_;
+  std::string endpoint_key_;  // EndpointLocks::key of the URL
   ListenAddress address_;
   BusyPolicy on_busy_;
   SessionSettings settings_;

@@ -107,11 +107,12 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   {
     tunnel::CurlUvDriver driver(&loop);
+    tunnel::EndpointLocks endpoint_locks;  // forwards to one endpoint take turns
     std::vector<std::unique_ptr<tunnel::Listener>> listeners;
     for (const auto& forward : config.forwards) {
       if (config.stdio) break;
-      listeners.push_back(std::make_unique<tunnel::Listener>(&loop, driver, forward.listen, config.on_busy,
-                                                             tunnel::session_settings(config, forward)));
+      listeners.push_back(std::make_unique<tunnel::Listener>(&loop, driver, endpoint_locks, forward.listen,
+                                                             config.on_busy, tunnel::session_settings(config, forward)));
     }
     App app;
     app.listeners = &listeners;

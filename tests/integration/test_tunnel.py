@@ -9,6 +9,7 @@ import time
 import unittest
 import urllib.request
 
+import harness
 from harness import (Process, Target, connect, exchange, free_port, read_until_closed, sha256, start_agent,
                      start_server, wait_until)
 
@@ -302,6 +303,43 @@ class Busy(TunnelTestCase):
         second_opened = next(i for i, l in enumerate(lines) if "session 2: opened" in l)
         self.assertGreater(second_opened, first_closed, "the second session began only after the first ended")
         second.close()
+
+
+class TwoForwardsOneEndpoint(unittest.TestCase):
+    def test_two_forwards_to_one_url_take_turns_and_never_mix_their_clients(self):
+        target = Target()
+        server, server_port = start_server(target.port, "--long-poll-ms", "1000")
+        url = f"http://127.0.0.1:{server_port}{harness.ENDPOINT_PATH}"
+        agent = Process([harness.AGENT, "-L", f"0={url}", "-L", f"0={url}"], env={"http_proxy": ""})
+        try:
+            wait_until(lambda: agent.count(r"listening on 127\.0\.0\.1:\d+, tunnelling") == 2, 10,
+                       "both forwards listening", agent.cond)
+            ports = [int(p) for p in re.findall(r"listening on 127\.0\.0\.1:(\d+), tunnelling", agent.output())]
+            with connect(ports[0]) as a:
+                self.assertEqual(exchange(a, b"AAAA-0"), b"AAAA-0")
+                with connect(ports[1]) as b:
+                    b.sendall(b"BBBB-0")  # must wait: the endpoint is busy with the other forward
+                    agent.wait_for_line(rf"waits: the forward on 127\.0\.0\.1:{ports[0]} has a session to the same "
+                                        r"endpoint")
+                    self.assertEqual(exchange(a, b"AAAA-1"), b"AAAA-1")
+                    a.close()
+                    b.settimeout(20)
+                    back = b""
+                    while len(back) < 6:
+                        chunk = b.recv(6 - len(back))
+                        if not chunk:
+                            break
+                        back += chunk
+                    self.assertEqual(back, b"BBBB-0")
+            wait_until(lambda: agent.count(r"session \d+ .*closed after") == 2, 20, "both sessions to end", agent.cond)
+            # Each client had a target connection of its own, carrying its bytes only.
+            with target.cond:
+                streams = [bytes(d) for d in target.data]
+            self.assertEqual(streams, [b"AAAA-0AAAA-1", b"BBBB-0"], agent.output())
+        finally:
+            agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
 
 
 class BusyRefuse(TunnelTestCase):
