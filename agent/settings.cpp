@@ -1,5 +1,7 @@
 #include "agent/settings.hpp"
 
+#include "common/url.hpp"
+
 #include <strings.h>
 
 #include <algorithm>
@@ -26,6 +28,20 @@ SessionSettings session_settings(const Config& config, const Forward& forward) {
   s.http.sensitive_headers = {config.secret_header};
   for (const auto& header : s.headers) s.http.sensitive_headers.push_back(name_of(header));
   s.http.proxy = forward.proxy;
+  const auto secret = forward.secret ? forward.secret : config.secret;
+  if (secret) s.http.sensitive_values.push_back(*secret);
+  for (const auto& header : s.headers) {
+    std::string value = header.substr(std::min(header.size(), header.find(':') + 1));
+    value.erase(0, value.find_first_not_of(" \t"));
+    if (!value.empty()) s.http.sensitive_values.push_back(value);
+  }
+  if (forward.proxy.password) s.http.sensitive_values.push_back(*forward.proxy.password);
+  for (const auto& hop : forward.proxy.hops) {
+    for (unsigned flags : {0u, static_cast<unsigned>(CURLU_URLDECODE)}) {
+      const std::string password = url_part(hop.url, CURLUPART_PASSWORD, flags);
+      if (!password.empty()) s.http.sensitive_values.push_back(password);
+    }
+  }
   // Each proxy hop may hold a body back a while after the request head went through (it buffers):
   // a POST is taken as read by the server that much later (docs/PROTOCOL-NOTES.md).
   // Measured: through tinyproxy, a 60 KiB body was still unread 20 ms after it left, again and again.

@@ -153,6 +153,15 @@ int HttpExchange::on_curl_debug(CURL*, curl_infotype type, char* data, size_t si
     block = end == std::string_view::npos ? std::string_view() : block.substr(end + 1);
     line = trim(line);
     if (line.empty()) continue;
+    std::string masked;  // the line with every sensitive value replaced by ***
+    for (const auto& value : self->options_.sensitive_values) {
+      if (value.size() < 3 || line.find(value) == std::string_view::npos) continue;
+      if (masked.empty()) masked.assign(line);
+      for (size_t at = masked.find(value); at != std::string::npos; at = masked.find(value, at + 3)) {
+        masked.replace(at, value.size(), "***");
+      }
+    }
+    if (!masked.empty()) line = masked;
     auto colon = line.find(':');
     bool secret = false;
     if (type != CURLINFO_TEXT && colon != std::string_view::npos) {

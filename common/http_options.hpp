@@ -40,6 +40,9 @@ struct HttpOptions {
   long request_timeout_ms = 30000;  // a long poll is answered within two server poll timeouts
   bool verbose = false;             // libcurl's own trace on stderr (-vv), secrets masked
   std::vector<std::string> sensitive_headers;  // their values never reach the trace
+  // The secret, header values, proxy passwords: masked wherever they appear in a trace line (HTTP/2
+  // traces them in lines of their own, "h2h3 [x-auth-token: ...]", that no header name gives away).
+  std::vector<std::string> sensitive_values;
   ProxySettings proxy;
   TlsSettings tls;
 };

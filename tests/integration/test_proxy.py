@@ -120,6 +120,21 @@ class Squids(ProxyTest):
         self.assertIn(f"proxy 1 (127.0.0.1:{squid.port}) requires authentication (offers Basic): give --proxy-user",
                       line)
 
+    def test_vv_through_a_proxy_with_a_login_prints_no_password_secret_or_header_value(self):
+        squid = self.proxy(Squid(auth="basic", users={"alice": "pa55-in-url", "carol": "pa55-in-env"}))
+        logins = ((squid.url.replace("http://", "http://alice:pa55-in-url@"), (), {}),
+                  (squid.url, ("--proxy-user", "carol"), {"TUNNEL_PROXY_PASSWORD": "pa55-in-env"}))
+        for url, args, env in logins:
+            agent, port = self.agent("--proxy", url, *args, "-vv", "-H", "X-Api-Key: key-in-header",
+                                     env={"TUNNEL_SECRET": "secret-in-env", **env})
+            self.round_trip(port, 1000)
+            agent.wait_for_line(r"session \d+ .*closed")
+            agent.stop()
+            output = agent.output()
+            self.assertIn("Proxy-Authorization: ***", output)  # the trace is there, masked
+            for secret in ("pa55-in-url", "pa55-in-env", "secret-in-env", "key-in-header"):
+                self.assertNotIn(secret, output)
+
     def test_credentials_in_the_proxy_url_percent_encoded(self):
         squid = self.proxy(Squid(auth="basic", users={"al@ce": "p:ss/w rd"}))
         agent, port = self.agent("--proxy", f"http://al%40ce:p%3Ass%2Fw%20rd@127.0.0.1:{squid.port}")

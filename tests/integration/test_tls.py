@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import unittest
 
+import harness
 from harness import Target, connect, exchange, read_until_closed, sha256, start_agent, start_server, wait_until
 from proxies import Squid
 from tls import Nghttpx, Pki
@@ -64,6 +65,23 @@ class Http2(Tls):
         agent.wait_for_line(r"session 1 .*closed")
         self.assertGreater(agent.count(r"POST x-seq \d+ .*-> HTTP/2 \d+"), 0, "the POSTs went over HTTP/2")
         self.assertEqual(agent.count(r"-> HTTP/1"), 0, "every exchange went over HTTP/2")
+
+    def test_vv_over_http2_prints_no_secret_and_no_header_value(self):
+        # HTTP/2 traces every request header in lines of its own ("h2h3 [x-auth-token: ...]").
+        secrets = ("s3cr3t-h2-value", "tok-h2-value")
+        agent, port = start_agent(0, "--cacert", self.pki.path("ca.pem"), "-vv", "-H", f"Authorization: Bearer {secrets[1]}",
+                                  url=self.front.url, env={"https_proxy": "", "all_proxy": "", "TUNNEL_SECRET": secrets[0]})
+        self.agents.append(agent)
+        with connect(port) as s:
+            self.assertEqual(exchange(s, b"traced"), b"traced")
+        agent.wait_for_line(r"session 1 .*closed")
+        self.assertGreater(agent.count(r"h2h3 \[|\[HTTP/2\]"), 0, "the trace shows the HTTP/2 request headers")
+        check = subprocess.run([harness.AGENT, "check", self.front.url, "--cacert", self.pki.path("ca.pem"), "-vv",
+                                "-H", f"Authorization: Bearer {secrets[1]}"], capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ, https_proxy="", all_proxy="", TUNNEL_SECRET=secrets[0]))
+        for output in (agent.output(), check.stdout + check.stderr):
+            for secret in secrets:
+                self.assertNotIn(secret, output)
 
     def test_untrusted_certificate(self):
         agent, port = self.agent("--cacert", self.pki.path("other-ca.pem"))
