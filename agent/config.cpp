@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <memory>
@@ -33,6 +35,17 @@ bool is_ip_literal(const std::string& host) {
   sockaddr_in6 v6{};
   return uv_ip4_addr(host.c_str(), 0, &v4) == 0 || uv_ip6_addr(host.c_str(), 0, &v6) == 0;
 }
+
+// A finite number: CLI::Range alone lets "nan" through (every comparison with NaN is false), and
+// "--request-timeout nan" turned the timeout off.
+const CLI::Validator kFinite(
+    [](std::string& text) -> std::string {
+      char* end = nullptr;
+      const double value = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || std::isfinite(value)) return {};  // a non-number is the Range's to refuse
+      return "must be a finite number, not " + text;
+    },
+    "FINITE");
 
 // `what`: "secret" or "proxy password", for messages.
 std::optional<std::string> read_secret_file(const std::string& path, const char* what, std::string& error) {
@@ -258,6 +271,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
                   "with --stdio: once standard input ends, wait this long for more output before ending (the session "
                   "also ends when the target closes)")
       ->check(CLI::Range(0.0, 86400.0))
+      ->check(kFinite)
       ->capture_default_str();
   app->add_option("-H,--header", config.headers,
                   "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
@@ -275,20 +289,24 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       ->capture_default_str();
   app->add_option("--connect-timeout", raw.connect_timeout_s, "seconds to wait for a TCP/TLS connection")
       ->check(CLI::Range(0.1, 3600.0))
+      ->check(kFinite)
       ->capture_default_str();
   app->add_option("--request-timeout", raw.request_timeout_s,
                   "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
       ->check(CLI::Range(1.0, 86400.0))
+      ->check(kFinite)
       ->capture_default_str();
   app->add_option("--stall-warning", raw.stall_warning_s,
                   "seconds the local client's bytes may wait for any answer from the target before the agent says "
                   "so and sends the last request body again (the server may have lost it); 0: never")
       ->check(CLI::Range(0.0, 3600.0))
+      ->check(kFinite)
       ->capture_default_str();
   app->add_option("--retry-window", raw.retry_window_s,
                   "seconds a session keeps retrying failed requests, from the first failure in a row; the server "
                   "drops a session that sees no request for 30 s, so keep it below that")
       ->check(CLI::Range(0.0, 3600.0))
+      ->check(kFinite)
       ->capture_default_str();
   app->add_option("-x,--proxy", raw.proxies,
                   "HTTP(S) proxy to reach the endpoint through, always with CONNECT; repeat for a chain; credentials "
@@ -321,6 +339,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
   app->add_option("--stats-interval", raw.stats_interval_s,
                   "every this many seconds, log each forward's status (SIGUSR1 logs it at once); 0: never")
       ->check(CLI::Range(0.0, 86400.0))
+      ->check(kFinite)
       ->capture_default_str();
   app->add_option("--log-format", raw.log_format,
                   "text, or json: one JSON object per line on stderr, for log collectors")

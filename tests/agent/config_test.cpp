@@ -117,6 +117,25 @@ TEST_CASE("options and their errors") {
   CHECK(r.message.find("tunnel-agent " TUNNEL_AGENT_VERSION) == 0);
 }
 
+TEST_CASE("every number of seconds must be finite: nan turned a timeout off") {
+  for (const char* option : {"--connect-timeout", "--request-timeout", "--stall-warning", "--retry-window",
+                             "--stdio-linger", "--stats-interval"}) {
+    for (const char* value : {"nan", "NaN", "inf", "-inf"}) {
+      CAPTURE(option);
+      CAPTURE(value);
+      auto r = Run{}({option, value, kUrl});
+      CHECK_FALSE(r.config);
+      CHECK(r.exit_code == 2);
+      CHECK(r.message.find(option) != std::string::npos);
+    }
+  }
+  // From the environment too.
+  auto r = Run{{{"TUNNEL_REQUEST_TIMEOUT", "nan"}}}({kUrl});
+  CHECK_FALSE(r.config);
+  CHECK(r.message.find("finite") != std::string::npos);
+  CHECK(Run{}({"--request-timeout", "2.5", kUrl}).config->request_timeout_ms == 2500);
+}
+
 TEST_CASE("proxies: --proxy, else the environment as curl reads it, unless --no-proxy") {
   auto r = Run{}({"--proxy", "http://u:p%40ss@proxy.example:3128", kUrl});
   REQUIRE(r.config);
