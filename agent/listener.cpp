@@ -71,7 +71,23 @@ bool Listener::start(std::string& error) {
   bound_name_ = bound;
   locks_.label(this, "the forward on " + bound);
   log::info("listening on {}, tunnelling to {}", bound, settings_.http.url);
+  if (!is_loopback(addr)) {
+    log::warn("{} is reachable from other machines: whoever connects to it gets the debug port of the JVM "
+              "behind {}, and a debugger can make a JVM run any code; listen on 127.0.0.1 (the default) unless "
+              "that is what you want",
+              bound, host_port(settings_.http.url));
+  }
   return true;
+}
+
+// 127.0.0.0/8 or ::1 (or ::ffff:127.x): only this machine can connect.
+bool Listener::is_loopback(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
+    return (ntohl(reinterpret_cast<const sockaddr_in&>(addr).sin_addr.s_addr) >> 24) == 127;
+  }
+  const auto& a6 = reinterpret_cast<const sockaddr_in6&>(addr).sin6_addr;
+  if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
 // Called by libuv when a local client connects.

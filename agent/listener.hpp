@@ -41,6 +41,7 @@ class Listener {
   };
 
   static void on_uv_connection(uv_stream_t* server, int status) noexcept;
+  static bool is_loopback(const sockaddr_storage& addr);
   void on_connection(int status);
   void start_session(Waiting next);
   void on_session_closed();

@@ -371,6 +371,10 @@ class LoopbackOnly(unittest.TestCase):
                 socket.create_connection(("127.0.0.2", port), timeout=5)
             socket.create_connection(("127.0.0.2", wide_port), timeout=5).close()
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            # The wide one says what it exposes; the loopback one says nothing of the kind.
+            wide.wait_for_line(rf"warning: 0\.0\.0\.0:{wide_port} is reachable from other machines: whoever "
+                               r"connects to it gets the debug port of the JVM behind 127\.0\.0\.1:\d+")
+            self.assertEqual(agent.count(r"reachable from other machines"), 0, agent.output())
         finally:
             codes = [agent.stop()[0], wide.stop()[0]]
             server.stop(signal.SIGKILL)
