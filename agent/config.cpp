@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,16 +48,30 @@ const CLI::Validator kFinite(
     },
     "FINITE");
 
-// `what`: "secret" or "proxy password", for messages.
-std::optional<std::string> read_secret_file(const std::string& path, const char* what, std::string& error) {
+// `what`: "secret" or "proxy password", for messages. A file others may read gets a line in
+// `warnings`, as ssh does for a key.
+std::optional<std::string> read_secret_file(const std::string& path, const char* what, std::string& error,
+                                            std::vector<std::string>& warnings) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = fmt::format("cannot read the {} file {}: check the path and its permissions", what, path);
     return std::nullopt;
   }
-  std::ostringstream content;
-  content << in.rdbuf();
-  std::string secret = content.str();
+  // At most this much: a secret is one short line (--secret-file /dev/zero never returned).
+  constexpr size_t kMaxSecretFile = 64 << 10;
+  std::string secret(kMaxSecretFile + 1, '\0');
+  in.read(secret.data(), static_cast<std::streamsize>(secret.size()));
+  secret.resize(static_cast<size_t>(in.gcount()));
+  if (secret.size() > kMaxSecretFile) {
+    error = fmt::format("the {} file {} holds more than {} KiB: not a {} file (put the {} on its first line)", what,
+                        path, kMaxSecretFile >> 10, what, what);
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    warnings.push_back(fmt::format("the {} file {} can be read by other users (mode {:04o}): chmod 600 {}", what,
+                                   path, st.st_mode & 07777, path));
+  }
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) {
     error = fmt::format("the {} file {} is empty: put the {} on its first line", what, path, what);
@@ -622,7 +637,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
       forward.listen = *listen;
       forward.url = table.url;
       if (!table.secret_file.empty()) {
-        auto secret = read_secret_file(table.secret_file, "secret", error);
+        auto secret = read_secret_file(table.secret_file, "secret", error, config.warnings);
         if (!secret) return fail(fmt::format("{}: {}", table.where, error));
         forward.secret = std::move(*secret);
         forward.secret_source = fmt::format("secret-file {} ({})", table.secret_file, table.where);
@@ -670,7 +685,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   }
   const Source secret_chosen = chosen["secret-file"];
   if (!raw.secret_file.empty()) {
-    auto secret = read_secret_file(raw.secret_file, "secret", error);
+    auto secret = read_secret_file(raw.secret_file, "secret", error, config.warnings);
     if (!secret) return fail_from("secret-file", error);
     config.secret = std::move(*secret);
     config.secret_source = (secret_chosen == Source::command_line ? "--secret-file " : "secret-file ") +
@@ -721,7 +736,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     }
   }
   if (!raw.proxy_password_file.empty()) {
-    auto password = read_secret_file(raw.proxy_password_file, "proxy password", error);
+    auto password = read_secret_file(raw.proxy_password_file, "proxy password", error, config.warnings);
     if (!password) return fail_from("proxy-password-file", error);
     config.proxy.password = std::move(*password);
   } else if (!env_text("TUNNEL_PROXY_PASSWORD").empty()) {

@@ -52,6 +52,7 @@ struct Config {
   long stall_warning_ms = 10000;  // --stall-warning
   ProxySettings proxy;  // the first forward's proxies (the shared login settings live here too)
   TlsSettings tls;
+  std::vector<std::string> warnings;  // found while reading the settings; logged once logging is set up
 };
 
 inline constexpr size_t kMaxHeaders = 8;

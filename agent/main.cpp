@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   const tunnel::Config& config = *parsed.config;
   tunnel::log::set_level(config.log_level);
   tunnel::log::set_format(config.log_format);
+  for (const auto& warning : config.warnings) tunnel::log::warn("{}", warning);
   std::signal(SIGPIPE, SIG_IGN);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     tunnel::log::error("cannot initialise libcurl");
@@ -75,7 +76,6 @@ int main(int argc, char** argv) {
     curl_global_cleanup();
     return code;
   }
-
 
   for (const auto& forward : config.forwards) {
     if ((config.secret || forward.secret) && forward.url.rfind("http://", 0) == 0) {

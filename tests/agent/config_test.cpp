@@ -3,9 +3,12 @@
 
 #include <curl/curl.h>
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
-#include <unistd.h>
 #include <map>
 #include <string>
 #include <vector>
@@ -76,6 +79,20 @@ TEST_CASE("the secret comes from --secret-file or TUNNEL_SECRET, never the comma
   r = run({"--secret-file", path, kUrl});
   REQUIRE(r.config);
   CHECK(r.config->secret == "from-file");  // the file wins over the environment
+  CHECK(r.config->warnings.empty());       // mkstemp made it 0600
+
+  // Readable by others: a warning, as ssh gives for a key; it still works.
+  REQUIRE(chmod(path, 0644) == 0);
+  r = run({"--secret-file", path, kUrl});
+  REQUIRE(r.config);
+  REQUIRE(r.config->warnings.size() == 1);
+  CHECK(r.config->warnings[0] == fmt::format("the secret file {} can be read by other users (mode 0644): chmod 600 {}",
+                                             path, path));
+
+  // A device that never ends is no secret file: refused after 64 KiB, not read for ever.
+  r = Run{}({"--secret-file", "/dev/zero", kUrl});
+  CHECK_FALSE(r.config);
+  CHECK(r.message.find("the secret file /dev/zero holds more than 64 KiB") != std::string::npos);
 
   r = Run{}({"--secret-file", "/nonexistent/secret", kUrl});
   CHECK_FALSE(r.config);
