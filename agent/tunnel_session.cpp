@@ -294,7 +294,7 @@ void TunnelSession::pump() {
       const bool applied = r->kind == Kind::post && r->post->applied;
       in_flight_.push_back({r->kind == Kind::get, r->body_size(), r->started_ns, sent, applied});
       // Reached, for the quiet rule: acknowledged too (rule (a) holds the next POST until then).
-      if (r->kind == Kind::post && sent != 0) last_post_sent_ns_ = std::max(last_post_sent_ns_, sent);
+      if (r->kind == Kind::post && sent != 0) note_post_reached(sent, r->body_size());
     }
     Post* resend = upload_.next_resend();  // POSTs to send again go first, lowest x-seq first
     const bool local_keeps_up = download_.keeps_up();
@@ -304,7 +304,8 @@ void TunnelSession::pump() {
     // has not talked yet may be about to: only after a few POSTs without a word is it taken as a sink.
     const bool talker = download_.any_payload() || upload_.next_seq() <= kPostsBeforeSink + 1;
     const UploadState upload{gate_ns == 0 && upload_waiting, download_.last_payload_ns(), target_idle(),
-                             talker ? last_post_sent_ns_ : 0, download_.last_payload_bytes(), jvm_awaits_handshake()};
+                             talker ? last_post_sent_ns_ : 0, last_post_bytes_, download_.last_payload_bytes(),
+                             jvm_awaits_handshake()};
     const Plan plan = planner_.next(in_flight_, upload, local_keeps_up || keep_one_held, uv_hrtime());
     if (plan.next == Plan::Next::nothing) {
       uint64_t recheck_ns = plan.recheck_in_ns;
@@ -312,6 +313,11 @@ void TunnelSession::pump() {
       if (recheck_ns > 0) {
         uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, recheck_ns / 1000000 + 1, 0);
       }
+      break;
+    }
+    if (const uint64_t pace_ns = pacer_.wait_ns(uv_hrtime()); pace_ns > 0) {
+      // Answers that carry nothing come back at once: not the server's doing (see note_empty_answer).
+      uv_timer_start(pump_timer_.get(), &TunnelSession::on_uv_pump_timeout, pace_ns / 1000000 + 1, 0);
       break;
     }
     if (plan.next == Plan::Next::post && resend != nullptr) {
@@ -337,7 +343,7 @@ void TunnelSession::send_releases() {
   uint64_t unsettled = 0;
   for (const auto& r : pool_) {
     if (r->busy && r->kind == Kind::post && !r->post->applied) {
-      unsettled = std::max(unsettled, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
+      unsettled = std::max(unsettled, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now, r->body_size()));
     }
   }
   if (recovery_.releases_owed() > 0 && unsettled > 0) {
@@ -373,7 +379,7 @@ void TunnelSession::drain() {
   const uint64_t unsent = upload_.lowest_resend_seq();  // 0: none
   for (const auto& r : pool_) {
     if (!r->busy || r->kind != Kind::post) continue;
-    wait_ns = std::max(wait_ns, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now));
+    wait_ns = std::max(wait_ns, planner_.settle_wait_ns(r->exchange.body_sent_ns(), now, r->body_size()));
   }
   const bool over = now - draining_since_ns_ >= settings_.drain_limit_ms * 1000000;
   if (!over && (wait_ns > 0 || unsent != 0)) {
@@ -439,7 +445,7 @@ void TunnelSession::send_post() {
   if (waiting_since_ns_ == 0) wait_for_answer(uv_hrtime());
   log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
              post.seq, post.body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
-             static_cast<double>(planner_.settle_ns()) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
+             static_cast<double>(planner_.settle_ns(post.body.size())) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
   send_post(post);
 }
 
@@ -484,14 +490,46 @@ void TunnelSession::note_target_received(uint64_t upload_offset) { upload_.targe
 // before it has read the body, and then the body is lost: a POST answered before its body was surely
 // read goes again, same x-seq. Free when the body was lost (it arrives in order); one of the server's
 // 100 reorder slots when it was not (docs/PROTOCOL-NOTES.md).
-void TunnelSession::on_post_answered(Request& r) {
+// A 204 or 429. The server answers 204 only after its long poll and 429 only to make room for a
+// newer request of ours; a gateway or proxy in front that answers for it (rate-limiting, a cache)
+// answers every request at once: about 9,000 requests a second, while the log said "connected".
+void TunnelSession::note_empty_answer(const Request& r, bool progress) {
+  if (progress) {
+    note_progress();
+    return;
+  }
+  if (r.release) return;  // asked for: it makes the server let go of a request held for a dead connection
+  const uint64_t left = r.exchange.body_sent_ns() != 0 ? r.exchange.body_sent_ns() : r.started_ns;
+  const uint64_t answered = r.exchange.answered_ns();
+  const uint64_t held = answered > left ? answered - left : 0;
+  if (!pacer_.on_empty_answer(r.exchange.status(), held)) return;
+  std::string what;
+  if (pacer_.count_429() > 0) what = fmt::format("429 Too Many Requests x{}", pacer_.count_429());
+  if (pacer_.count_204() > 0) what += fmt::format("{}204 No Content x{}", what.empty() ? "" : ", ", pacer_.count_204());
+  if (storm_warned_) {
+    log::debug("session {}: answers with nothing again ({}): slowing down", id_, what);
+    return;
+  }
+  storm_warned_ = true;
+  log::warn("session {}: {} answers in a row came at once and carried nothing ({}); the tunnel server holds a "
+            "request until it has data or its long poll ends, so something in front of it (a gateway or proxy "
+            "that rate-limits?) answers instead: slowing down to one request every {:.0f} s at most until data "
+            "moves",
+            id_, pacer_.run(), what, static_cast<double>(EmptyAnswerPacer::Settings{}.cap_ns) / 1e9);
+}
+
+void TunnelSession::note_progress() {
+  if (pacer_.on_progress()) log::info("session {}: data moves again: requests go at full speed", id_);
+}
+
+bool TunnelSession::on_post_answered(Request& r) {
   Post& post = *r.post;
   // Before the peer acknowledged the whole body the server cannot have read it: surely lost.
   const InFlightRequest sent{false, post.body.size(), r.started_ns, r.exchange.delivered_or_sent_ns(), post.applied};
   const PostFate fate = planner_.fate(sent, r.exchange.answered_ns());
   switch (upload_.on_answered(post, fate, jdwp_tracked(), r.exchange.status() == 200)) {
     case UploadStream::Outcome::kept:
-      break;
+      return true;
     case UploadStream::Outcome::jdwp_suspect: {
       // Sent again if the JVM has not answered its commands within a few round trips.
       const uint64_t check_ms = std::max<uint64_t>(50, 4 * planner_.round_trip_ns() / 1000000);
@@ -516,6 +554,7 @@ void TunnelSession::on_post_answered(Request& r) {
       }
       break;
   }
+  return false;
 }
 
 std::string TunnelSession::stall_text() const {
@@ -603,6 +642,7 @@ bool TunnelSession::send(Request& r, Kind kind) {
     return false;
   }
   r.busy = true;
+  if (kind != Kind::disconnect) pacer_.on_sent(r.started_ns);
   return true;
 }
 
@@ -663,7 +703,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
   if (r.kind == Kind::post) {
     r.post->in_flight = false;
-    last_post_sent_ns_ = std::max(last_post_sent_ns_, r.exchange.delivered_or_sent_ns());
+    note_post_reached(r.exchange.delivered_or_sent_ns(), r.body_size());
   }
   log_exchange(r, result);
   if (r.exchange.attempts() > 1 && r.kind != Kind::disconnect) {
@@ -731,6 +771,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::payload:
       on_payload(r);
       if (state_ != State::open && state_ != State::draining) return;
+      note_progress();
       if (data_after_early_410) {
         after_early_410_data(awaiting_jvm && jdwp_.state() == JdwpHandshake::State::attached);
       }
@@ -739,7 +780,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::poll_again:
     case Answer::released:
       // 429: a newer request of ours is held, so a GET needs no replacement.
-      if (r.kind == Kind::post) on_post_answered(r);
+      note_empty_answer(r, r.kind == Kind::post && on_post_answered(r));
       break;
     case Answer::target_closed:
       if (retry_early_410(r)) return;

@@ -9,6 +9,7 @@
 //  - UploadStream: the local bytes as numbered POST bodies, and which go again or are kept;
 //  - DownloadStream: payloads back in order, the gap a missing one leaves, back-pressure;
 //  - RetryPolicy: back-off after failures, when to give up, the releases a failure calls for;
+//  - EmptyAnswerPacer: a storm of answers that carry nothing (a gateway in front) slows requests;
 //  - JdwpHandshake / JdwpPackets: what a debugger's traffic says the JVM has received.
 #pragma once
 
@@ -189,7 +190,10 @@ class TunnelSession {
   // A debugger attached and its packets are followed: their replies say what the JVM received.
   bool jdwp_tracked() const { return jdwp_.state() == JdwpHandshake::State::attached && jdwp_packets_.active(); }
   void note_target_received(uint64_t upload_offset);  // the target surely has the stream up to here
-  void on_post_answered(Request& request);            // 200/204/429 to a POST: was its body read?
+  // 200/204/429 to a POST: was its body read? True when surely so (progress).
+  bool on_post_answered(Request& request);
+  void note_empty_answer(const Request& request, bool progress);  // a 204 or 429: a storm?
+  void note_progress();  // a payload, or a POST's body surely read
   std::string stall_text() const;
   void set_reading(bool on);
   // Ends the session; `error` empty means a normal end. Idempotent.
@@ -222,6 +226,8 @@ class TunnelSession {
   UploadStream upload_;
   DownloadStream download_;
   RetryPolicy recovery_;
+  EmptyAnswerPacer pacer_;     // answers that carry nothing, at once: slow down
+  bool storm_warned_ = false;  // said once per session
   JdwpHandshake jdwp_;        // only watches: "debugger attached" and friends
   JdwpPackets jdwp_packets_;  // which debugger commands the JVM has not answered
 
@@ -253,6 +259,13 @@ class TunnelSession {
   static constexpr uint64_t kFrontEndSettleNs = 50'000'000;  // as for a proxy hop (agent/settings.cpp)
   bool behind_front_ = false;  // answers come over HTTP/2: a front end relays to the server
   uint64_t last_post_sent_ns_ = 0;  // when the peer acknowledged the last POST's body (or resend)
+  size_t last_post_bytes_ = 0;      // ... and its size: a big one is read long after
+  void note_post_reached(uint64_t at_ns, size_t bytes) {
+    if (at_ns >= last_post_sent_ns_) {
+      last_post_sent_ns_ = at_ns;
+      last_post_bytes_ = bytes;
+    }
+  }
   // The stall warning.
   uint64_t stalled_since_ns_ = 0;  // the stall warning was given (0: not stalled)
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or

@@ -50,7 +50,7 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
       front_in = std::min(front_in, wait);
       continue;
     }
-    const uint64_t wait = r.applied ? 0 : settle_wait_ns(r.body_sent_ns, now);
+    const uint64_t wait = r.applied ? 0 : settle_wait_ns(r.body_sent_ns, now, r.body_size);
     if (wait == 0) front = true;
     post_wait = std::max(post_wait, wait);
     if (r.body_size >= settings_.big_post_bytes || now - r.started_ns >= settings_.lone_post_ns) {
@@ -76,9 +76,9 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   }
   if (in_flight.size() >= 3) return plan;  // a release is on its way back: wait for it
   const bool oldest_settled =
-      in_flight.size() < 2 || oldest->is_get || oldest->applied || settle_wait_ns(oldest->body_sent_ns, now) == 0;
+      in_flight.size() < 2 || oldest->is_get || oldest->applied || settle_wait_ns(oldest->body_sent_ns, now, oldest->body_size) == 0;
   if (!oldest_settled) {
-    plan.recheck_in_ns = std::max<uint64_t>(settle_wait_ns(oldest->body_sent_ns, now), 1'000'000);
+    plan.recheck_in_ns = std::max<uint64_t>(settle_wait_ns(oldest->body_sent_ns, now, oldest->body_size), 1'000'000);
     return plan;
   }
   if (want_get) {
@@ -90,14 +90,14 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   if (in_flight.size() == 2) {
     // The POST releases the oldest: only the other one can stand in front of it.
     const InFlightRequest& other = &in_flight[0] == oldest ? in_flight[1] : in_flight[0];
-    front_in = !other.is_get && other.applied ? 0 : settle_wait_ns(other.body_sent_ns, now);
+    front_in = !other.is_get && other.applied ? 0 : settle_wait_ns(other.body_sent_ns, now, other.body_size);
     front = front_in == 0;
   }
   if (wait == 0 && !front) wait = front_in;  // UINT64_MAX: no GET out, and none may go now
   if (wait == 0 && !upload.target_idle) {
     const uint64_t quiet = quiet_ns();
     uint64_t start = std::max(upload.last_payload_ns, listening_since);
-    if (upload.last_post_to_talker_ns != 0) start = std::max(start, upload.last_post_to_talker_ns + settle_ns());
+    if (upload.last_post_to_talker_ns != 0) start = std::max(start, upload.last_post_to_talker_ns + settle_ns(upload.last_post_to_talker_bytes));
     const uint64_t since = now > start ? now - start : 0;
     wait = since >= quiet ? 0 : quiet - since;
   }
@@ -112,7 +112,7 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
 PostFate RequestPlanner::fate(const InFlightRequest& post, uint64_t answered_ns) const {
   if (post.applied) return PostFate::read;
   if (post.body_sent_ns == 0 || answered_ns < post.body_sent_ns) return PostFate::lost;
-  return answered_ns - post.body_sent_ns >= settle_ns() ? PostFate::read : PostFate::maybe_lost;
+  return answered_ns - post.body_sent_ns >= settle_ns(post.body_size) ? PostFate::read : PostFate::maybe_lost;
 }
 
 }  // namespace tunnel

@@ -26,6 +26,7 @@ struct UploadState {
   // The last POST's body left at this time (0: none), to a target that has talked in this session:
   // it will answer that body once it has it, so silence counts only from then.
   uint64_t last_post_to_talker_ns = 0;
+  size_t last_post_to_talker_bytes = 0;  // that POST's body size
   size_t last_payload_bytes = 0;  // the size of the target's last payload
   // The target says nothing until it has the bytes waiting (a JVM before the debugger's handshake):
   // whatever answers them comes after they were read, so they need no request in front.
@@ -40,6 +41,13 @@ struct PlannerSettings {
   // + the round trip (the fastest exchange seen): a held POST's body is surely read by then. The
   // margin covers a server that reads late (a busy one, or the test server's --body-read-delay-ms 5).
   uint64_t settle_base_ns = 10'000'000;
+  // + this per MiB of the body: the peer's kernel acknowledges a body it buffered, and the server
+  // reads it from there at its own pace (ours about 170 MB/s on 2 idle cores, half that when they
+  // are busy), so a big body is read well after it was acknowledged (measured: a 2 MiB body, settled
+  // by the flat margin, taken by target data on a loaded machine).
+  // The first settle_free_bytes come with the request head and are read with it.
+  uint64_t settle_ns_per_mib = 10'000'000;
+  size_t settle_free_bytes = 64 << 10;
   // + the round trip: no payload for this long, with a request out to carry one, and the target is
   // taken as quiet (while it talks, payloads come about a round trip apart).
   uint64_t quiet_base_ns = 15'000'000;
@@ -78,14 +86,17 @@ class RequestPlanner {
     if (duration_ns < fastest_ns_) fastest_ns_ = duration_ns;
   }
   uint64_t round_trip_ns() const { return fastest_ns_ == UINT64_MAX ? 0 : fastest_ns_; }
-  // How long after its body was sent a held POST is taken as read by the server.
-  uint64_t settle_ns() const { return settings_.settle_base_ns + round_trip_ns(); }
+  // How long after its body of `body_bytes` was sent a held POST is taken as read by the server.
+  uint64_t settle_ns(size_t body_bytes = 0) const {
+    const uint64_t late = body_bytes > settings_.settle_free_bytes ? body_bytes - settings_.settle_free_bytes : 0;
+    return settings_.settle_base_ns + round_trip_ns() + ((late * settings_.settle_ns_per_mib) >> 20);  // no overflow below 1 TiB
+  }
   // How long without a payload before the target is taken as quiet.
   uint64_t quiet_ns() const { return settings_.quiet_base_ns + round_trip_ns(); }
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
-  uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now) const {
-    const uint64_t settle = settle_ns();
+  uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now, size_t body_bytes = 0) const {
+    const uint64_t settle = settle_ns(body_bytes);
     return sent_ns == 0 ? settle : now - sent_ns >= settle ? 0 : sent_ns + settle - now;
   }
 

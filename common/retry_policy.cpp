@@ -41,4 +41,34 @@ void RetryPolicy::on_answer(uint64_t epoch) {
   if (epoch == epoch_) release_pending_ = false;  // the releases went through
 }
 
+bool EmptyAnswerPacer::on_empty_answer(long status, uint64_t held_ns) {
+  if (held_ns >= settings_.quick_ns) {
+    // Held like a long poll, or until a newer request came: the server's own way, no storm.
+    return on_progress(), false;
+  }
+  ++run_;
+  if (status == 429) ++count_429_;
+  if (status == 204) ++count_204_;
+  return run_ == settings_.threshold;
+}
+
+bool EmptyAnswerPacer::on_progress() {
+  const bool was_slowed = slowed();
+  run_ = count_429_ = count_204_ = 0;
+  return was_slowed;
+}
+
+uint64_t EmptyAnswerPacer::pause_ns() const {
+  if (!slowed()) return 0;
+  const unsigned doublings = std::min(run_ - settings_.threshold, 30u);
+  return std::min(settings_.cap_ns, settings_.base_ns << doublings);
+}
+
+uint64_t EmptyAnswerPacer::wait_ns(uint64_t now) const {
+  const uint64_t pause = pause_ns();
+  if (pause == 0 || last_sent_ns_ == 0) return 0;
+  const uint64_t at = last_sent_ns_ + pause;
+  return now >= at ? 0 : at - now;
+}
+
 }  // namespace tunnel

@@ -86,4 +86,47 @@ class RefusalBackoff {
   uint64_t wait_ms_ = 0;
 };
 
+// Answers that carry nothing, in a storm: a gateway or proxy in front that answers every request at
+// once with 429 or 204 (rate-limiting, or a cache) got about 9,000 requests a second. The server
+// itself answers 204 only after its long poll (10 s) and 429 only to make room for a newer request,
+// so a run of empty answers that came back fast, with no progress between them (no payload, no
+// POST body surely read), means something else answers: from the threshold on, each request waits
+// a doubling pause (capped) after the one before, until progress resets it. Said once per run.
+class EmptyAnswerPacer {
+ public:
+  struct Settings {
+    uint64_t quick_ns = 250'000'000;  // an empty answer sooner than this after its request left is "at once"
+    unsigned threshold = 4;           // this many in a row, and requests slow down
+    uint64_t base_ns = 100'000'000;   // the first pause, doubled with each further empty answer ...
+    uint64_t cap_ns = 2'000'000'000;  // ... up to this
+  };
+  EmptyAnswerPacer() = default;
+  explicit EmptyAnswerPacer(Settings settings) : settings_(settings) {}
+
+  // A 204 or 429 whose request was out for `held_ns`. True when this answer starts a slow-down (the
+  // moment to say so).
+  bool on_empty_answer(long status, uint64_t held_ns);
+  // A payload arrived, or a POST's body was surely read: the run ends, requests go at full speed.
+  // True when a slow-down ends with it.
+  bool on_progress();
+  // A request went at `now`.
+  void on_sent(uint64_t now) { last_sent_ns_ = now; }
+  // How long the next request must wait at `now` (0: it may go).
+  uint64_t wait_ns(uint64_t now) const;
+
+  bool slowed() const { return run_ >= settings_.threshold; }
+  unsigned run() const { return run_; }
+  uint64_t pause_ns() const;  // between requests while slowed
+  // "429 Too Many Requests x6, 204 No Content x2": the run's answers, for the log line.
+  unsigned count_429() const { return count_429_; }
+  unsigned count_204() const { return count_204_; }
+
+ private:
+  Settings settings_;
+  unsigned run_ = 0;
+  unsigned count_429_ = 0;
+  unsigned count_204_ = 0;
+  uint64_t last_sent_ns_ = 0;
+};
+
 }  // namespace tunnel

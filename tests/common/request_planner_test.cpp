@@ -107,7 +107,7 @@ TEST_CASE("(a) one unsettled POST at a time, so that x-seq arrive in order") {
   // A body not yet all sent: the whole settle time.
   plan = p.next({get(now - 50 * ms), post(256 << 10, now - 1 * ms, 0)}, upload(), true, now);
   CHECK(plan.next == Next::nothing);
-  CHECK(plan.recheck_in_ns == kSettle);
+  CHECK(plan.recheck_in_ns == p.settle_ns(256 << 10));
   // The target answered it (a JDWP reply): no wait, and it counts as held in front.
   CHECK(p.next({post(20, now - 1 * ms, now - 1 * ms, true)}, upload(0, true), true, now).next == Next::post);
 }
@@ -161,17 +161,18 @@ TEST_CASE("a new request only when the one it may release is settled, and never 
   // Oldest of two is a POST still uploading: a GET would release it unread. Wait.
   auto plan = p.next({post(256 << 10, now - 70 * ms, 0), post(1, now - 60 * ms, now - 60 * ms)}, none(), true, now);
   CHECK(plan.next == Next::nothing);
-  CHECK(plan.recheck_in_ns == kSettle);
+  CHECK(plan.recheck_in_ns == p.settle_ns(256 << 10));
   // The newer of two is the unsettled one: a GET releases the older, settled one.
   CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), post(256 << 10, now - 3 * ms, 0)}, none(), true, now).next ==
         Next::get);
   // Oldest of two is a GET: releasing it loses nothing.
   CHECK(p.next({get(now - 60 * ms), post(20, now - 55 * ms, now - 55 * ms)}, upload(), true, now).next ==
         Next::post);
-  // Its body went out 4 ms ago: 6 ms more before anything may release it.
+  // Its body went out 4 ms ago: 6 ms more (and the part that came after the head) before anything
+  // may release it.
   plan = p.next({post(256 << 10, now - 5 * ms, now - 4 * ms), get(now - 1 * ms)}, upload(), true, now);
   CHECK(plan.next == Next::nothing);
-  CHECK(plan.recheck_in_ns == 6 * ms);
+  CHECK(plan.recheck_in_ns == p.settle_ns(256 << 10) - 4 * ms);
   CHECK(p.next({get(now - 90 * ms), post(1, now - 80 * ms, now - 80 * ms), post(1, now - 70 * ms, now - 70 * ms)},
                upload(), true, now)
             .next == Next::nothing);
@@ -206,4 +207,29 @@ TEST_CASE("what an answer to a POST says of its body") {
   // The target answered what it carried: read, whenever the answer came.
   CHECK(p.fate(post(20, sent, sent, true), sent + 1 * ms) == PostFate::read);
 
+}
+
+TEST_CASE("a big body settles later: the server reads it from its buffer after the kernel acknowledged it") {
+  RequestPlanner p;
+  const uint64_t sent = 1000 * ms;
+  // 10 ms per MiB after the first 64 KiB (read with the head) on top of the flat margin.
+  CHECK(p.settle_ns(0) == kSettle);
+  CHECK(p.settle_ns(64 << 10) == kSettle);
+  CHECK(p.settle_ns((1 << 20) + (64 << 10)) == kSettle + 10 * ms);
+  const size_t big = (2 << 20) + (64 << 10);  // settles 20 ms after the flat margin
+  CHECK(p.fate(post(big, sent, sent), sent + kSettle + 10 * ms) == PostFate::maybe_lost);
+  CHECK(p.fate(post(big, sent, sent), sent + kSettle + 20 * ms) == PostFate::read);
+  CHECK(p.fate(post(20, sent, sent), sent + kSettle) == PostFate::read);
+  // The next POST waits for the big one to settle, not just for the flat margin (rule (a)).
+  const auto plan = p.next({get(sent - 50 * ms), post(big, sent, sent)}, upload(0, true), true, sent + kSettle + 1 * ms);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == 19 * ms);
+  CHECK(p.next({get(sent - 50 * ms), post(big, sent, sent)}, upload(0, true), true, sent + kSettle + 20 * ms).next ==
+        Next::post);
+  // Quiet counts from when the last POST to a talker settled, by its size too.
+  UploadState talker = upload(sent - 500 * ms);
+  talker.last_post_to_talker_ns = sent;
+  talker.last_post_to_talker_bytes = big;
+  CHECK(p.next({get(sent - 50 * ms)}, talker, true, sent + kSettle + kQuiet + 5 * ms).next == Next::nothing);
+  CHECK(p.next({get(sent - 50 * ms)}, talker, true, sent + kSettle + 20 * ms + kQuiet).next == Next::post);
 }

@@ -99,3 +99,48 @@ TEST_CASE("after refusals, the next session waits 1 s, doubling to a 16 s cap, u
   CHECK(b.wait_ms() == 0);
   CHECK(b.refused() == 1000);
 }
+
+TEST_CASE("empty answers that come at once, run after run, slow requests down to the cap") {
+  EmptyAnswerPacer p;  // quick < 250 ms, threshold 4, pause 100 ms doubling to 2 s
+  uint64_t now = 1000 * ms;
+  p.on_sent(now);
+  CHECK(p.wait_ns(now) == 0);
+  CHECK_FALSE(p.on_empty_answer(429, 1 * ms));
+  CHECK_FALSE(p.on_empty_answer(204, 1 * ms));
+  CHECK_FALSE(p.on_empty_answer(429, 1 * ms));
+  CHECK(p.wait_ns(now) == 0);  // three: not yet
+  CHECK(p.on_empty_answer(429, 1 * ms));  // the fourth starts it, and says so once
+  CHECK(p.slowed());
+  CHECK(p.count_429() == 3);
+  CHECK(p.count_204() == 1);
+  CHECK(p.wait_ns(now) == 100 * ms);
+  CHECK(p.wait_ns(now + 40 * ms) == 60 * ms);
+  CHECK(p.wait_ns(now + 100 * ms) == 0);
+  const uint64_t steps[] = {200, 400, 800, 1600, 2000, 2000};
+  for (const uint64_t step : steps) {
+    CAPTURE(step);
+    CHECK_FALSE(p.on_empty_answer(204, 1 * ms));  // said once only
+    now += 3000 * ms;
+    p.on_sent(now);
+    CHECK(p.wait_ns(now) == step * ms);
+  }
+  // At the cap, no more than one request per 2 s: 10 s of storm costs at most a handful.
+  CHECK(p.pause_ns() == 2000 * ms);
+}
+
+TEST_CASE("progress ends a storm at once; a request held like a long poll ends the run too") {
+  EmptyAnswerPacer p;
+  for (int i = 0; i < 6; ++i) p.on_empty_answer(429, 0);
+  REQUIRE(p.slowed());
+  p.on_sent(5 * ms);
+  CHECK(p.on_progress());  // a payload: the slow-down ends, and that is worth a line
+  CHECK_FALSE(p.slowed());
+  CHECK(p.wait_ns(6 * ms) == 0);
+  CHECK_FALSE(p.on_progress());  // nothing to end
+  // The server's own 204 comes after its long poll: it breaks a run, however long the run was.
+  for (int i = 0; i < 3; ++i) p.on_empty_answer(204, 1 * ms);
+  CHECK_FALSE(p.on_empty_answer(204, 10'000 * ms));
+  CHECK(p.run() == 0);
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(p.on_empty_answer(204, 1 * ms));
+  CHECK_FALSE(p.slowed());
+}

@@ -2,6 +2,7 @@
 wait on conditions with deadlines (never a guessed sleep)."""
 import atexit
 import hashlib
+import json
 import os
 import random
 import re
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 
 AGENT = os.environ.get("TUNNEL_AGENT", "")
 SERVER = os.environ.get("TUNNEL_TEST_SERVER", "")
@@ -135,6 +137,12 @@ def start_server(target_port, *extra):
     server = Process([SERVER, "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target_port}", *extra])
     m = server.wait_for_line(r"^listening on 127\.0\.0\.1:(\d+)$")
     return server, int(m.group(1))
+
+
+def server_stats(port):
+    """The test server's counters (requests, bodies applied and lost, ...), from its stats page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/.tunnel-test-server/stats", timeout=10) as answer:
+        return json.loads(answer.read())
 
 
 def start_agent(server_port, *extra, env=None, path=ENDPOINT_PATH, url=None):

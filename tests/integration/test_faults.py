@@ -6,9 +6,11 @@ import re
 import signal
 import socket
 import threading
+import time
 import unittest
 
-from harness import (Target, connect, exchange, live_output, sha256, start_agent, start_server, wait_until)
+from harness import (Target, connect, exchange, live_output, server_stats, sha256, start_agent, start_server,
+                     wait_until)
 
 # 5% of all exchanges fail, in every way the protocol recovers from whatever the timing: the request
 # never reached the server (a reset, a proxy's 502 or 504), or the server sat on it.
@@ -226,3 +228,38 @@ class LateAnswers(FaultTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Storms(unittest.TestCase):
+    """A gateway in front of the server that answers every request at once with 429 (rate-limiting)
+    or with an empty 204 (a cache): before, the agent sent about 9,000 requests a second and said
+    nothing. Now its requests slow down to a capped pause, and it says so once, naming the answers."""
+
+    def storm(self, status):
+        target = Target()
+        server, server_port = start_server(target.port, "--long-poll-ms", "2000", "--fault", f"{status}@1+")
+        agent, port = start_agent(server_port)
+        try:
+            with connect(port):
+                agent.wait_for_line(rf"session 1: \d+ answers in a row came at once and carried nothing "
+                                    rf"\({status} .* x\d+\).*slowing down")
+                # The rate, over a window measured (not a wait for something to happen): at most one
+                # request per 2 s once slowed; 5 a second is far above that and far below a storm.
+                first, started = server_stats(server_port)["requests"], time.monotonic()
+                time.sleep(4)
+                sent = server_stats(server_port)["requests"] - first - 1  # that stats request itself
+                rate = sent / (time.monotonic() - started)
+                self.assertLess(rate, 5, f"{sent} requests in 4 s under a {status} storm\n" + agent.output())
+                self.assertEqual(agent.count(r"answers in a row came at once"), 1, agent.output())
+                self.assertEqual(agent.count(r"session 1 .*(failed|closed)"), 0, agent.output())
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(code, 0, agent.output())
+
+    def test_a_429_storm_slows_the_agent_down_and_is_said_once(self):
+        self.storm(429)
+
+    def test_a_204_storm_slows_the_agent_down_and_is_said_once(self):
+        self.storm(204)

@@ -3,7 +3,6 @@ reads its body and loses the body when it answers first (--body-read-delay-ms 5 
 5 ms wide, so any request discipline that lets it happen loses bodies here), and its reorder map
 never frees a slot. Every test reads the server's counters and asserts that no body was lost."""
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -11,19 +10,13 @@ import signal
 import socket
 import threading
 import unittest
-import urllib.request
 
-from harness import (Process, Target, connect, exchange, sha256, start_agent, start_debuggee, start_server,
-                     wait_until)
+from harness import (Process, Target, connect, exchange, server_stats, sha256, start_agent, start_debuggee,
+                     start_server, wait_until)
 from link import Link
 
 # The soak (scripts/soak) sets this to run the long versions.
 LONG = os.environ.get("TUNNEL_LOSSLESS_LONG") == "1"
-
-
-def server_stats(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/.tunnel-test-server/stats", timeout=10) as answer:
-        return json.loads(answer.read())
 
 
 class LosslessCase(unittest.TestCase):

@@ -119,6 +119,8 @@ enum class Fault {
   drop_held,     // hold the request (its body read), then close without answering
   late,          // hold it, but never for target data, and answer no sooner than --late-ms
   status_500,    // answer 500 without handling the request
+  status_429,    // answer 429 at once without handling the request, as a gateway that rate-limits
+  status_204,    // answer an empty 204 at once without handling the request, as a gateway or cache
   status_502,    // answer 502 with an HTML page, as a proxy that could not reach the server
   status_504,    // answer 504 with an HTML page, as a proxy that timed out
   lose_body,     // hold the POST and read its body, then drop it: as if answered before it was read
@@ -140,7 +142,7 @@ enum class Fault {
 
 constexpr std::pair<const char*, Fault> kFaultNames[] = {
     {"drop-request", Fault::drop_request}, {"cut-post", Fault::cut_post},   {"drop-held", Fault::drop_held},
-    {"late", Fault::late},                 {"500", Fault::status_500},      {"502", Fault::status_502},
+    {"late", Fault::late},                 {"500", Fault::status_500},      {"429", Fault::status_429},      {"204", Fault::status_204},      {"502", Fault::status_502},
     {"504", Fault::status_504},            {"lose-body", Fault::lose_body},
     {"cut-body", Fault::cut_body},   {"cl-long", Fault::cl_long},
     {"cl-short", Fault::cl_short},         {"cl-huge", Fault::cl_huge},     {"close-cut", Fault::close_cut},     {"seq-dup", Fault::seq_dup},
@@ -995,6 +997,8 @@ class Server {
     }
     if (req.method != "GET" && req.method != "POST") return Reply{405, "text/plain", "method not allowed\n"};
     if (fault == Fault::status_500) return Reply{500, "text/plain", "Internal Server Error (injected)\n"};
+    if (fault == Fault::status_429) return Reply{429};
+    if (fault == Fault::status_204) return Reply{204};
     if (fault == Fault::status_502 || fault == Fault::status_504) {
       const int status = fault == Fault::status_502 ? 502 : 504;
       return Reply{status, "text/html",
