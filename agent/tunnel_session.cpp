@@ -111,7 +111,8 @@ void TunnelSession::on_uv_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
                                               : "the local client closed the connection");
   } else if (nread < 0) {
     self->on_local_eof(nread == UV_ECONNRESET ? "the local client reset the connection"
-                                              : "reading from the local client failed");
+                                              : "reading from the local client failed",
+                       false);
   }
 }
 
@@ -131,7 +132,7 @@ void TunnelSession::on_local_data(const char* data, size_t size) {
   pump();
 }
 
-void TunnelSession::on_local_eof(const char* why) {
+void TunnelSession::on_local_eof(const char* why, bool clean) {
   set_reading(false);
   if (state_ != State::open) return;
   if (settings_.output_outlives_input && !local_input_ended_) {
@@ -147,6 +148,21 @@ void TunnelSession::on_local_eof(const char* why) {
     finish(fmt::format("the local client gave up after the target had answered nothing for {:.0f} s: {}",
                        seconds_since(stalled_since_ns_), stall_text()),
            true, true);
+    return;
+  }
+  if (clean && !jdwp_.debugger() && (upload_.pending() > 0 || upload_.answer_owed())) {
+    // An end of input is not the end of the connection: a client that sent its request and shut
+    // its write side (nc -N, shutdown(SHUT_WR) in scripts) waits for the answer, which got 0 bytes
+    // when the session ended here. TCP cannot tell that from a close, so while the target owes an
+    // answer (nothing came since the client's last bytes) its output keeps coming as in --stdio:
+    // until the target closes, or says nothing for the linger time, or a write finds the client
+    // gone. A client that had its answer and closed ends now, freeing the target at once; so does
+    // a debugger (JDWP has no half-close).
+    log::debug("session {}: {}; the target's output keeps coming until it closes (a half-close)", id_, why);
+    local_input_ended_ = true;
+    half_closed_ = true;
+    uv_timer_start(linger_timer_.get(), &TunnelSession::on_uv_linger_timeout, settings_.linger_ms, 0);
+    pump();
     return;
   }
   log::debug("session {}: {}; sending what is left, then disconnecting", id_, why);
@@ -242,6 +258,11 @@ void TunnelSession::on_uv_write(uv_write_t* req, int status) noexcept {
     self->bytes_down_ += size;
     self->pump();
   } else if (status != UV_ECANCELED) {
+    if (self->half_closed_ && (status == UV_EPIPE || status == UV_ECONNRESET)) {
+      // Its input ended, and now it refuses output: it had closed the connection, not half.
+      self->finish("the local client closed the connection", false, true);
+      return;
+    }
     self->finish(fmt::format("writing to the local client failed: {}", uv_strerror(status)), true, true);
   }
 }
@@ -1060,7 +1081,9 @@ void TunnelSession::on_uv_linger_timeout(uv_timer_t* timer) noexcept {
     self->pump();
     return;
   }
-  self->finish(fmt::format("the input ended, and the target sent nothing for {:.1f} s after it",
+  self->finish(fmt::format("{}, and the target sent nothing for {:.1f} s after it",
+                           self->half_closed_ ? "the local client closed the connection (or its sending side)"
+                                              : "the input ended",
                            static_cast<double>(self->settings_.linger_ms) / 1000),
                false, true);
 }

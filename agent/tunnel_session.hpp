@@ -156,7 +156,7 @@ class TunnelSession {
 
   void on_request_done(Request& request, CURLcode result);
   void on_local_data(const char* data, size_t size);
-  void on_local_eof(const char* why);
+  void on_local_eof(const char* why, bool clean = true);  // clean: EOF, not a reset or read error
   void on_payload(Request& request);
   void pump();
   Request& idle_request();
@@ -275,7 +275,8 @@ class TunnelSession {
   void wait_for_answer(uint64_t since_ns);
   // The local end.
   bool reading_ = false;
-  bool local_input_ended_ = false;  // output_outlives_input: the local input reached EOF
+  bool local_input_ended_ = false;  // output_outlives_input, or half_closed_: the local input reached EOF
+  bool half_closed_ = false;  // a TCP client (not a debugger) sent EOF: it may still read (see on_local_eof)
   std::array<char, 64 * 1024> read_buffer_;
   bool target_gone_ = false;  // a 410 came: the session ends once the requests still out are back
   // A request crossed the target's close: it reached the server after the 410s and opened a new target

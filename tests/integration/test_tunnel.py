@@ -278,6 +278,30 @@ class Disconnect(TunnelTestCase):
         self.server.wait_for_line(r"target connection 1 closed: x-disconnect")
 
 
+class HalfClose(TunnelTestCase):
+    """A client that sends its request and shuts its write side (nc -N, many scripts) still gets the
+    answer: before, the session ended at the EOF and the client got 0 bytes back."""
+
+    def test_the_answer_reaches_a_client_that_shut_its_write_side(self):
+        payload = os.urandom(1 << 20)
+        with connect(self.port) as s:
+            s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+            back = read_until_closed(s, timeout=30)
+        self.assertEqual(len(back), len(payload))
+        self.assertEqual(sha256(back), sha256(payload))
+        self.agent.wait_for_line(r"session 1 \(.*\) closed after .*: the local client closed the connection \(or its "
+                                 r"sending side\), and the target sent nothing for 2\.0 s after it")
+
+    def test_a_client_that_closes_before_reading_the_answer_ends_the_session_cleanly(self):
+        # The same EOF from a client that closed for good: the answer finds it gone, and that is no error.
+        with connect(self.port) as s:
+            s.sendall(os.urandom(256 << 10))
+        self.agent.wait_for_line(r"session 1 \(.*\) closed after .*: the local client closed the connection")
+        self.assertEqual(self.agent.count(r"session 1 .* failed"), 0, self.agent.output())
+        self.target.wait_closed(1, timeout=10)
+
+
 class Busy(TunnelTestCase):
     def test_second_connection_waits_for_the_first(self):
         first = connect(self.port)
