@@ -1,5 +1,6 @@
 #include "common/http_exchange.hpp"
 
+#include "common/log.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/url.hpp"
 
@@ -123,7 +124,7 @@ HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init())
   curl_easy_setopt(easy_, CURLOPT_VERBOSE, 1L);
 }
 
-// Called by libcurl with its trace (-vv): text and headers go to stderr, sensitive values masked,
+// Called by libcurl with its trace (-vv): text and headers go to the log, sensitive values masked,
 // bodies are left out (they are the tunnelled bytes).
 int HttpExchange::on_curl_debug(CURL*, curl_infotype type, char* data, size_t size, void* userp) noexcept {
   auto* self = static_cast<HttpExchange*>(userp);
@@ -167,10 +168,12 @@ int HttpExchange::on_curl_debug(CURL*, curl_infotype type, char* data, size_t si
     if (type != CURLINFO_TEXT && colon != std::string_view::npos) {
       for (const auto& name : self->sensitive_headers_) secret = secret || iequals(trim(line.substr(0, colon)), name);
     }
-    if (secret) {
-      std::fprintf(stderr, "curl %s%.*s: ***\n", prefix, static_cast<int>(colon), line.data());
-    } else {
-      std::fprintf(stderr, "curl %s%.*s\n", prefix, static_cast<int>(line.size()), line.data());
+    // Through the log: a JSON line in JSON mode, control characters escaped in text mode, and
+    // written above the live status line rather than into it.
+    try {
+      log::write(log::Level::debug, secret ? fmt::format("curl {}{}: ***", prefix, line.substr(0, colon))
+                                           : fmt::format("curl {}{}", prefix, line));
+    } catch (const std::bad_alloc&) {
     }
   }
   return 0;

@@ -50,6 +50,24 @@ std::string json_line(std::string_view time_utc, Level level, std::string_view m
   out.append("\"}");
   return out;
 }
+std::string text_safe(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (size_t i = 0; i < message.size(); ++i) {
+    const auto u = static_cast<unsigned char>(message[i]);
+    // C0 controls, DEL, and the C1 controls in UTF-8 (U+0080-U+009F: 0xC2 0x80-0x9F; U+009B is CSI).
+    const bool c1 = u == 0xC2 && i + 1 < message.size() && static_cast<unsigned char>(message[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(message[i + 1]) <= 0x9F;
+    if (u < 0x20 || u == 0x7F || c1) {
+      const unsigned shown = c1 ? static_cast<unsigned char>(message[++i]) : u;
+      out += fmt::format("\\x{:02x}", shown);
+    } else {
+      out.push_back(message[i]);
+    }
+  }
+  return out;
+}
+
 Level level() { return g_level; }
 bool enabled(Level level) { return level >= g_level; }
 
@@ -72,7 +90,7 @@ void write(Level level, std::string_view message) {
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
   // One write per line (and footer) so that lines from one process never interleave mid-line.
   const std::string out = fmt::format("{}{}.{:03} tunnel-agent {}: {}\n{}", erase_footer(), stamp,
-                                      static_cast<long>(tv.tv_usec / 1000), level_name(level), message, g_footer);
+                                      static_cast<long>(tv.tv_usec / 1000), level_name(level), text_safe(message), g_footer);
   std::fwrite(out.data(), 1, out.size(), stderr);
 }
 

@@ -16,6 +16,9 @@ void set_level(Level level);
 void set_format(Format format);
 // One JSON object for a log line: {"time":"...Z","level":"info","message":"..."} (message escaped).
 std::string json_line(std::string_view time_utc, Level level, std::string_view message);
+// A message as a text log line shows it: control characters (a server's reason phrase with escape
+// sequences, say) become \xNN, so that nothing from the network drives the terminal.
+std::string text_safe(std::string_view message);
 Level level();
 bool enabled(Level level);
 void write(Level level, std::string_view message);
