@@ -3,6 +3,7 @@
 #include "agent/settings.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
+#include "common/jdwp_handshake.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/url.hpp"
 
@@ -114,6 +115,114 @@ std::string html_title(const std::vector<char>& body) {
   return title.size() > 80 ? title.substr(0, 80) + "..." : title;
 }
 
+// Runs one exchange of `probe` to its end.
+void run_exchange(uv_loop_t& loop, CurlUvDriver& driver, Probe& probe) {
+  probe.done = false;
+  probe.result = CURLE_OK;
+  if (driver.start(probe.exchange.easy(), &probe) != CURLM_OK) {
+    probe.result = CURLE_FAILED_INIT;
+    probe.done = true;
+    return;
+  }
+  while (!probe.done && uv_run(&loop, UV_RUN_ONCE) != 0) {
+  }
+}
+
+void pause_ms(uv_loop_t& loop, uint64_t ms) {
+  uv_timer_t timer;
+  uv_timer_init(&loop, &timer);
+  bool fired = false;
+  timer.data = &fired;
+  uv_timer_start(&timer, [](uv_timer_t* t) { *static_cast<bool*>(t->data) = true; }, ms, 0);
+  while (!fired && uv_run(&loop, UV_RUN_ONCE) != 0) {
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+// Bytes for a message: printable ASCII as it is, the rest as \xNN; at most 32 of them.
+std::string shown_bytes(const std::string& bytes) {
+  std::string out;
+  for (size_t i = 0; i < bytes.size() && i < 32; ++i) {
+    const auto u = static_cast<unsigned char>(bytes[i]);
+    out += u >= 0x20 && u < 0x7f && u != '"' && u != '\\' ? std::string(1, bytes[i]) : fmt::format("\\x{:02x}", u);
+  }
+  return bytes.size() > 32 ? out + "..." : out;
+}
+
+// 3. A debugger's first words through the tunnel: the JDWP handshake, which a JVM answers with the
+// same 14 bytes. A 410 to the tunnel probe says only that a tunnel server answered: it comes as well
+// when the server cannot reach the JVM (a wrong port, another debugger attached). Then x-disconnect,
+// as a debugger that detaches.
+void probe_jdwp(Report& report, uv_loop_t& loop, CurlUvDriver& driver, ProxyChain* chain,
+                const SessionSettings& settings) {
+  constexpr std::string_view hello = JdwpHandshake::kHello;
+  Probe probe(settings.http);
+  if (chain != nullptr) probe.exchange.use_chain(*chain);
+  const uint64_t started = uv_hrtime();
+  std::string answer;  // what the target sent back
+  long status = 0;
+  std::string failure;
+  for (int attempt = 0, polls = 0;;) {
+    const bool first = answer.empty() && polls == 0;
+    if (first) {
+      TunnelSession::build_headers(probe.headers, settings, TunnelSession::Kind::post, 1);
+      probe.exchange.prepare_post(hello.data(), hello.size(), probe.headers.list());
+    } else {
+      TunnelSession::build_headers(probe.headers, settings, TunnelSession::Kind::get, 0);
+      probe.exchange.prepare_get(probe.headers.list());
+    }
+    run_exchange(loop, driver, probe);
+    if (probe.result != CURLE_OK) {
+      failure = probe.exchange.describe_failure(probe.result);
+      break;
+    }
+    status = probe.exchange.status();
+    if (status == 410 && first && attempt < 5) {
+      // The server may still be closing the target connection the tunnel probe opened: the first
+      // words go again after a short, growing pause, as a session's do.
+      pause_ms(loop, 50u << attempt++);
+      continue;
+    }
+    if (status != 200) break;
+    answer.append(probe.exchange.body().begin(), probe.exchange.body().end());
+    // The JVM's 14 bytes may come in parts: poll for the rest, a few times.
+    if (answer.size() >= hello.size() || hello.substr(0, answer.size()) != answer || ++polls > 4) break;
+  }
+  const double ms = static_cast<double>(uv_hrtime() - started) / 1e6;
+  const std::string status_line = status_text(status, probe.exchange.reason());
+  if (!failure.empty()) {
+    report.fail("jdwp", "the JDWP handshake through the tunnel failed: " + failure);
+  } else if (answer.substr(0, hello.size()) == hello) {
+    report.ok("jdwp", fmt::format("the JVM answered the JDWP handshake through the tunnel ({:.0f} ms)", ms));
+  } else if (!answer.empty()) {
+    report.fail("jdwp", fmt::format("the target answered the JDWP handshake with something else (\"{}\", {} bytes): "
+                                    "the port the server forwards to is not a JVM's debug port; check the address "
+                                    "in the JVM's -agentlib:jdwp=...",
+                                    shown_bytes(answer), answer.size()));
+  } else if (status == 410) {
+    report.fail("jdwp", "the server could not reach the JVM, or the target closed at once (410 Gone): is the JVM "
+                        "listening on its debug port (-agentlib:jdwp=...,address=...), and is no other debugger "
+                        "attached?");
+  } else if (status == 204) {
+    report.fail("jdwp", fmt::format("the target took the JDWP handshake and answered nothing ({} after {:.1f} s): "
+                                    "not a JVM's debug port, or a JVM that cannot answer",
+                                    status_line, ms / 1000));
+  } else if (status == 503) {
+    report.fail("jdwp", "the server says the target is not running (503): start the JVM with "
+                        "-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=...");
+  } else {
+    report.fail("jdwp", fmt::format("the JDWP handshake got {}, not the JVM's answer", status_line));
+  }
+  TunnelSession::build_headers(probe.headers, settings, TunnelSession::Kind::disconnect, 0);
+  probe.exchange.prepare_post(nullptr, 0, probe.headers.list());
+  run_exchange(loop, driver, probe);
+  if (probe.result != CURLE_OK) {
+    report.info("jdwp", "could not tell the server to drop the target connection (" +
+                            probe.exchange.describe_failure(probe.result) + "); it drops it after its disconnect timeout");
+  }
+}
+
 }  // namespace
 
 int run_check(const Config& config) {
@@ -128,6 +237,7 @@ int run_check(const Config& config) {
                                         : fmt::format("none given (--secret-file or TUNNEL_SECRET): no {} header",
                                                       settings.secret_header));
   if (config.tls.insecure) report.info("TLS", "--insecure: the endpoint's certificate is NOT checked");
+  if (!settings.http.proxy.bypassed.empty()) report.info("proxy", "direct: " + settings.http.proxy.bypassed);
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -163,6 +273,8 @@ int run_check(const Config& config) {
         if (!chain->start(error)) report.fail("proxy", error);
       }
       if (report.failures() == 0) {
+        report.info("probe", "opens the server's connection to the target and closes it again: a debug session "
+                             "live on this endpoint now ends");
         Probe probe(settings.http);
         if (chain) probe.exchange.use_chain(*chain);
         curl_easy_setopt(probe.exchange.easy(), CURLOPT_CERTINFO, 1L);
@@ -173,6 +285,7 @@ int run_check(const Config& config) {
           }
         }
         const HttpExchange& x = probe.exchange;
+        bool tunnel_answers = false;
         long connect_code = 0;
         curl_easy_getinfo(x.easy(), CURLINFO_HTTP_CONNECTCODE, &connect_code);
         const bool answered = probe.done && probe.result == CURLE_OK;
@@ -209,9 +322,8 @@ int run_check(const Config& config) {
           report.ok("HTTP", fmt::format("{} answered {}", x.http_version(), status_line));
           const bool html = type.find("html") != std::string::npos;
           if (status == 410 || status == 204 || (status == 200 && !html)) {
-            report.ok("tunnel", fmt::format("the endpoint answered the probe as a tunnel server does ({}): a debugger "
-                                            "can attach through the agent",
-                                            status_line));
+            report.ok("tunnel", fmt::format("the endpoint answered the probe as a tunnel server does ({})", status_line));
+            tunnel_answers = true;
           } else if (status == 503 && x.body().empty()) {
             report.fail("tunnel", "the server says the target is not running (503): start the JVM with "
                                   "-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=...");
@@ -239,6 +351,7 @@ int run_check(const Config& config) {
           }
         }
         if (probe.done == false) driver.cancel(probe.exchange.easy());
+        if (tunnel_answers) probe_jdwp(report, loop, driver, chain.get(), settings);
       }
       if (chain) chain->close();
       driver.close();

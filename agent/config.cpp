@@ -1,6 +1,7 @@
 #include "agent/config.hpp"
 
 #include "agent/config_file.hpp"
+#include "common/url.hpp"
 
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
@@ -725,6 +726,15 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
       }
     }
     if (!proxy.hops.empty()) proxy.no_proxy = !env_text("no_proxy").empty() ? env_text("no_proxy") : env_text("NO_PROXY");
+    const std::string endpoint_host = url_part(forward.url, CURLUPART_HOST);
+    if (!proxy.hops.empty() && no_proxy_covers(proxy.no_proxy, endpoint_host)) {
+      // libcurl would go direct anyway; dropping them here keeps the report (check, the start line)
+      // and the session's choices (no proxy-sized bodies, no chain) true to what happens.
+      proxy.bypassed = fmt::format("{} ({}){} not used: {} is in no_proxy ({})", proxy.hops.front().source,
+                                   proxy.hops.front().display, proxy.hops.size() > 1 ? " and the rest of the chain are" : " is",
+                                   endpoint_host, proxy.no_proxy);
+      proxy.hops.clear();
+    }
     if (proxy.hops.size() > 1) {
       for (size_t i = 0; i < proxy.hops.size(); ++i) {
         if (proxy.hops[i].url.rfind("https://", 0) == 0) {

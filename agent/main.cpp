@@ -83,6 +83,7 @@ int main(int argc, char** argv) {
                         "https:// where the server offers it",
                         forward.url);
     }
+    if (!forward.proxy.bypassed.empty()) tunnel::log::info("direct to {}: {}", forward.url, forward.proxy.bypassed);
     for (size_t i = 0; i < forward.proxy.hops.size(); ++i) {
       const auto& hop = forward.proxy.hops[i];
       tunnel::log::info("proxy {}: {}{} (from {}{}){}", i + 1, hop.url.rfind("https://", 0) == 0 ? "https://" : "",

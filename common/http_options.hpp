@@ -20,6 +20,9 @@ struct ProxyHop {
 struct ProxySettings {
   std::vector<ProxyHop> hops;   // empty: no proxy
   std::string no_proxy;         // hosts reached without a proxy, in curl's syntax
+  // The proxies given were dropped because no_proxy covers the endpoint's host: why, for the start
+  // line and check ("https_proxy (proxy:3128) is not used: ..."); empty when none was.
+  std::string bypassed;
   std::string user;             // for hop 1, unless its URL carries credentials
   std::optional<std::string> password;
   long auth = CURLAUTH_ANY;     // schemes libcurl may use with hop 1

@@ -181,6 +181,19 @@ TEST_CASE("proxies: --proxy, else the environment as curl reads it, unless --no-
   CHECK(Run{}({kUrl}).config->proxy.hops.empty());
 }
 
+TEST_CASE("a proxy whose no_proxy covers the endpoint's host is dropped, and the config says why") {
+  Run env;
+  env.env = {{"https_proxy", "http://dead.example:9"}, {"no_proxy", "localhost,.corp.example"}};
+  auto r = env({"https://app.corp.example/.~~spring-boot!~/debug"});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards.front().proxy.hops.empty());
+  CHECK(r.config->forwards.front().proxy.bypassed ==
+        "https_proxy (dead.example:9) is not used: app.corp.example is in no_proxy (localhost,.corp.example)");
+  r = env({"https://app.elsewhere.example/.~~spring-boot!~/debug"});
+  CHECK(r.config->forwards.front().proxy.hops.size() == 1);
+  CHECK(r.config->forwards.front().proxy.bypassed.empty());
+}
+
 TEST_CASE("proxy errors") {
   auto r = Run{}({"--proxy", "socks5://p:1", kUrl});
   CHECK(r.exit_code == 2);

@@ -4,12 +4,13 @@ import http.server
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import unittest
 
-from harness import AGENT, ENDPOINT_PATH, Target, start_server, wait_until
+from harness import AGENT, ENDPOINT_PATH, Target, free_port, start_server, wait_until
 from proxies import Squid, Tinyproxy
 from tls import Nghttpx, Pki
 
@@ -93,6 +94,69 @@ class Check(unittest.TestCase):
         self.assertEqual(code, 1, out)
         self.assertRegex(out, r"FAIL +tunnel +the server says the target is not running \(503\): start the JVM with "
                               r"-agentlib:jdwp")
+
+    def test_the_jdwp_verdicts_tell_apart_what_a_410_probe_cannot(self):
+        # Before, each of these said "a debugger can attach" and exited 0: the tunnel probe's 410
+        # comes as well when the server cannot reach the JVM, or reaches something that is not one.
+        banner = socket.socket()
+        banner.bind(("127.0.0.1", 0))
+        banner.listen(4)
+
+        def greet():
+            while True:
+                try:
+                    conn, _ = banner.accept()
+                except OSError:
+                    return
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+                threading.Thread(target=lambda c=conn: (c.recv(100), c.close()), daemon=True).start()
+        threading.Thread(target=greet, daemon=True).start()
+        silent = Target(echo=False)
+        cases = [
+            ("nothing listens", free_port(),
+             r"FAIL +jdwp +the server could not reach the JVM, or the target closed at once \(410 Gone\): is the JVM "
+             r"listening on its debug port"),
+            ("another service", banner.getsockname()[1],
+             r'FAIL +jdwp +the target answered the JDWP handshake with something else \("SSH-2\.0-OpenSSH_9\.2\\x0d\\x0a", '
+             r"21 bytes\): the port the server forwards to is not a JVM's debug port"),
+            ("a silent port", silent.port, r"FAIL +jdwp +the target took the JDWP handshake and answered nothing \(204"),
+        ]
+        try:
+            for name, target_port, verdict in cases:
+                with self.subTest(name):
+                    server, port = start_server(target_port, "--long-poll-ms", "1000")
+                    try:
+                        code, out = check(f"http://127.0.0.1:{port}{ENDPOINT_PATH}")
+                    finally:
+                        server.stop(signal.SIGKILL)
+                    self.assertEqual(code, 1, out)
+                    self.assertRegex(out, r"(?m)^ok +tunnel +the endpoint answered the probe as a tunnel server does")
+                    self.assertRegex(out, verdict)
+                    self.assertIn("verdict: a debugger cannot attach yet", out)
+        finally:
+            banner.close()
+            silent.close()
+
+    def test_it_says_before_probing_that_a_live_session_ends(self):
+        code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+        self.assertEqual(code, 0, out)
+        lines = out.splitlines()
+        said = next(i for i, l in enumerate(lines) if re.match(r"info +probe +opens the server's connection to the target "
+                                                               r"and closes it again: a debug session live on this "
+                                                               r"endpoint now ends", l))
+        probed = next(i for i, l in enumerate(lines) if re.match(r"ok +tunnel", l))
+        self.assertLess(said, probed)
+        self.assertRegex(out, r"(?m)^ok +jdwp +the JVM answered the JDWP handshake through the tunnel")
+
+    def test_no_proxy_covering_the_host_is_reported_as_direct(self):
+        # Before: "proxy 1 ... CONNECT accepted" for a proxy that was never used (and points at nothing).
+        dead = f"http://127.0.0.1:{free_port()}"
+        code, out = check(self.url, env={"TUNNEL_SECRET": "right", "http_proxy": dead, "no_proxy": "localhost,127.0.0.1"})
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"(?m)^info +proxy +direct: http_proxy \(127\.0\.0\.1:\d+\) is not used: 127\.0\.0\.1 is "
+                              r"in no_proxy \(localhost,127\.0\.0\.1\)$")
+        self.assertNotIn("CONNECT", out)
+        self.assertRegex(out, r"(?m)^ok +name +127\.0\.0\.1 is 127\.0\.0\.1$")
 
     def test_a_proxy_that_refuses_connect(self):
         port = int(re.search(r":(\d+)/", self.url).group(1))

@@ -1,12 +1,15 @@
 """JDWP end to end: a real JVM with the JDWP agent behind the test server, tunnel-agent in front,
 and a real jdb attached to the agent's local port."""
+import os
 import re
 import shutil
 import signal
 import socket
+import subprocess
 import unittest
 
-from harness import Process, start_agent, start_debuggee, start_server, wait_until
+import harness
+from harness import ENDPOINT_PATH, Process, start_agent, start_debuggee, start_server, wait_until
 
 
 
@@ -56,6 +59,26 @@ class JdwpEndToEnd(NeedsJdk):
             self.assertRegex(jdb_threads(port, attempts=1), r"\(java\.lang\.Thread\)\S+\s+main\s")
             # Only refused re-attaches (410) may have ended sessions early; nothing failed.
             self.assertEqual(agent.count(r"failed"), 0, agent.output())
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            jvm.stop(signal.SIGKILL)
+        self.assertEqual(code, 0, agent.output())
+
+
+class CheckAgainstAJvm(NeedsJdk):
+    def test_check_gets_the_jvms_handshake_and_a_debugger_attaches_after_it(self):
+        jvm, jdwp_port = start_debuggee()
+        server, server_port = start_server(jdwp_port, "--long-poll-ms", "2000")
+        agent, port = start_agent(server_port)
+        try:
+            url = f"http://127.0.0.1:{server_port}{ENDPOINT_PATH}"
+            run = subprocess.run([harness.AGENT, "check", url], capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, http_proxy="", all_proxy="", ALL_PROXY=""))
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+            self.assertRegex(run.stdout, r"(?m)^ok +jdwp +the JVM answered the JDWP handshake through the tunnel")
+            # check detached as a debugger does: the JVM takes the next one.
+            self.assertRegex(jdb_threads(port), r"\(java\.lang\.Thread\)\S+\s+main\s")
         finally:
             code, _ = agent.stop()
             server.stop(signal.SIGKILL)
