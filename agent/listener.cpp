@@ -1,5 +1,7 @@
 #include "agent/listener.hpp"
 
+#include <sys/resource.h>
+
 #include "common/log.hpp"
 #include "common/url.hpp"
 
@@ -90,6 +92,22 @@ bool Listener::is_loopback(const sockaddr_storage& addr) {
   return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
 }
 
+// Out of file descriptors, libuv closes the connections waiting to be accepted without a word (its
+// EMFILE trick), and libcurl can open no socket: said once, while some are left, with the remedy.
+void Listener::warn_if_few_descriptors(UvHandle<uv_any_handle>& client) {
+  uv_os_fd_t fd = -1;
+  if (warned_descriptors_ || uv_fileno(client.as_handle(), &fd) != 0) return;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+  const auto left = static_cast<long long>(limit.rlim_cur) - fd;
+  if (left > static_cast<long long>(limit.rlim_cur / 8) && left > 16) return;
+  warned_descriptors_ = true;
+  log::warn("file descriptors are running out (this connection got number {} of at most {}): further local "
+            "connections will be closed unanswered and requests will fail; close idle connections, or raise "
+            "the limit (ulimit -n; the agent already raised its soft limit to the hard one)",
+            fd, static_cast<long long>(limit.rlim_cur));
+}
+
 // Called by libuv when a local client connects.
 void Listener::on_uv_connection(uv_stream_t* server, int status) noexcept {
   static_cast<Listener*>(server->data)->on_connection(status);
@@ -102,8 +120,12 @@ void Listener::on_connection(int status) {
   }
   Waiting next;
   if (next.client.init(loop_, &LocalEnd::init_tcp) != 0) return;
-  if (uv_accept(server_.as_stream(), next.client.as_stream()) != 0) return;
+  if (const int rc = uv_accept(server_.as_stream(), next.client.as_stream()); rc != 0) {
+    log::warn("accepting a local connection failed: {}", uv_strerror(rc));
+    return;
+  }
   next.peer = socket_name(&next.client.get()->tcp, true);
+  warn_if_few_descriptors(next.client);
   if (stopping_) return;  // closed by the owner going out of scope
   if (!session_ && waiting_.empty() && locks_.acquire(endpoint_key_, this)) {
     start_session(std::move(next));

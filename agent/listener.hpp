@@ -43,6 +43,8 @@ class Listener {
   static void on_uv_connection(uv_stream_t* server, int status) noexcept;
   static bool is_loopback(const sockaddr_storage& addr);
   void on_connection(int status);
+  void warn_if_few_descriptors(UvHandle<uv_any_handle>& client);
+  bool warned_descriptors_ = false;
   void start_session(Waiting next);
   void on_session_closed();
   void on_turn();  // another forward's session to this endpoint ended: the endpoint is ours

@@ -12,10 +12,13 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace {
@@ -50,6 +53,20 @@ void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
       app->sigint.close();
       app->sigterm.close();
     });
+  }
+}
+
+// Each session takes a local socket and one or two HTTP connections: the soft limit on file
+// descriptors (often 1024) goes up to the hard one, which an unprivileged process may do.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    tunnel::log::debug("file descriptors: soft limit raised from {} to {}", static_cast<unsigned long long>(before),
+                       limit.rlim_max == RLIM_INFINITY ? std::string("unlimited")
+                                                       : std::to_string(static_cast<unsigned long long>(limit.rlim_max)));
   }
 }
 
@@ -102,6 +119,8 @@ int main(int argc, char** argv) {
                       "the server and read the secret and the debugger's traffic");
   }
   if (config.tls.proxy_insecure) tunnel::log::warn("--proxy-insecure: the proxy's TLS certificate is NOT checked");
+
+  raise_descriptor_limit();
 
   uv_loop_t loop;
   uv_loop_init(&loop);

@@ -9,7 +9,8 @@ import threading
 import time
 import unittest
 
-from harness import connect, start_agent, start_server, wait_until
+from harness import (AGENT, ENDPOINT_PATH, Process, Target, connect, exchange, start_agent, start_server,
+                     wait_until)
 
 CEILING_MIB = 40  # agent resident memory: ~14 MiB of libraries + at most ~20 MiB of session buffers
 SIZE = 48 << 20
@@ -97,7 +98,6 @@ class FastSenderSlowReader(unittest.TestCase):
 
 class ManySessions(unittest.TestCase):
     def test_300_sessions_in_a_row_leave_no_file_descriptors_or_memory_behind(self):
-        from harness import Target, exchange
         target = Target()
         server, server_port = start_server(target.port, "--long-poll-ms", "1000")
         agent, port = start_agent(server_port)
@@ -124,6 +124,42 @@ class ManySessions(unittest.TestCase):
         self.assertLessEqual(fds_300, fds_50 + 3)
         if not asan:  # the sanitizers' allocator keeps freed memory in quarantine
             self.assertLess(rss_300 - rss_50, 1.0, "resident memory grew with the number of sessions")
+
+
+class OutOfDescriptors(unittest.TestCase):
+    def test_the_soft_limit_is_raised_and_running_out_is_said_before_connections_are_dropped(self):
+        # libuv closes the connections waiting to be accepted, without a word, once none is left.
+        target = Target()
+        server, server_port = start_server(target.port, "--long-poll-ms", "1000")
+        agent = Process(["prlimit", "--nofile=40:96", AGENT, "-v", "--listen", "127.0.0.1:0",
+                         f"http://127.0.0.1:{server_port}{ENDPOINT_PATH}"])
+        port = int(agent.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+        clients = []
+        try:
+            agent.wait_for_line(r"file descriptors: soft limit raised from 40 to 96")
+            # One session, the rest wait for it: each waiting connection holds a descriptor.
+            for _ in range(120):
+                clients.append(connect(port))
+                if agent.count(r"file descriptors are running out") > 0:
+                    break
+            line = agent.wait_for_line(r"file descriptors are running out \(this connection got number (\d+) of at "
+                                       r"most 96\).*ulimit -n")
+            self.assertGreaterEqual(int(line.group(1)), 80)
+            self.assertEqual(agent.count(r"file descriptors are running out"), 1, agent.output())
+            for c in clients:
+                c.close()
+            clients = []
+            # Still serving once they are gone.
+            wait_until(lambda: agent.count(r"session \d+ \(.*\) closed after") >= 1, 30, "the first session's end")
+            with connect(port) as s:
+                self.assertEqual(exchange(s, b"after", timeout=30), b"after")
+        finally:
+            for c in clients:
+                c.close()
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(code, 0, agent.output())
 
 
 if __name__ == "__main__":
