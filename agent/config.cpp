@@ -85,6 +85,53 @@ std::optional<std::string> read_secret_file(const std::string& path, const char*
   return secret;
 }
 
+// A header whose value is likely a credential, by its name.
+bool secret_looking(const std::string& header) {
+  std::string name = header.substr(0, header.find(':'));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* part : {"auth", "token", "secret", "key", "cookie", "session", "password", "credential"}) {
+    if (name.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// -H @FILE: one header per line; blank lines and lines starting with # are skipped. At most 64 KiB;
+// a file others may read gets a warning, as a secret file does.
+std::optional<std::vector<std::string>> read_header_file(const std::string& path, std::string& error,
+                                                         std::vector<std::string>& warnings) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read the header file {} (-H @{}): check the path and its permissions", path, path);
+    return std::nullopt;
+  }
+  constexpr size_t kMaxHeaderFile = 64 << 10;
+  std::string text(kMaxHeaderFile + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxHeaderFile) {
+    error = fmt::format("the header file {} holds more than {} KiB: not a header file", path, kMaxHeaderFile >> 10);
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    warnings.push_back(fmt::format("the header file {} can be read by other users (mode {:04o}): chmod 600 {}", path,
+                                   st.st_mode & 07777, path));
+  }
+  std::vector<std::string> headers;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    headers.push_back(line.substr(start));
+  }
+  if (headers.empty()) {
+    error = fmt::format("the header file {} holds no header: write one \"Name: value\" per line", path);
+    return std::nullopt;
+  }
+  return headers;
+}
+
 }  // namespace
 
 std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string& error) {
@@ -291,7 +338,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       ->capture_default_str();
   app->add_option("-H,--header", config.headers,
                   "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
-                  "are never logged")
+                  "are never logged; @FILE reads them from FILE, one per line, out of sight of ps")
       ->allow_extra_args(false);
   app->add_option("-l,--listen", raw.listen_text,
                   "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
@@ -671,6 +718,26 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
                               forward.listen.port));
     }
   }
+  {
+    // -H @FILE: the headers in FILE, one per line (as curl's -H @file), so that no value shows in ps.
+    std::vector<std::string> headers;
+    for (const auto& header : config.headers) {
+      if (header.empty() || header.front() != '@') {
+        if (chosen["header"] == Source::command_line && secret_looking(header)) {
+          config.warnings.push_back(fmt::format(
+              "-H {}: its value is visible to every user of this machine (ps, /proc); put the header in a file and "
+              "give -H @FILE, or in the config file",
+              mask_header(header)));
+        }
+        headers.push_back(header);
+        continue;
+      }
+      auto lines = read_header_file(header.substr(1), error, config.warnings);
+      if (!lines) return fail_from("header", error);
+      headers.insert(headers.end(), lines->begin(), lines->end());
+    }
+    config.headers = std::move(headers);
+  }
   if (config.headers.size() > kMaxHeaders) return fail(fmt::format("at most {} -H headers", kMaxHeaders));
   for (const auto& forward : config.forwards) {
     if (config.headers.size() + forward.headers.size() > kMaxHeaders) {
@@ -710,6 +777,13 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
       for (const auto& proxy_url : raw.proxies) {
         auto hop = parse_proxy(proxy_url, "--proxy", error);
         if (!hop) return fail_from("proxy", error);
+        if (&forward == &config.forwards.front() && chosen["proxy"] == Source::command_line &&
+            !url_part(proxy_url, CURLUPART_PASSWORD).empty()) {
+          config.warnings.push_back(fmt::format(
+              "--proxy {}: the password in its URL is visible to every user of this machine (ps, /proc); give it "
+              "with --proxy-password-file or TUNNEL_PROXY_PASSWORD (and the user with --proxy-user)",
+              hop->display));
+        }
         proxy.hops.push_back(std::move(*hop));
       }
     } else if (!raw.no_proxy) {

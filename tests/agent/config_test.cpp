@@ -282,3 +282,45 @@ TEST_CASE("extra headers: -H \"Name: value\", checked, repeatable") {
   many.push_back(kUrl);
   CHECK(Run{}(many).message.find("at most 8 -H headers") != std::string::npos);
 }
+
+TEST_CASE("-H @FILE reads headers out of sight of ps; a credential on the command line is warned about") {
+  char path[] = "/tmp/tunnel-headers-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text = "# the gateway's token\r\nAuthorization: Bearer from-file\r\n\n  X-Team: orders\n";
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  auto r = Run{}({"-H", std::string("@") + path, "-H", "X-Trace: abc", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->headers == std::vector<std::string>{"Authorization: Bearer from-file", "X-Team: orders", "X-Trace: abc"});
+  CHECK(r.config->warnings.empty());  // from a 0600 file, and X-Trace is no credential
+
+  r = Run{}({"-H", "Authorization: Bearer on-the-line", "-H", "X-Api-Key: k", "-H", "X-Trace: abc", kUrl});
+  REQUIRE(r.config);
+  REQUIRE(r.config->warnings.size() == 2);
+  CHECK(r.config->warnings[0] == "-H Authorization: ***: its value is visible to every user of this machine (ps, /proc); "
+                                 "put the header in a file and give -H @FILE, or in the config file");
+  CHECK(r.config->warnings[1].rfind("-H X-Api-Key: ***:", 0) == 0);
+  for (const auto& w : r.config->warnings) CHECK(w.find("on-the-line") == std::string::npos);
+
+  r = Run{}({"--proxy", "http://bob:pw@proxy.example:3128", kUrl});
+  REQUIRE(r.config);
+  REQUIRE(r.config->warnings.size() == 1);
+  CHECK(r.config->warnings[0] == "--proxy proxy.example:3128: the password in its URL is visible to every user of this "
+                                 "machine (ps, /proc); give it with --proxy-password-file or TUNNEL_PROXY_PASSWORD (and "
+                                 "the user with --proxy-user)");
+  CHECK(Run{}({"--proxy", "http://bob@proxy.example:3128", kUrl}).config->warnings.empty());
+
+  REQUIRE(chmod(path, 0644) == 0);
+  r = Run{}({"-H", std::string("@") + path, kUrl});
+  REQUIRE(r.config);
+  REQUIRE(r.config->warnings.size() == 1);
+  CHECK(r.config->warnings[0].find("can be read by other users (mode 0644)") != std::string::npos);
+  unlink(path);
+
+  r = Run{}({"-H", "@/nonexistent/headers", kUrl});
+  CHECK_FALSE(r.config);
+  CHECK(r.message.find("cannot read the header file /nonexistent/headers") != std::string::npos);
+  CHECK(Run{}({"-H", "@/dev/zero", kUrl}).message.find("holds more than 64 KiB") != std::string::npos);
+  CHECK(Run{}({"-H", "@/dev/null", kUrl}).message.find("holds no header") != std::string::npos);
+}

@@ -48,6 +48,27 @@ class Headers(unittest.TestCase):
             agent.stop()
             server.stop(signal.SIGKILL)
 
+    def test_headers_from_a_file_reach_the_server_and_never_show_in_ps(self):
+        path = secret_file("# the gateway's login\nAuthorization: Bearer token-from-file")
+        server, server_port = start_server(self.target.port, "--log-header", "Authorization")
+        agent, port = start_agent(server_port, "-H", f"@{path}", "-H", "X-Api-Key: key-on-the-line")
+        try:
+            with connect(port) as s:
+                self.assertEqual(exchange(s, b"hello"), b"hello")
+            agent.wait_for_line(r"session 1 .*closed after")
+            self.assertGreater(server.count(r"POST header authorization: Bearer token-from-file$"), 0, server.output())
+            with open(f"/proc/{agent.proc.pid}/cmdline", "rb") as f:
+                self.assertNotIn(b"token-from-file", f.read())
+            # The one given on the command line is in ps, and the agent says so (masked).
+            agent.wait_for_line(r"warning: -H X-Api-Key: \*\*\*: its value is visible to every user of this machine "
+                                r"\(ps, /proc\); put the header in a file and give -H @FILE")
+            self.assertNotIn("key-on-the-line", agent.output())
+            self.assertEqual(agent.count(r"Authorization.*visible"), 0, agent.output())
+        finally:
+            agent.stop()
+            server.stop(signal.SIGKILL)
+            os.unlink(path)
+
     def test_each_forward_of_a_config_file_sends_its_own_headers(self):
         other = Target()
         first, first_port = start_server(self.target.port, "--log-header", "Authorization")
