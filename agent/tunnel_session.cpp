@@ -617,6 +617,17 @@ void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
   if (!self->download_.any_payload()) return;  // a target that never talks (an upload): silence is normal
+  if (self->server_refused_ns_ != 0) {
+    // The server refused connections mid-session, came back, and nothing has come from the target
+    // since: a restarted server (the app redeployed) holds a new target connection whose x-seq
+    // starts at 1, so it queues ours for ever and applies none. Nothing can carry this stream on.
+    self->finish(fmt::format("the server refused connections {:.0f} s ago and the target has answered nothing "
+                             "since (the last POST sent was x-seq {}): the server (the app) most likely restarted, "
+                             "and a restarted server queues this session's POSTs for ever; attach again",
+                             seconds_since(self->server_refused_ns_), self->upload_.last_seq()),
+                 true, true);
+    return;
+  }
   const auto again = self->upload_.resend_retained();  // pump() sends them as the planner allows
   std::string action;
   if (!again.empty()) action = fmt::format("; sending x-seq {} again", fmt::join(again, ", "));
@@ -763,6 +774,10 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
       // A lost or impossible payload: the server is there, so it is told to drop the target.
       finish(std::move(fatal), true, served_ || r.exchange.status() == 200);
       return;
+    }
+    if (result == CURLE_COULDNT_CONNECT && served_ && chain_ == nullptr && settings_.http.proxy.hops.empty() &&
+        server_refused_ns_ == 0) {
+      server_refused_ns_ = uv_hrtime();  // the server itself was not listening: it may come back restarted
     }
     // Once sent, it may be held (even when it ends in a failed connect: libcurl sends a request
     // again on a fresh connection when the reused one turns out dead, and reports how that went).
@@ -999,6 +1014,7 @@ void TunnelSession::on_payload(Request& r) {
     return;
   }
   upload_.payload_arrived(jdwp_tracked());
+  server_refused_ns_ = 0;  // the stream goes on: whatever refused, it was not a restart that broke it
   waiting_since_ns_ = 0;
   uv_timer_stop(stall_timer_.get());
   if (stalled_since_ns_ != 0) {

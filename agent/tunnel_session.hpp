@@ -268,6 +268,9 @@ class TunnelSession {
   }
   // The stall warning.
   uint64_t stalled_since_ns_ = 0;  // the stall warning was given (0: not stalled)
+  // The server itself refused a connection after serving this session, and no payload came since
+  // (0: not so): a stall now means it restarted, and the session ends saying so.
+  uint64_t server_refused_ns_ = 0;
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
   // answered as a suspect, cleared by any other payload (0: nothing waits).
   uint64_t waiting_since_ns_ = 0;

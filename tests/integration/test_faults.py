@@ -9,7 +9,8 @@ import threading
 import time
 import unittest
 
-from harness import (Target, connect, exchange, live_output, server_stats, sha256, start_agent, start_server,
+from harness import (SERVER, Process, Target, connect, exchange, live_output, read_until_closed, server_stats, sha256,
+                     start_agent, start_server,
                      wait_until)
 
 # 5% of all exchanges fail, in every way the protocol recovers from whatever the timing: the request
@@ -263,3 +264,43 @@ class Storms(unittest.TestCase):
 
     def test_a_204_storm_slows_the_agent_down_and_is_said_once(self):
         self.storm(204)
+
+
+class ServerRestart(unittest.TestCase):
+    """The app redeployed mid-session: a new server on the same port, with a new target connection
+    that expects x-seq 1. It queues the session's POSTs and applies none; before, the agent said
+    nothing until the client gave up (120 s), then logged a normal close."""
+
+    def test_a_server_restarted_mid_session_ends_it_naming_the_restart(self):
+        target = Target()
+        server, server_port = start_server(target.port, "--long-poll-ms", "1000")
+        agent, port = start_agent(server_port, "--stall-warning", "2", "-v")
+        try:
+            with connect(port) as s:
+                self.assertEqual(exchange(s, b"before", timeout=20), b"before")
+                # Its POST answered too (else it goes again, to the new server, which applies it as
+                # x-seq 1 and answers with its own x-seq 1: the agent sees that and ends at once).
+                agent.wait_for_line(r"session 1: POST x-seq 1 \(6 bytes\) -> HTTP/1\.1 (200|204|429)", timeout=20)
+                server.stop(signal.SIGKILL)
+                # The held GET dies with it; its retries are refused while nothing listens.
+                agent.wait_for_line(r"session 1: GET: .*[Cc]ould(n't| not) connect.*trying again in", timeout=20)
+                server = start_server_on(server_port, target.port)
+                s.sendall(b"after")
+                line = agent.wait_for_line(r"session 1 \(.*\) failed after .*: the server refused connections \d+ s ago "
+                                           r"and the target has answered nothing since \(the last POST sent was x-seq "
+                                           r"\d+\): the server \(the app\) most likely restarted", timeout=30)
+                self.assertIn("attach again", line.string)
+                self.assertEqual(read_until_closed(s, timeout=10), b"")
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            target.close()
+        self.assertEqual(code, 0, agent.output())
+
+
+def start_server_on(port, target_port):
+    """The test server again on a port it had: the same URL, a new server, as after a redeploy."""
+    server = Process([SERVER, "--listen", f"127.0.0.1:{port}", "--target", f"127.0.0.1:{target_port}",
+                      "--long-poll-ms", "1000"])
+    server.wait_for_line(rf"^listening on 127\.0\.0\.1:{port}$")
+    return server
