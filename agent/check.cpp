@@ -1,5 +1,6 @@
 #include "agent/check.hpp"
 
+#include "agent/session_marker.hpp"
 #include "agent/settings.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
@@ -271,6 +272,11 @@ int run_check(const Config& config) {
       if (hops.size() > 1) {
         chain = std::make_unique<ProxyChain>(&loop, driver, settings.http);
         if (!chain->start(error)) report.fail("proxy", error);
+      }
+      if (const long pid = SessionMarker::live_session(forward.url); pid != 0 && report.failures() == 0) {
+        report.fail("probe", fmt::format("tunnel-agent{} has a live session on this endpoint, and the probe would end "
+                                         "it: run check once no debugger is attached through it",
+                                         pid > 0 ? fmt::format(" (pid {})", pid) : std::string()));
       }
       if (report.failures() == 0) {
         report.info("probe", "opens the server's connection to the target and closes it again: a debug session "

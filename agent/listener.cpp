@@ -162,6 +162,7 @@ void Listener::start_session(Waiting next) {
                                              LocalEnd::from_tcp(std::move(next.client)), id,
                                              std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
   session_->seed_round_trip(round_trip_ns_);
+  marker_ = std::make_unique<SessionMarker>(settings_.http.url);
   const uint64_t now = uv_hrtime();
   session_->start(next_attempt_ns_ > now ? (next_attempt_ns_ - now) / 1000000 : 0);
 }
@@ -176,6 +177,7 @@ void Listener::on_session_closed() {
     next_attempt_ns_ = 0;
   }
   session_.reset();
+  marker_.reset();
   ++sessions_done_;
   if (stopping_) {
     locks_.forget(this);

@@ -5,6 +5,7 @@
 
 #include "agent/config.hpp"
 #include "agent/endpoint_locks.hpp"
+#include "agent/session_marker.hpp"
 #include "agent/tunnel_session.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/retry_policy.hpp"
@@ -64,6 +65,7 @@ class Listener {
   uint64_t sessions_done_ = 0;
   uint64_t next_session_id_ = 1;
   std::unique_ptr<TunnelSession> session_;
+  std::unique_ptr<SessionMarker> marker_;  // while session_ runs: check, run elsewhere, will not probe
   std::deque<Waiting> waiting_;
   bool stopping_ = false;
   std::function<void()> on_stopped_;

@@ -2,6 +2,7 @@
 #include "agent/config.hpp"
 #include "agent/listener.hpp"
 #include "agent/check.hpp"
+#include "agent/session_marker.hpp"
 #include "agent/settings.hpp"
 #include "agent/status_display.hpp"
 #include "common/curl_uv_driver.hpp"
@@ -168,6 +169,7 @@ int main(int argc, char** argv) {
     std::string error;
     std::unique_ptr<tunnel::ProxyChain> chain;
     tunnel::SessionSettings stdio_settings;
+    std::unique_ptr<tunnel::SessionMarker> stdio_marker;  // for as long as the process runs
     if (config.stdio) {
       // One session over standard input and output; the agent exits when it ends.
       stdio_settings = tunnel::session_settings(config, config.forwards.front());
@@ -190,6 +192,7 @@ int main(int argc, char** argv) {
               app.sigterm.close();
             });
         app.stdio_session = session.get();
+        stdio_marker = std::make_unique<tunnel::SessionMarker>(stdio_settings.http.url);
         session->start();
       }
     } else {

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import AGENT, ENDPOINT_PATH, Target, free_port, start_server, wait_until
+from harness import AGENT, ENDPOINT_PATH, Target, connect, exchange, free_port, start_agent, start_server, wait_until
 from proxies import Squid, Tinyproxy
 from tls import Nghttpx, Pki
 
@@ -147,6 +147,25 @@ class Check(unittest.TestCase):
         probed = next(i for i, l in enumerate(lines) if re.match(r"ok +tunnel", l))
         self.assertLess(said, probed)
         self.assertRegex(out, r"(?m)^ok +jdwp +the JVM answered the JDWP handshake through the tunnel")
+
+    def test_it_refuses_to_probe_an_endpoint_an_agent_has_a_live_session_on(self):
+        agent, port = start_agent(int(re.search(r":(\d+)/", self.url).group(1)), env={"TUNNEL_SECRET": "right"})
+        try:
+            with connect(port) as s:
+                self.assertEqual(exchange(s, b"first"), b"first")
+                code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+                self.assertEqual(code, 1, out)
+                self.assertRegex(out, rf"(?m)^FAIL +probe +tunnel-agent \(pid {agent.proc.pid}\) has a live session on "
+                                      r"this endpoint, and the probe would end it")
+                self.assertNotIn("ok    tunnel", out)
+                # The session lives on: no x-disconnect reached the server.
+                self.assertEqual(exchange(s, b"second"), b"second")
+                self.assertEqual(self.server.count(r"closed: x-disconnect"), 0, self.server.output())
+            agent.wait_for_line(r"session 1 .*closed after")
+            code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+            self.assertEqual(code, 0, out)
+        finally:
+            agent.stop()
 
     def test_no_proxy_covering_the_host_is_reported_as_direct(self):
         # Before: "proxy 1 ... CONNECT accepted" for a proxy that was never used (and points at nothing).
