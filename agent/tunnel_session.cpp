@@ -449,7 +449,8 @@ size_t TunnelSession::post_cap() const {
   // While the target talks back, a small POST keeps short the gap that payloads queued behind its
   // body leave; while it is quiet (an upload), bigger POSTs mean fewer settle waits.
   const uint64_t last = download_.last_payload_ns();
-  const bool quiet = !download_.has_gap() && (last == 0 || uv_hrtime() - last >= settings_.quiet_ms * 1000000);
+  const uint64_t quiet_for = std::max(settings_.quiet_ms * 1000000, 2 * planner_.output_pause_ns());
+  const bool quiet = !download_.has_gap() && (last == 0 || uv_hrtime() - last >= quiet_for);
   const size_t cap = quiet ? settings_.max_quiet_post_body : settings_.max_post_body;
   // Through proxies a big body reaches the server long after libcurl handed it over (each hop
   // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
@@ -476,6 +477,7 @@ void TunnelSession::send_post(Post& post) {
   r.post = &post;
   build_headers(r.headers, settings_, Kind::post, post.seq);
   r.exchange.prepare_post(post.body.data(), post.body.size(), r.headers.list(), close_after_post(post.body.size()));
+  ++posts_sent_;
   if (send(r, Kind::post)) post.in_flight = true;
 }
 
@@ -520,6 +522,10 @@ void TunnelSession::note_empty_answer(const Request& r, bool progress) {
     return;
   }
   if (r.release) return;  // asked for: it makes the server let go of a request held for a dead connection
+  if (r.exchange.status() == 429 &&
+      std::count_if(pool_.begin(), pool_.end(), [](const auto& other) { return other->busy; }) >= 2) {
+    return;  // the server made room for newer requests of ours (a download keeps more GETs out)
+  }
   const uint64_t left = r.exchange.body_sent_ns() != 0 ? r.exchange.body_sent_ns() : r.started_ns;
   const uint64_t answered = r.exchange.answered_ns();
   const uint64_t held = answered > left ? answered - left : 0;
@@ -1032,7 +1038,23 @@ void TunnelSession::on_payload(Request& r) {
     uv_timer_start(linger_timer_.get(), &TunnelSession::on_uv_linger_timeout, settings_.linger_ms, 0);
   }
   const uint64_t expected = download_.next_expected();
-  const auto pushed = download_.push(*seq, std::move(r.exchange.body()), uv_hrtime());
+  const uint64_t now = uv_hrtime();
+  const uint64_t previous = download_.last_payload_ns();
+  if (previous != 0 && r.started_ns <= previous && posts_sent_ == posts_sent_at_payload_ &&
+      download_.last_payload_bytes() >= settings_.planner.download_payload_bytes) {
+    // The target paused mid-output (a big payload, then silence while this request was out, and no
+    // POST since) and went on by itself: it can do so again, and a POST sent in such a pause takes
+    // its next bytes before its body is read. The quiet time grows to cover the longest pause seen
+    // (measured: a 64 MiB echo on 2 busy cores lost a body so, twice in two full suite runs).
+    const uint64_t before = planner_.output_pause_ns();
+    planner_.observe_output_pause(now - previous);
+    if (planner_.output_pause_ns() > before) {
+      log::debug("session {}: the target paused {:.1f} ms mid-output and went on: the quiet time is {:.1f} ms now", id_,
+                 static_cast<double>(now - previous) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
+    }
+  }
+  posts_sent_at_payload_ = posts_sent_;
+  const auto pushed = download_.push(*seq, std::move(r.exchange.body()), now);
   if (pushed.result != protocol::PayloadReorderer::Result::accepted) {
     finish(protocol::describe(pushed.result, *seq, expected) + "; the session ends rather than corrupt the stream",
            true, true);

@@ -260,6 +260,8 @@ class TunnelSession {
   bool behind_front_ = false;  // answers come over HTTP/2: a front end relays to the server
   uint64_t last_post_sent_ns_ = 0;  // when the peer acknowledged the last POST's body (or resend)
   size_t last_post_bytes_ = 0;      // ... and its size: a big one is read long after
+  uint64_t posts_sent_ = 0;             // POSTs sent, resends included ...
+  uint64_t posts_sent_at_payload_ = 0;  // ... when the last payload came: none since, a pause is the target's own
   void note_post_reached(uint64_t at_ns, size_t bytes) {
     if (at_ns >= last_post_sent_ns_) {
       last_post_sent_ns_ = at_ns;

@@ -8,7 +8,8 @@ namespace tunnel {
 //  - keep a request held at all times, so the target's bytes have somewhere to go; a big POST, or
 //    one left alone for a while, gets a GET beside it (the server writes a POST's body to the target
 //    while holding it, and a target that is not read stops reading);
-//  - while a download runs (a big payload came within the quiet time), two GETs: one may sit unread
+//  - while a download runs (a big payload came within the quiet time), two GETs (more across a long
+//    round trip while nothing else is out and no upload waits: released GETs cost nothing): one may sit unread
 //    on a keep-alive connection whose POST body the server still writes to a target that does not
 //    read (the server reads that connection's next request only after), and the other must drain
 //    the target meanwhile, or the three wait on each other until the request timeout kills the
@@ -67,14 +68,19 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   }
   const bool downloading = upload.last_payload_bytes >= settings_.download_payload_bytes &&
                            upload.last_payload_ns != 0 && now - upload.last_payload_ns < quiet_ns();
+  // Deeper only with GETs alone out and no upload waiting: the server answers each with data at
+  // once, and one it cannot hold (a third) it releases with 429, which costs a GET nothing. A POST
+  // waits until they are back down to two.
+  const bool only_gets = gets == in_flight.size();
+  const size_t get_cap = downloading && only_gets && !upload.waiting ? download_gets() : 2;
   const bool want_get =
-      may_poll && ((gets == 0 && (in_flight.empty() || needs_companion)) || (downloading && gets < 2));
+      may_poll && ((gets == 0 && (in_flight.empty() || needs_companion)) || (downloading && gets < get_cap));
   Plan plan;
   if (!want_get && !upload.waiting) {
     if (gets == 0 && may_poll && companion_in != UINT64_MAX) plan.recheck_in_ns = companion_in;
     return plan;
   }
-  if (in_flight.size() >= 3) return plan;  // a release is on its way back: wait for it
+  if (in_flight.size() >= 3 && !(want_get && get_cap > 2)) return plan;  // a release is on its way back: wait for it
   const bool oldest_settled =
       in_flight.size() < 2 || oldest->is_get || oldest->applied || settle_wait_ns(oldest->body_sent_ns, now, oldest->body_size) == 0;
   if (!oldest_settled) {

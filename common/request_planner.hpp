@@ -4,6 +4,7 @@
 // unit-tested in tests/common.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -38,6 +39,10 @@ struct PlannerSettings {
   uint64_t lone_post_ns = 50'000'000;   // a smaller POST gets a GET beside it after this long
   // A payload this large, within the quiet time, says a download runs: the target has more to send.
   size_t download_payload_bytes = 32 << 10;
+  // Across a long round trip two GETs carry two payloads (about 100 KB each) per round trip: a
+  // download with no upload waiting keeps one more out per this much round trip, up to the most.
+  uint64_t round_trip_per_extra_get_ns = 5'000'000;
+  size_t max_download_gets = 8;
   // + the round trip (the fastest exchange seen): a held POST's body is surely read by then. The
   // margin covers a server that reads late (a busy one, or the test server's --body-read-delay-ms 5).
   uint64_t settle_base_ns = 10'000'000;
@@ -86,13 +91,23 @@ class RequestPlanner {
     if (duration_ns < fastest_ns_) fastest_ns_ = duration_ns;
   }
   uint64_t round_trip_ns() const { return fastest_ns_ == UINT64_MAX ? 0 : fastest_ns_; }
+  // GETs a download keeps out when nothing else waits: 2 on a short round trip, more on a long one.
+  size_t download_gets() const {
+    const uint64_t extra = round_trip_ns() / settings_.round_trip_per_extra_get_ns;
+    return std::min<size_t>(settings_.max_download_gets, 2 + static_cast<size_t>(std::min<uint64_t>(extra, 64)));
+  }
   // How long after its body of `body_bytes` was sent a held POST is taken as read by the server.
   uint64_t settle_ns(size_t body_bytes = 0) const {
     const uint64_t late = body_bytes > settings_.settle_free_bytes ? body_bytes - settings_.settle_free_bytes : 0;
     return settings_.settle_base_ns + round_trip_ns() + ((late * settings_.settle_ns_per_mib) >> 20);  // no overflow below 1 TiB
   }
-  // How long without a payload before the target is taken as quiet.
-  uint64_t quiet_ns() const { return settings_.quiet_base_ns + round_trip_ns(); }
+  // The target paused this long in the middle of its output and went on by itself: it can again.
+  void observe_output_pause(uint64_t ns) { output_pause_ns_ = std::min(kMaxOutputPauseNs, std::max(output_pause_ns_, ns)); }
+  uint64_t output_pause_ns() const { return output_pause_ns_; }
+  // How long without a payload before the target is taken as quiet: longer than any pause the
+  // target made mid-output (at most kMaxOutputPauseNs more).
+  uint64_t quiet_ns() const { return settings_.quiet_base_ns + round_trip_ns() + output_pause_ns_; }
+  static constexpr uint64_t kMaxOutputPauseNs = 250'000'000;
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
   uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now, size_t body_bytes = 0) const {
@@ -103,6 +118,7 @@ class RequestPlanner {
  private:
   PlannerSettings settings_;
   uint64_t fastest_ns_ = UINT64_MAX;
+  uint64_t output_pause_ns_ = 0;
 };
 
 }  // namespace tunnel

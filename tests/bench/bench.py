@@ -1,6 +1,9 @@
 """tunnel-agent benchmark: the same client measurements over direct TCP, over tunnel-agent with the
-test server, and over GNU httptunnel (htc/hts), in one run on loopback. Prints a table and writes
-JSON. Usage: bench.py --agent PATH --server PATH [--out FILE] [--size-mib N] [--idle-seconds N]"""
+test server, and over GNU httptunnel (htc/hts), in one run on loopback; then again across emulated
+links (a relay with a one-way delay and a rate cap each way, and a connect that costs a round trip;
+tests/integration/link.py), each of the three across the same relay. Prints a table per setting and
+writes JSON. Usage: bench.py --agent PATH --server PATH [--out FILE] [--size-mib N] [--idle-seconds N]
+[--link DELAY_MS:MBIT ...] [--link-size-mib N] [--no-link | --link-only]"""
 import argparse
 import json
 import os
@@ -19,6 +22,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
 from harness import free_port, live_output, start_agent, start_server, wait_listening  # noqa: E402  (the tests' helpers: free ports, deadlines)
+from link import Link  # noqa: E402
 
 CHUNK = 1 << 20
 
@@ -159,6 +163,29 @@ def upload(port, size):
     return {"MB_per_s": round(size / took / 1e6, 1), "bytes": got}
 
 
+def echo_two_way(port, size):
+    """Sends `size` bytes to an echo target while reading them back; both directions at once."""
+    data = os.urandom(size)
+    back = bytearray()
+    with connect(port) as s:
+        t = time.perf_counter()
+
+        def reader():
+            while len(back) < size:
+                chunk = s.recv(CHUNK)
+                if not chunk:
+                    return
+                back.extend(chunk)
+        r = threading.Thread(target=reader)
+        r.start()
+        s.sendall(data)
+        r.join(300)
+        took = time.perf_counter() - t
+    if bytes(back) != data:
+        raise RuntimeError(f"two-way echo: {len(back)} of {size} bytes came back, or they differ")
+    return {"MB_per_s": round(size / took / 1e6, 2), "bytes": size}
+
+
 def first_byte(port, rounds=20):
     samples = []
     for _ in range(rounds):
@@ -213,25 +240,40 @@ class Agent:
     """tunnel-agent + tunnel-test-server in front of one target (the tests' launchers: ports from the
     programs themselves, output kept for a failure report)."""
 
-    def __init__(self, agent, server, target_port, long_poll_ms=10000):
+    def __init__(self, agent, server, target_port, long_poll_ms=10000, link=None):
         self.server, server_port = start_server(target_port, "--long-poll-ms", str(long_poll_ms))
-        self.agent, self.port = start_agent(server_port, env={"http_proxy": ""})
+        self.link = Link(server_port, *link, handshake=True) if link else None
+        self.agent, self.port = start_agent(self.link.port if link else server_port, env={"http_proxy": ""})
         self.pid = self.agent.proc.pid
 
     def stop(self):
         self.agent.stop()
+        if self.link:
+            self.link.close()
         self.server.stop(signal.SIGKILL)
+
+
+class Direct:
+    """Direct TCP across the emulated link: the limit."""
+
+    def __init__(self, target_port, link):
+        self.link = Link(target_port, *link, handshake=True)
+        self.port, self.pid = self.link.port, None
+
+    def stop(self):
+        self.link.close()
 
 
 class Htc:
     """GNU httptunnel: htc (client) -> hts (server) -> target."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, link=None):
         hts_port, self.port = free_port(), free_port()
         self.hts = subprocess.Popen(["hts", "-w", "-F", f"127.0.0.1:{target_port}", str(hts_port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(hts_port, "hts")
-        self.htc = subprocess.Popen(["htc", "-w", "-F", str(self.port), f"127.0.0.1:{hts_port}"],
+        self.link = Link(hts_port, *link, handshake=True) if link else None
+        self.htc = subprocess.Popen(["htc", "-w", "-F", str(self.port), f"127.0.0.1:{self.link.port if link else hts_port}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(self.port, "htc")
         self.pid = self.htc.pid
@@ -240,6 +282,8 @@ class Htc:
         for p in (self.htc, self.hts):
             p.kill()
             p.wait()
+        if self.link:
+            self.link.close()
         return ""
 
 
@@ -284,6 +328,69 @@ def measure(name, make, targets, size, stats, jvm_port=None):
     stats[name] = out
 
 
+def measure_link(name, make, targets, size, stats):
+    """Across an emulated link: fewer rounds (each costs the link's round trip), smaller transfers."""
+    out = {}
+    for figure, target, run in (
+            ("ping_pong", "echo", lambda port: ping_pong(port, warmup=5, timed=40)),
+            ("download", "source", lambda port: download(port, size)),
+            ("upload", "sink", lambda port: upload(port, size)),
+            ("echo", "echo", lambda port: echo_two_way(port, size)),
+            ("first_byte", "echo", lambda port: first_byte(port, rounds=10))):
+        if figure == "first_byte" and make is Htc:
+            continue  # hts serves one tunnel for its life
+        print(f"  {name}: {figure}", file=sys.stderr, flush=True)
+        via = make(targets.ports[target])
+        try:
+            out[figure] = run(via.port)
+        finally:
+            via.stop()
+    stats[name] = out
+
+
+def link_table(profile, stats):
+    d, a, h = stats["direct"], stats["agent"], stats.get("htc")
+
+    def ratio(x, y):
+        return f"{x / y:.2f}x" if y else "-"
+
+    def get(entry, figure, key, scale=1.0):
+        return round(entry[figure][key] * scale, 2) if entry and figure in entry else "-"
+    rows = []
+    for label, figure, key, scale in (("ping-pong median (ms)", "ping_pong", "median_us", 1e-3),
+                                      ("ping-pong p99 (ms)", "ping_pong", "p99_us", 1e-3),
+                                      ("download (MB/s)", "download", "MB_per_s", 1),
+                                      ("upload (MB/s)", "upload", "MB_per_s", 1),
+                                      ("two-way echo (MB/s each way)", "echo", "MB_per_s", 1),
+                                      ("connect to first byte (ms)", "first_byte", "median_ms", 1)):
+        dv, av, hv = get(d, figure, key, scale), get(a, figure, key, scale), get(h, figure, key, scale)
+        rows.append((label, dv, av, hv, ratio(av, dv) if dv != "-" and av != "-" else "-"))
+    out = [f"across a link of {profile[0]} ms each way, {profile[1]} Mbit/s each way",
+           f"| {'measure':34} | {'direct TCP':>10} | {'tunnel-agent':>12} | {'htc/hts':>8} | {'agent/direct':>12} |",
+           f"|{'-' * 36}|{'-' * 11}:|{'-' * 13}:|{'-' * 9}:|{'-' * 13}:|"]
+    for name, dv, av, hv, r in rows:
+        out.append(f"| {name:34} | {dv:>10} | {av:>12} | {hv:>8} | {r:>12} |")
+    return "\n".join(out)
+
+
+def run_links(args, targets, stats):
+    tables = []
+    for text in args.link:
+        delay, mbit = (float(x) for x in text.split(":"))
+        profile = (delay, mbit)
+        key = f"link_{text}"
+        stats[key] = {}
+        size = args.link_size_mib << 20
+        print(f"across a link of {delay:g} ms each way, {mbit:g} Mbit/s", file=sys.stderr)
+        measure_link("direct", lambda port: Direct(port, profile), targets, size, stats[key])
+        measure_link("agent", lambda port: Agent(args.agent, args.server, port, link=profile), targets, size, stats[key])
+        if shutil.which("htc") and shutil.which("hts"):
+            measure_link("htc", lambda port: Htc(port, link=profile), targets, size, stats[key])
+        stats[key]["size_bytes"] = size
+        tables.append(link_table((f"{delay:g}", f"{mbit:g}"), stats[key]))
+    return tables
+
+
 def idle(agent_path, server_path, targets, seconds):
     a = Agent(agent_path, server_path, targets.ports["echo"])
     with connect(a.port) as s:
@@ -310,7 +417,13 @@ def main():
     ap.add_argument("--out", default="build/bench/latest.json")
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--idle-seconds", type=float, default=60)
+    ap.add_argument("--link", action="append", help="DELAY_MS:MBIT, one way each (default: 20:100 and 5:1000)")
+    ap.add_argument("--link-size-mib", type=int, default=8)
+    ap.add_argument("--no-link", action="store_true", help="loopback only")
+    ap.add_argument("--link-only", action="store_true", help="the link tables only")
     args = ap.parse_args()
+    if args.link is None:
+        args.link = [] if args.no_link else ["20:100", "5:1000"]
     harness.AGENT, harness.SERVER = args.agent, args.server
     try:
         run(args)
@@ -323,6 +436,10 @@ def run(args):
     size = args.size_mib << 20
     targets = Targets()
     stats = {}
+    if args.link_only:
+        for t in run_links(args, targets, stats):
+            print("\n" + t)
+        return
     jvm, jvm_port = harness.start_debuggee() if shutil.which("java") else (None, None)
     print("direct TCP", file=sys.stderr)
     measure("direct", None, targets, size, stats, jvm_port)
@@ -335,6 +452,7 @@ def run(args):
         measure("htc", Htc, targets, size, stats)
     print(f"idle session ({args.idle_seconds:.0f} s)", file=sys.stderr)
     stats["agent"]["idle"] = idle(args.agent, args.server, targets, args.idle_seconds)
+    link_tables = run_links(args, targets, stats)
     stats["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
                         "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     stats["size_bytes"] = size
@@ -342,6 +460,8 @@ def run(args):
     with open(args.out, "w") as f:
         json.dump(stats, f, indent=2)
     print(table(stats))
+    for t in link_tables:
+        print("\n" + t)
 
 
 def table(stats):

@@ -233,3 +233,22 @@ TEST_CASE("a big body settles later: the server reads it from its buffer after t
   CHECK(p.next({get(sent - 50 * ms)}, talker, true, sent + kSettle + kQuiet + 5 * ms).next == Next::nothing);
   CHECK(p.next({get(sent - 50 * ms)}, talker, true, sent + kSettle + 20 * ms + kQuiet).next == Next::post);
 }
+
+TEST_CASE("a target that paused mid-output makes the quiet time longer than the pause, up to a cap") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  const auto front = get(now - 500 * ms);
+  CHECK(p.next({front}, upload(now - kQuiet), true, now).next == Next::post);
+  p.observe_output_pause(40 * ms);
+  p.observe_output_pause(10 * ms);  // the longest counts
+  CHECK(p.output_pause_ns() == 40 * ms);
+  CHECK(p.quiet_ns() == kQuiet + 40 * ms);
+  const auto plan = p.next({front}, upload(now - kQuiet), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == 40 * ms);
+  CHECK(p.next({front}, upload(now - kQuiet - 40 * ms), true, now).next == Next::post);
+  // A target that owes nothing (request/reply) is not waited for, whatever its pauses.
+  CHECK(p.next({front}, upload(now - 1 * ms, true), true, now).next == Next::post);
+  p.observe_output_pause(5000 * ms);  // an app that paused for seconds: capped
+  CHECK(p.output_pause_ns() == RequestPlanner::kMaxOutputPauseNs);
+}

@@ -70,8 +70,11 @@ class Link:
     """Listens on 127.0.0.1:0 (`port`) and relays each connection to 127.0.0.1:`target_port` with
     `delay_ms` each way and at most `mbit` Mbit/s each way."""
 
-    def __init__(self, target_port, delay_ms=20, mbit=100):
+    def __init__(self, target_port, delay_ms=20, mbit=100, handshake=False):
         self.target_port = target_port
+        # handshake: a new connection carries nothing for one round trip, as TCP's SYN and SYN-ACK
+        # cost on a real link (the benchmark's connect-to-first-byte figure needs it).
+        self.handshake = handshake
         self.delay_s = delay_ms / 1000
         self.bytes_per_s = mbit * 1e6 / 8
         self.sock = socket.socket()
@@ -87,17 +90,22 @@ class Link:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            for s in (client, upstream):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # little kept on our side
-            self.conns += [client, upstream]
-            _Direction(client, upstream, self.delay_s, self.bytes_per_s)
-            _Direction(upstream, client, self.delay_s, self.bytes_per_s)
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client):
+        if self.handshake:
+            time.sleep(2 * self.delay_s)  # the link's round trip itself, not a guess
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+        for s in (client, upstream):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # little kept on our side
+        self.conns += [client, upstream]
+        _Direction(client, upstream, self.delay_s, self.bytes_per_s)
+        _Direction(upstream, client, self.delay_s, self.bytes_per_s)
 
     def close(self):
         self.sock.close()

@@ -43,8 +43,14 @@ class LosslessCase(unittest.TestCase):
         stats = server_stats(self.server_port)
         # The figures go into the test's output, for the note and for whoever reads a failure.
         print(f"\n{self.id()}: server counters {stats}")
-        self.assertEqual(stats["bodies_lost"], 0, f"{stats}\n" + "\n".join(
-            line for line in self.server.lines if "lost" in line))
+        if stats["bodies_lost"]:
+            # What the agent did around the first lost body, for whoever reads the failure.
+            lost = re.search(r"x-seq (\d+) lost", self.server.output())
+            lines = self.agent.lines
+            at = next((i for i, l in enumerate(lines) if lost and f"x-seq {lost.group(1)} " in l), len(lines))
+            context = "\n".join(lines[max(0, at - 40):at + 10])
+            self.fail(f"{stats}\n" + "\n".join(line for line in self.server.lines if "lost" in line) +
+                      f"\nthe agent around it:\n{context}")
         self.assertEqual(stats["queue_overflows"], 0, stats)
         return stats
 
