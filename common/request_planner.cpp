@@ -22,8 +22,9 @@ namespace tunnel {
 //    body. So a POST goes only when
 //      (a) every earlier POST is settled: x-seq arrive in order (an early one keeps a reorder slot
 //          for good), and the new one cannot release an unread one;
-//      (b) a request is surely held in front of it (a settled POST, or a GET out for the settle
-//          time), and not the one it releases (the oldest of two out): the target's next payload
+//      (b) a request is surely held in front of it (a settled POST, or a GET that left the settle
+//          margin before: it crosses the same path, so it arrives that far ahead, whatever the round
+//          trip), and not the one it releases (the oldest of two out): the target's next payload
 //          goes to that one, not to the unread POST;
 //      (c) the target is quiet or owes no answer: a target still talking would send a second
 //          payload, and that one would take the POST. Quiet: no payload for the quiet time while a
@@ -46,7 +47,7 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
     if (oldest == nullptr || r.started_ns < oldest->started_ns) oldest = &r;
     if (r.is_get) {
       ++gets;
-      const uint64_t wait = settle_wait_ns(r.body_sent_ns, now);
+      const uint64_t wait = lead_wait_ns(r.body_sent_ns, now);
       if (wait == 0) front = true;
       front_in = std::min(front_in, wait);
       continue;
@@ -96,12 +97,14 @@ Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const U
   if (in_flight.size() == 2) {
     // The POST releases the oldest: only the other one can stand in front of it.
     const InFlightRequest& other = &in_flight[0] == oldest ? in_flight[1] : in_flight[0];
-    front_in = !other.is_get && other.applied ? 0 : settle_wait_ns(other.body_sent_ns, now, other.body_size);
+    front_in = other.is_get            ? lead_wait_ns(other.body_sent_ns, now)
+               : other.applied         ? 0
+                                       : settle_wait_ns(other.body_sent_ns, now, other.body_size);
     front = front_in == 0;
   }
   if (wait == 0 && !front) wait = front_in;  // UINT64_MAX: no GET out, and none may go now
   if (wait == 0 && !upload.target_idle) {
-    const uint64_t quiet = quiet_ns();
+    const uint64_t quiet = upload.last_post_to_talker_ns != 0 ? quiet_after_post_ns() : quiet_ns();
     uint64_t start = std::max(upload.last_payload_ns, listening_since);
     if (upload.last_post_to_talker_ns != 0) start = std::max(start, upload.last_post_to_talker_ns + settle_ns(upload.last_post_to_talker_bytes));
     const uint64_t since = now > start ? now - start : 0;

@@ -107,7 +107,21 @@ class RequestPlanner {
   // How long without a payload before the target is taken as quiet: longer than any pause the
   // target made mid-output (at most kMaxOutputPauseNs more).
   uint64_t quiet_ns() const { return settings_.quiet_base_ns + round_trip_ns() + output_pause_ns_; }
+  // After a POST to a target that talks: before any exchange has shown the round trip, a long one
+  // is assumed, since its answer may be a whole unknown round trip away (measured: across a 40 ms
+  // link the first session's second POST, 2 MiB, left 30 ms after the first, and the echo of the
+  // first took it).
+  uint64_t quiet_after_post_ns() const { return round_trip_known() ? quiet_ns() : quiet_ns() + kAssumedRoundTripNs; }
+  bool round_trip_known() const { return fastest_ns_ != UINT64_MAX; }
   static constexpr uint64_t kMaxOutputPauseNs = 250'000'000;
+  static constexpr uint64_t kAssumedRoundTripNs = 250'000'000;
+  // How long until a GET sent at `sent_ns` is surely held in front of a request sent now: both
+  // cross the same path, so the GET arrives as far ahead as it left; the margin covers jitter and
+  // proxies (their per-hop margin is in the base), and no round trip (0 once it is; not sent: all).
+  uint64_t lead_wait_ns(uint64_t sent_ns, uint64_t now) const {
+    const uint64_t lead = settings_.settle_base_ns;
+    return sent_ns == 0 ? lead : now - sent_ns >= lead ? 0 : sent_ns + lead - now;
+  }
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
   uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now, size_t body_bytes = 0) const {

@@ -134,6 +134,12 @@ TEST_CASE("(c) a POST waits for a talking target to go quiet, unless it owes not
   // left 12 ms ago, settled 2 ms ago: 13 ms of quiet still to come.
   UploadState after_post = upload(now - 100 * ms);
   after_post.last_post_to_talker_ns = now - 12 * ms;
+  // Before any exchange measured the round trip, the answer may be a long one away: a long one
+  // is assumed.
+  plan = p.next({front}, after_post, true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kQuiet + RequestPlanner::kAssumedRoundTripNs - 2 * ms);
+  p.observe_exchange(0);  // a round trip of (next to) nothing: loopback
   plan = p.next({front}, after_post, true, now);
   CHECK(plan.next == Next::nothing);
   CHECK(plan.recheck_in_ns == kQuiet - 2 * ms);
@@ -227,6 +233,7 @@ TEST_CASE("a big body settles later: the server reads it from its buffer after t
   CHECK(p.next({get(sent - 50 * ms), post(big, sent, sent)}, upload(0, true), true, sent + kSettle + 20 * ms).next ==
         Next::post);
   // Quiet counts from when the last POST to a talker settled, by its size too.
+  p.observe_exchange(0);
   UploadState talker = upload(sent - 500 * ms);
   talker.last_post_to_talker_ns = sent;
   talker.last_post_to_talker_bytes = big;
@@ -251,4 +258,18 @@ TEST_CASE("a target that paused mid-output makes the quiet time longer than the 
   CHECK(p.next({front}, upload(now - 1 * ms, true), true, now).next == Next::post);
   p.observe_output_pause(5000 * ms);  // an app that paused for seconds: capped
   CHECK(p.output_pause_ns() == RequestPlanner::kMaxOutputPauseNs);
+}
+
+TEST_CASE("(b) across a long round trip a GET is held in front once it left the margin ahead, not a round trip") {
+  RequestPlanner p;
+  p.observe_exchange(40 * ms);  // 20 ms each way
+  const uint64_t now = 1000 * ms;
+  const auto applied = post(20, now - 100 * ms, now - 100 * ms, true);  // the last ping, answered by the target
+  // The POST releases the applied one; the GET that left 11 ms ago reaches the server 11 ms ahead of it.
+  CHECK(p.next({applied, get(now - kSettle - 1 * ms)}, upload(now - 1 * ms, true), true, now).next == Next::post);
+  const auto plan = p.next({applied, get(now - 4 * ms)}, upload(now - 1 * ms, true), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == kSettle - 4 * ms);
+  // A POST's body still needs the round trip to be surely read (settled).
+  CHECK(p.settle_ns() == kSettle + 40 * ms);
 }

@@ -7,16 +7,31 @@ import threading
 import time
 
 
+class _Wire:
+    """One direction of the link, shared by every connection across it: the rate cap is the link's,
+    as on a real one, not each connection's."""
+
+    def __init__(self, bytes_per_s):
+        self.bytes_per_s = bytes_per_s
+        self.free_at = 0.0  # when the wire is free for the next chunk
+        self.lock = threading.Lock()
+
+    def take(self, size):
+        """Books `size` bytes on the wire; returns when their last byte has left."""
+        with self.lock:
+            self.free_at = max(time.monotonic(), self.free_at) + size / self.bytes_per_s
+            return self.free_at
+
+
 class _Direction:
     """One direction of one relayed connection: bytes read from `src` reach `dst` after the delay,
-    no faster than the rate cap."""
+    no faster than the wire carries them."""
 
-    def __init__(self, src, dst, delay_s, bytes_per_s):
+    def __init__(self, src, dst, delay_s, wire):
         self.src, self.dst = src, dst
-        self.delay_s, self.bytes_per_s = delay_s, bytes_per_s
+        self.delay_s, self.wire = delay_s, wire
         self.queue = collections.deque()  # (due time, bytes); None: the source closed
         self.cond = threading.Condition()
-        self.free_at = 0.0  # when the capped "wire" is free for the next chunk
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._write, daemon=True).start()
 
@@ -26,15 +41,14 @@ class _Direction:
                 # Read no faster than the link carries, so that the sender's socket fills as on a
                 # real link (its kernel sees the bytes unacknowledged), instead of all at once.
                 with self.cond:
-                    while self.free_at - time.monotonic() > self.delay_s / 4:
-                        self.cond.wait(self.free_at - time.monotonic() - self.delay_s / 4)
+                    while self.wire.free_at - time.monotonic() > self.delay_s / 4:
+                        self.cond.wait(self.wire.free_at - time.monotonic() - self.delay_s / 4)
                 data = self.src.recv(16384)
                 if not data:
                     break
-                now = time.monotonic()
-                self.free_at = max(now, self.free_at) + len(data) / self.bytes_per_s
+                left_at = self.wire.take(len(data))
                 with self.cond:
-                    self.queue.append((self.free_at + self.delay_s, data))
+                    self.queue.append((left_at + self.delay_s, data))
                     self.cond.notify()
         except OSError:
             pass
@@ -68,7 +82,7 @@ class _Direction:
 
 class Link:
     """Listens on 127.0.0.1:0 (`port`) and relays each connection to 127.0.0.1:`target_port` with
-    `delay_ms` each way and at most `mbit` Mbit/s each way."""
+    `delay_ms` each way and at most `mbit` Mbit/s each way, for all its connections together."""
 
     def __init__(self, target_port, delay_ms=20, mbit=100, handshake=False):
         self.target_port = target_port
@@ -76,7 +90,7 @@ class Link:
         # cost on a real link (the benchmark's connect-to-first-byte figure needs it).
         self.handshake = handshake
         self.delay_s = delay_ms / 1000
-        self.bytes_per_s = mbit * 1e6 / 8
+        self.up, self.down = _Wire(mbit * 1e6 / 8), _Wire(mbit * 1e6 / 8)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -104,8 +118,8 @@ class Link:
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)  # little kept on our side
         self.conns += [client, upstream]
-        _Direction(client, upstream, self.delay_s, self.bytes_per_s)
-        _Direction(upstream, client, self.delay_s, self.bytes_per_s)
+        _Direction(client, upstream, self.delay_s, self.up)
+        _Direction(upstream, client, self.delay_s, self.down)
 
     def close(self):
         self.sock.close()
