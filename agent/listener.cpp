@@ -143,7 +143,46 @@ void Listener::on_connection(int status) {
             "--on-busy=refuse turns it away instead)",
             next.peer, busy);
   waiting_.push_back(std::move(next));
+  Waiting& w = waiting_.back();
+  w.owner = this;
+  w.client.as_handle()->data = &w;
+  if (const int rc = uv_read_start(w.client.as_stream(), &Listener::on_uv_waiting_alloc,
+                                   &Listener::on_uv_waiting_read);
+      rc != 0) {
+    log::warn("local connection from {}: cannot read it while it waits: {}", w.peer, uv_strerror(rc));
+  }
   if (!session_) locks_.wait(endpoint_key_, this, [this] { on_turn(); });
+}
+
+// Called by libuv for a buffer to read a waiting connection into.
+void Listener::on_uv_waiting_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) noexcept {
+  auto* w = static_cast<Waiting*>(handle->data);
+  const size_t room = kEarlyCap - std::min(kEarlyCap, w->early.size());
+  *buf = uv_buf_init(w->owner->early_buffer_.data(), static_cast<unsigned>(std::max<size_t>(room, 1)));
+}
+
+// Called by libuv with bytes, EOF or an error from a waiting connection.
+void Listener::on_uv_waiting_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+  auto* w = static_cast<Waiting*>(stream->data);
+  w->owner->on_waiting_read(*w, nread, buf);
+}
+
+void Listener::on_waiting_read(Waiting& w, ssize_t nread, const uv_buf_t* buf) {
+  if (nread > 0) {
+    w.early.append(buf->base, static_cast<size_t>(nread));
+    if (w.early.size() >= kEarlyCap) uv_read_stop(w.client.as_stream());  // the rest waits in the socket
+    return;
+  }
+  if (nread == 0) return;
+  uv_read_stop(w.client.as_stream());
+  if (nread == UV_EOF && !w.early.empty()) {
+    w.ended = true;  // sent something and shut its side: its session delivers the answer
+    return;
+  }
+  log::info("local connection from {} {} while it waited; it is dropped", w.peer,
+            nread == UV_EOF ? "closed" : fmt::format("failed ({})", uv_strerror(static_cast<int>(nread))));
+  auto it = std::find_if(waiting_.begin(), waiting_.end(), [&](const Waiting& x) { return &x == &w; });
+  if (it != waiting_.end()) waiting_.erase(it);  // closes its socket
 }
 
 void Listener::on_turn() {
@@ -156,7 +195,8 @@ void Listener::on_turn() {
   start_session(std::move(next));
 }
 
-void Listener::start_session(Waiting next) {
+void Listener::start_session(Waiting&& next) {
+  if (next.owner != nullptr) uv_read_stop(next.client.as_stream());  // the session reads it from now on
   const uint64_t id = next_session_id_++;
   session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(),
                                              LocalEnd::from_tcp(std::move(next.client)), id,
@@ -164,7 +204,7 @@ void Listener::start_session(Waiting next) {
   session_->seed_round_trip(round_trip_ns_);
   marker_ = std::make_unique<SessionMarker>(settings_.http.url);
   const uint64_t now = uv_hrtime();
-  session_->start(next_attempt_ns_ > now ? (next_attempt_ns_ - now) / 1000000 : 0);
+  session_->start(next_attempt_ns_ > now ? (next_attempt_ns_ - now) / 1000000 : 0, next.early, next.ended);
 }
 
 void Listener::on_session_closed() {

@@ -11,7 +11,7 @@
 #include "common/retry_policy.hpp"
 #include "common/uv_handle.hpp"
 
-#include <deque>
+#include <list>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,17 +36,28 @@ class Listener {
   ForwardStatus status() const;
 
  private:
+  // A connection waiting for its turn. It is read meanwhile, so that one that goes away frees its
+  // descriptor and its place (a queue of dead connections would hold the descriptors the live
+  // session needs); what it sends is kept for its session.
   struct Waiting {
+    Listener* owner = nullptr;
     UvHandle<uv_any_handle> client;
     std::string peer;
+    std::string early;  // bytes it sent while it waited, at most kEarlyCap
+    bool ended = false;  // it shut its side after sending `early`
   };
+  static constexpr size_t kEarlyCap = 64 * 1024;
+
+  static void on_uv_waiting_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) noexcept;
+  static void on_uv_waiting_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
+  void on_waiting_read(Waiting& w, ssize_t nread, const uv_buf_t* buf);
 
   static void on_uv_connection(uv_stream_t* server, int status) noexcept;
   static bool is_loopback(const sockaddr_storage& addr);
   void on_connection(int status);
   void warn_if_few_descriptors(UvHandle<uv_any_handle>& client);
   bool warned_descriptors_ = false;
-  void start_session(Waiting next);
+  void start_session(Waiting&& next);
   void on_session_closed();
   void on_turn();  // another forward's session to this endpoint ended: the endpoint is ours
   void maybe_stopped();
@@ -66,7 +77,8 @@ class Listener {
   uint64_t next_session_id_ = 1;
   std::unique_ptr<TunnelSession> session_;
   std::unique_ptr<SessionMarker> marker_;  // while session_ runs: check, run elsewhere, will not probe
-  std::deque<Waiting> waiting_;
+  std::list<Waiting> waiting_;  // a list: libuv holds each one's address while it is read
+  std::string early_buffer_ = std::string(kEarlyCap, '\0');  // read buffer for waiting connections
   bool stopping_ = false;
   std::function<void()> on_stopped_;
   // After a session ended with 503 (target not running) or could not reach the target (410 before

@@ -56,7 +56,7 @@ TunnelSession::~TunnelSession() {
   if (disconnect_ && disconnect_->busy) driver_.cancel(disconnect_->exchange.easy());
 }
 
-void TunnelSession::start(uint64_t hold_off_ms) {
+void TunnelSession::start(uint64_t hold_off_ms, const std::string& early, bool early_eof) {
   log::info("session {}: opened for local client {} (endpoint {})", id_, peer_, settings_.http.url);
   if (hold_off_ms > 0) {
     log::info("session {}: the target was not running or not reachable at the last attempt; asking the server "
@@ -65,6 +65,12 @@ void TunnelSession::start(uint64_t hold_off_ms) {
     hold_off_until_ns_ = uv_hrtime() + hold_off_ms * 1000000;
   }
   if (client_.tcp() != nullptr) uv_tcp_nodelay(client_.tcp(), 1);
+  if (!early.empty()) on_local_data(early.data(), early.size());
+  if (early_eof) {
+    on_local_eof(jdwp_.debugger() ? "the debugger detached (it closed its connection)"
+                                  : "the local client closed the connection");
+    return;
+  }
   set_reading(true);
   pump();
 }

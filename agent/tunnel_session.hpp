@@ -82,7 +82,8 @@ class TunnelSession {
   TunnelSession& operator=(const TunnelSession&) = delete;
 
   // `hold_off_ms`: wait this long before the first request (the listener's back-off after a 503).
-  void start(uint64_t hold_off_ms = 0);
+  // `early`: what the client sent while it waited for its turn; `early_eof`: it then shut its side.
+  void start(uint64_t hold_off_ms = 0, const std::string& early = {}, bool early_eof = false);
 
   enum class Kind { get, post, disconnect };
   // The header lines of one request of the protocol (the secret, -H headers, its Content-Type and

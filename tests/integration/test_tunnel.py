@@ -328,6 +328,31 @@ class Busy(TunnelTestCase):
         self.assertGreater(second_opened, first_closed, "the second session began only after the first ended")
         second.close()
 
+    def test_a_waiting_connection_that_goes_away_frees_its_place_and_one_that_half_closed_gets_its_answer(self):
+        first = connect(self.port)
+        self.assertEqual(exchange(first, b"first"), b"first")
+        pid = self.agent.proc.pid
+        fds_before = len(os.listdir(f"/proc/{pid}/fd"))
+        gone = [connect(self.port) for _ in range(5)]
+        asker = connect(self.port)
+        wait_until(lambda: self.agent.count(r"waits: session 1 is still running") == 6, 10, "six waiting",
+                   self.agent.cond)
+        asker.sendall(b"question")
+        asker.shutdown(socket.SHUT_WR)
+        for s in gone:
+            s.close()
+        # Dropped while the first session still runs: their descriptors are free for it.
+        wait_until(lambda: self.agent.count(r"local connection from 127\.0\.0\.1:\d+ closed while it waited; it is "
+                                            r"dropped") == 5, 10, "the five to be dropped", self.agent.cond)
+        self.assertLessEqual(len(os.listdir(f"/proc/{pid}/fd")), fds_before + 1)
+        self.assertEqual(self.agent.count(r"session \d+ \(.*\) (closed|failed) after"), 0, self.agent.output())
+        first.close()
+        asker.settimeout(10)
+        self.assertEqual(read_until_closed(asker, timeout=15), b"question")
+        asker.close()
+        self.target.wait_opened(2)
+        self.assertEqual([bytes(d) for d in self.target.data], [b"first", b"question"])
+
 
 class TwoForwardsOneEndpoint(unittest.TestCase):
     def test_two_forwards_to_one_url_take_turns_and_never_mix_their_clients(self):
