@@ -40,7 +40,7 @@ def wait_until(predicate, timeout, what, cond=None):
                 return value
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}\n" + live_output())
             ticker.wait(min(left, 0.01 if cond is None else left))
 
 
@@ -238,8 +238,8 @@ class Target:
             threading.Thread(target=self._serve, args=(conn, received), daemon=True).start()
 
     def _serve(self, conn, received):
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while True:
                 data = conn.recv(1 << 16)
                 if not data:

@@ -50,20 +50,36 @@ class Pki:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def start_nghttpx(args, log_path, attempts=5):
+    """Starts nghttpx with `args(port)` on a free port; returns (port, process). nghttpx cannot take
+    port 0 and say which it got, so a port can be taken between free_port() and its bind (ctest -j):
+    when it exits before it listens, another port is tried; the last failure shows its error log."""
+    for attempt in range(attempts):
+        port = free_port()
+        proc = Process(args(port))
+        try:
+            wait_listening(port, "nghttpx", process=proc)
+            return port, proc
+        except AssertionError as e:
+            if proc.proc.poll() is None or attempt == attempts - 1:
+                proc.stop()
+                log = open(log_path, errors="replace").read()[-2000:] if os.path.exists(log_path) else ""
+                raise AssertionError(f"{e}\n--- {log_path}:\n{log}") from None
+            proc.stop()
+
+
 class Nghttpx:
     """nghttpx with TLS on a free port, forwarding to the test server; optionally asking for a
     client certificate signed by the test CA."""
 
     def __init__(self, pki, backend_port, client_cert=False):
-        self.port = free_port()
-        args = ["nghttpx", f"--frontend=127.0.0.1,{self.port}", f"--backend=127.0.0.1,{backend_port}",
-                "--workers=1", "--no-ocsp", "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
-                f"--errorlog-file={pki.path('nghttpx.log')}", f"--accesslog-file={pki.path('access.log')}",
-                pki.path("server.key"), pki.path("server.pem")]
-        if client_cert:
-            args[1:1] = ["--verify-client", f"--verify-client-cacert={pki.path('ca.pem')}"]
-        self.proc = Process(args)
-        wait_listening(self.port, "nghttpx", process=self.proc)
+        def args(port):
+            extra = ["--verify-client", f"--verify-client-cacert={pki.path('ca.pem')}"] if client_cert else []
+            return ["nghttpx", *extra, f"--frontend=127.0.0.1,{port}", f"--backend=127.0.0.1,{backend_port}",
+                    "--workers=1", "--no-ocsp", "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
+                    f"--errorlog-file={pki.path('nghttpx.log')}", f"--accesslog-file={pki.path('access.log')}",
+                    pki.path("server.key"), pki.path("server.pem")]
+        self.port, self.proc = start_nghttpx(args, pki.path("nghttpx.log"))
         self.url = f"https://127.0.0.1:{self.port}/.~~spring-boot!~/debug"
 
     def stop(self):
@@ -75,13 +91,12 @@ class NghttpxProxy:
     to an HTTP proxy behind it (squid), as a corporate TLS proxy in front of a cache."""
 
     def __init__(self, pki, backend_proxy_port):
-        self.port = free_port()
-        args = ["nghttpx", "--http2-proxy", f"--frontend=127.0.0.1,{self.port}",
-                f"--backend=127.0.0.1,{backend_proxy_port}", "--workers=1", "--no-ocsp",
-                "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
-                f"--errorlog-file={pki.path('nghttpx-proxy.log')}", pki.path("server.key"), pki.path("server.pem")]
-        self.proc = Process(args)
-        wait_listening(self.port, "nghttpx", process=self.proc)
+        def args(port):
+            return ["nghttpx", "--http2-proxy", f"--frontend=127.0.0.1,{port}",
+                    f"--backend=127.0.0.1,{backend_proxy_port}", "--workers=1", "--no-ocsp",
+                    "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
+                    f"--errorlog-file={pki.path('nghttpx-proxy.log')}", pki.path("server.key"), pki.path("server.pem")]
+        self.port, self.proc = start_nghttpx(args, pki.path("nghttpx-proxy.log"))
         self.url = f"https://127.0.0.1:{self.port}"
 
     def stop(self):
