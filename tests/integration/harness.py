@@ -156,12 +156,32 @@ def start_debuggee(source="DebuggeeMain.java"):
     """Starts a JVM running tests/fixtures/`source` with JDWP on a free loopback port, once it says
     "debuggee ready"; returns (process, JDWP port)."""
     # A port picked here, not 0: with 0 the JVM listens on a new port after each debugger leaves.
-    port = free_port()
-    jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
-                   os.path.join(FIXTURES_DIR, source)])
-    jvm.wait_for_line(rf"Listening for transport dt_socket at address: {port}", timeout=60)
-    jvm.wait_for_line(r"debuggee ready", timeout=60)
-    return jvm, port
+    # The port can go to another test before the JVM binds it (ctest -j): then the JVM exits, and
+    # another port is tried.
+    for attempt in range(5):
+        port = free_port()
+        jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
+                       os.path.join(FIXTURES_DIR, source)])
+        listening = rf"Listening for transport dt_socket at address: {port}"
+        wait_until(lambda: jvm.count(listening) > 0 or jvm.proc.poll() is not None, 60, "the JVM to listen", jvm.cond)
+        if jvm.count(listening) > 0:
+            jvm.wait_for_line(r"debuggee ready", timeout=60)
+            return jvm, port
+        jvm.stop()
+        if attempt == 4:
+            raise AssertionError(f"the JVM exited before it listened on 127.0.0.1:{port}:\n{jvm.output()}")
+
+
+_DEAD = []  # sockets bound and never listening, held for the life of the test process
+
+
+def dead_port():
+    """A loopback port that refuses connections, and goes on refusing them: a socket is bound to it
+    and never listens, and is kept, so no other program (or test) can take the port meanwhile."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _DEAD.append(s)
+    return s.getsockname()[1]
 
 
 def free_port():
@@ -188,13 +208,46 @@ def free_port():
     raise AssertionError("no free port found below the ephemeral range")
 
 
+def _listening_inodes(port):
+    """The inodes of the sockets listening on 127.0.0.1:`port` (from /proc/net/tcp)."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+                inodes.add(fields[9])
+    return inodes
+
+
+def _holds_socket(pid, inodes):
+    """Whether process `pid` or one of its descendants holds one of the socket `inodes`."""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                return True
+        children = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += f.read().split()
+    except OSError:
+        return False
+    return any(_holds_socket(int(c), inodes) for c in children)
+
+
 def wait_listening(port, what, timeout=30, process=None):
-    """Waits until something accepts connections on 127.0.0.1:`port`; fails at once, with what it
-    printed, if `process` exits first (a port taken after all, a bad configuration)."""
+    """Waits until something accepts connections on 127.0.0.1:`port` (with `process`: until it, or a
+    child of it, listens there, not another test's program that took the port); fails at once, with
+    what it printed, if `process` exits first (a port taken after all, a bad configuration)."""
     def accepts():
         if process is not None and process.proc.poll() is not None:
             raise AssertionError(f"{what} exited ({process.proc.returncode}) before it listened on "
                                  f"127.0.0.1:{port}:\n{process.output()}")
+        if process is not None and not _holds_socket(process.proc.pid, _listening_inodes(port)):
+            return False
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return True

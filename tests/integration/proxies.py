@@ -28,6 +28,24 @@ class ProxyProcess:
         self.proc = Process(args)
         wait_listening(self.port, what, process=self.proc)
 
+    def start(self, conf_name, lines_for, args, what, attempts=5):
+        """Writes the configuration `lines_for(port)` and runs the proxy. A proxy cannot take port 0
+        and say which it got, so its port can go to another test between free_port() and its bind
+        (ctest -j): when it exits before it listens, it is tried again on another port."""
+        for attempt in range(attempts):
+            self.write_conf(conf_name, lines_for(self.port))
+            for name in os.listdir(self.dir):
+                os.chmod(os.path.join(self.dir, name), 0o666)
+            try:
+                self.run(args, what)
+                return
+            except AssertionError:
+                if self.proc.proc.poll() is None or attempt == attempts - 1:
+                    raise
+                self.proc.stop()
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+
     def restart(self):
         """Stops the proxy (its connections die with it) and starts it again on the same port."""
         self.proc.stop()
@@ -52,7 +70,6 @@ class Squid(ProxyProcess):
     def __init__(self, auth=None, users=None, deny_port=None):
         super().__init__("squid")
         lines = [
-            f"http_port 127.0.0.1:{self.port}",
             f"pid_filename {self.dir}/squid.pid",
             f"cache_log {self.dir}/cache.log",
             f"access_log stdio:{self.log_file} squid",
@@ -87,10 +104,8 @@ class Squid(ProxyProcess):
             lines += ["acl logged_in proxy_auth REQUIRED", "http_access allow logged_in", "http_access deny all"]
         else:
             lines += ["http_access allow all"]
-        self.write_conf("squid.conf", lines)
-        for name in os.listdir(self.dir):
-            os.chmod(os.path.join(self.dir, name), 0o666)
-        self.run(["squid", "-N", "-f", self.conf], "squid")
+        self.start("squid.conf", lambda port: [f"http_port 127.0.0.1:{port}", *lines],
+                   ["squid", "-N", "-f", os.path.join(self.dir, "squid.conf")], "squid")
 
 
 class Tinyproxy(ProxyProcess):
@@ -98,10 +113,10 @@ class Tinyproxy(ProxyProcess):
 
     def __init__(self, user=None, password=None):
         super().__init__("tinyproxy")
-        lines = [f"Port {self.port}", "Listen 127.0.0.1", "Timeout 600", f'LogFile "{self.log_file}"',
+        lines = ["Listen 127.0.0.1", "Timeout 600", f'LogFile "{self.log_file}"',
                  "LogLevel Connect", f'PidFile "{self.dir}/tinyproxy.pid"', "MaxClients 64", "User nobody",
                  "Group nogroup"]
         if user:
             lines.append(f"BasicAuth {user} {password}")
-        self.write_conf("tinyproxy.conf", lines)
-        self.run(["tinyproxy", "-d", "-c", self.conf], "tinyproxy")
+        self.start("tinyproxy.conf", lambda port: [f"Port {port}", *lines],
+                   ["tinyproxy", "-d", "-c", os.path.join(self.dir, "tinyproxy.conf")], "tinyproxy")

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import AGENT, ENDPOINT_PATH, Target, connect, exchange, free_port, start_agent, start_server, wait_until
+from harness import AGENT, ENDPOINT_PATH, Target, connect, exchange, dead_port, start_agent, start_server, wait_until
 from proxies import Squid, Tinyproxy
 from tls import Nghttpx, Pki
 
@@ -113,7 +113,7 @@ class Check(unittest.TestCase):
         threading.Thread(target=greet, daemon=True).start()
         silent = Target(echo=False)
         cases = [
-            ("nothing listens", free_port(),
+            ("nothing listens", dead_port(),
              r"FAIL +jdwp +the server could not reach the JVM, or the target closed at once \(410 Gone\): is the JVM "
              r"listening on its debug port"),
             ("another service", banner.getsockname()[1],
@@ -169,7 +169,7 @@ class Check(unittest.TestCase):
 
     def test_no_proxy_covering_the_host_is_reported_as_direct(self):
         # Before: "proxy 1 ... CONNECT accepted" for a proxy that was never used (and points at nothing).
-        dead = f"http://127.0.0.1:{free_port()}"
+        dead = f"http://127.0.0.1:{dead_port()}"
         code, out = check(self.url, env={"TUNNEL_SECRET": "right", "http_proxy": dead, "no_proxy": "localhost,127.0.0.1"})
         self.assertEqual(code, 0, out)
         self.assertRegex(out, r"(?m)^info +proxy +direct: http_proxy \(127\.0\.0\.1:\d+\) is not used: 127\.0\.0\.1 is "

@@ -5,7 +5,7 @@ import signal
 import tempfile
 import unittest
 
-from harness import Target, connect, exchange, free_port, read_until_closed, sha256, start_agent, start_server, \
+from harness import Target, connect, exchange, dead_port, read_until_closed, sha256, start_agent, start_server, \
     wait_until
 from proxies import Squid, Tinyproxy
 from tls import NghttpxProxy, Pki
@@ -264,7 +264,7 @@ class Environment(ProxyTest):
         wait_until(lambda: "CONNECT 127.0.0.1:" in squid.log(), 10, "CONNECT in squid's access log")
 
     def test_no_proxy_and_the_no_proxy_flag_go_direct(self):
-        dead = f"http://127.0.0.1:{free_port()}"
+        dead = f"http://127.0.0.1:{dead_port()}"
         agent, port = self.agent(env={"http_proxy": dead, "no_proxy": "127.0.0.1"})
         self.round_trip(port)
         # One endpoint carries one session at a time: the next agent starts once this one let go.
@@ -274,10 +274,10 @@ class Environment(ProxyTest):
         self.assertNotIn("proxy 1", agent.output())
 
     def test_unreachable_proxy_is_named(self):
-        dead_port = free_port()
-        agent, port = self.agent(env={"http_proxy": f"http://127.0.0.1:{dead_port}"})
+        refusing = dead_port()
+        agent, port = self.agent(env={"http_proxy": f"http://127.0.0.1:{refusing}"})
         line = self.failed_line(agent, port)
-        self.assertIn(f"cannot connect to proxy 1 (127.0.0.1:{dead_port}, from http_proxy)", line)
+        self.assertIn(f"cannot connect to proxy 1 (127.0.0.1:{refusing}, from http_proxy)", line)
         self.assertIn("--no-proxy", line)
 
     def test_upper_case_all_proxy_is_used_and_upper_case_no_proxy_goes_direct(self):
@@ -287,7 +287,7 @@ class Environment(ProxyTest):
         self.round_trip(port)
         agent.stop()
         wait_until(lambda: "CONNECT 127.0.0.1:" in squid.log(), 10, "CONNECT in squid's access log")
-        dead = f"http://127.0.0.1:{free_port()}"
+        dead = f"http://127.0.0.1:{dead_port()}"
         agent, port = self.agent(env={"ALL_PROXY": dead, "NO_PROXY": "127.0.0.1"})
         self.round_trip(port)
 

@@ -10,7 +10,7 @@ import unittest
 import urllib.request
 
 import harness
-from harness import (Process, Target, connect, exchange, free_port, read_until_closed, sha256, start_agent,
+from harness import (Process, Target, connect, exchange, dead_port, read_until_closed, sha256, start_agent,
                      start_server, wait_until)
 
 
@@ -102,7 +102,7 @@ class FailingSessions(unittest.TestCase):
         self.assertEqual(code, 0, self.agent.output())
 
     def test_refused_target_connection_gives_410(self):
-        line = self.failed_session(target_port=free_port())
+        line = self.failed_session(target_port=dead_port())
         self.assertIn("the server could not reach the target, or the target closed at once (410 Gone)", line)
         self.assertIn("is the JVM listening on its debug port", line)
         self.server.wait_for_line(r"target connection to .* failed")
@@ -140,7 +140,7 @@ class FailingSessions(unittest.TestCase):
     def test_a_refused_target_backs_off_as_a_503_does(self):
         # Nothing listens on the target port: the server answers 410 at once. Without a back-off a
         # client that reconnects made 10 to 16 requests a second.
-        line = self.failed_session(target_port=free_port())
+        line = self.failed_session(target_port=dead_port())
         self.assertIn("the server could not reach the target", line)
         self.assert_backed_off(2, "1.0", r"failed.*could not reach the target")
 
@@ -474,7 +474,7 @@ class StartupErrors(unittest.TestCase):
             self.assertIn(expected, agent.output())
 
     def test_unreachable_endpoint_names_the_url_and_what_to_check(self):
-        port = free_port()
+        port = dead_port()
         agent, local = start_agent(port)
         with connect(local) as s:
             read_until_closed(s)
