@@ -47,7 +47,7 @@ class LosslessCase(unittest.TestCase):
             # What the agent did around the first lost body, for whoever reads the failure.
             lost = re.search(r"x-seq (\d+) lost", self.server.output())
             lines = self.agent.lines
-            at = next((i for i, l in enumerate(lines) if lost and f"x-seq {lost.group(1)} " in l), len(lines))
+            at = next((i for i, l in enumerate(lines) if lost and f"sending POST x-seq {lost.group(1)} (" in l), len(lines))
             context = "\n".join(lines[max(0, at - 40):at + 10])
             self.fail(f"{stats}\n" + "\n".join(line for line in self.server.lines if "lost" in line) +
                       f"\nthe agent around it:\n{context}")
