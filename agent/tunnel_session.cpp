@@ -471,9 +471,13 @@ void TunnelSession::send_post() {
   Post& post = upload_.cut(post_cap(), target_idle());
   bytes_up_ += post.body.size();
   if (waiting_since_ns_ == 0) wait_for_answer(uv_hrtime());
-  log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms", id_,
+  log::debug("session {}: sending POST x-seq {} ({} bytes); round trip {:.1f} ms, settle {:.1f} ms, quiet {:.1f} ms{}", id_,
              post.seq, post.body.size(), static_cast<double>(planner_.round_trip_ns()) / 1e6,
-             static_cast<double>(planner_.settle_ns(post.body.size())) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6);
+             static_cast<double>(planner_.settle_ns(post.body.size())) / 1e6, static_cast<double>(planner_.quiet_ns()) / 1e6,
+             planner_.round_trip_known() || planner_.release_bound_ns() == UINT64_MAX
+                 ? std::string()
+                 : fmt::format(" (round trip at most {:.1f} ms, from a release)",
+                               static_cast<double>(planner_.release_bound_ns()) / 1e6));
   send_post(post);
 }
 
@@ -673,6 +677,8 @@ void TunnelSession::send_disconnect(uint64_t timeout_ms) {
 bool TunnelSession::send(Request& r, Kind kind) {
   r.kind = kind;
   r.started_ns = uv_hrtime();
+  r.others_at_start = static_cast<size_t>(
+      std::count_if(pool_.begin(), pool_.end(), [&](const auto& other) { return other->busy && other.get() != &r; }));
   r.epoch = recovery_.epoch();
   r.release = false;
   CURLMcode rc = driver_.start(r.exchange.easy(), &r);
@@ -743,6 +749,20 @@ void TunnelSession::end_after_target_closed(bool deadline) {
   }
 }
 
+// The server holds at most two requests: one sent while two were out can release a held one only
+// by arriving, so a 429 for an older request after it left came at most a round trip later. Not
+// once an exchange failed or was sent twice: a request held for a dead connection is one more held,
+// and an earlier arrival may have released this one.
+void TunnelSession::note_release_bound(const Request& released, uint64_t answered_ns) {
+  if (failed_exchanges_ || retries_ > 0 || answered_ns == 0) return;
+  for (const auto& other : pool_) {
+    if (!other->busy || other.get() == &released || other->kind == Kind::disconnect) continue;
+    if (other->others_at_start == 2 && other->started_ns > released.started_ns && answered_ns > other->started_ns) {
+      planner_.observe_release_bound(answered_ns - other->started_ns);
+    }
+  }
+}
+
 void TunnelSession::on_request_done(Request& r, CURLcode result) {
   r.busy = false;
   if (r.kind == Kind::post) {
@@ -766,6 +786,9 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     const uint64_t answered = r.exchange.answered_ns();
     const long status = r.exchange.status();
     if (status != 204 && status != 429 && left != 0 && answered > left) planner_.observe_exchange(answered - left);
+    if (status == 429 && r.kind != Kind::disconnect) note_release_bound(r, answered);
+  } else {
+    failed_exchanges_ = true;
   }
 
   if (r.kind == Kind::disconnect) {

@@ -136,6 +136,7 @@ class TunnelSession {
     uint64_t epoch = 0;    // the recovery's epoch when it was sent
     bool release = false;  // sent to make the server release a request held for a dead connection
     bool busy = false;
+    size_t others_at_start = 0;  // requests of the session out when it was sent
     size_t body_size() const { return kind == Kind::post && post != nullptr ? post->body.size() : 0; }
   };
   struct LocalWrite {
@@ -156,6 +157,7 @@ class TunnelSession {
   static void on_client_closed(void* data) noexcept;
 
   void on_request_done(Request& request, CURLcode result);
+  void note_release_bound(const Request& released, uint64_t answered_ns);
   void on_local_data(const char* data, size_t size);
   void on_local_eof(const char* why, bool clean = true);  // clean: EOF, not a reset or read error
   void on_payload(Request& request);
@@ -239,6 +241,7 @@ class TunnelSession {
   UvHandle<uv_timer_t> pump_timer_;         // wakes pump() when the planner wants to look again
   bool served_ = false;  // some request was answered by a live server session (not 410)
   uint64_t retries_ = 0;  // all retries of the session, for the closing line
+  bool failed_exchanges_ = false;  // an exchange of the session failed (its request may still be held)
   // Round trip as the local client sees it: from bytes it sent to the next bytes from the target.
   uint64_t rtt_since_ns_ = 0;
   std::optional<double> last_rtt_ms_;

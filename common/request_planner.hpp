@@ -111,8 +111,17 @@ class RequestPlanner {
   // is assumed, since its answer may be a whole unknown round trip away (measured: across a 40 ms
   // link the first session's second POST, 2 MiB, left 30 ms after the first, and the echo of the
   // first took it).
-  uint64_t quiet_after_post_ns() const { return round_trip_known() ? quiet_ns() : quiet_ns() + kAssumedRoundTripNs; }
+  // Once a release has shown an upper bound of the round trip (observe_release_bound), that bound
+  // is assumed instead, when it is shorter.
+  uint64_t quiet_after_post_ns() const {
+    return round_trip_known() ? quiet_ns() : quiet_ns() + std::min(kAssumedRoundTripNs, release_bound_ns_);
+  }
   bool round_trip_known() const { return fastest_ns_ != UINT64_MAX; }
+  // A 429 came `ns` after a request left that was sent while the server could already hold two
+  // others: only its arrival (or a later one) could release it, so the round trip is at most `ns`.
+  // An upload sees no other answers than 429 and 204, which tell nothing of the round trip.
+  void observe_release_bound(uint64_t ns) { release_bound_ns_ = std::min(release_bound_ns_, ns); }
+  uint64_t release_bound_ns() const { return release_bound_ns_; }
   static constexpr uint64_t kMaxOutputPauseNs = 250'000'000;
   static constexpr uint64_t kAssumedRoundTripNs = 250'000'000;
   // How long until a GET sent at `sent_ns` is surely held in front of a request sent now: both
@@ -133,6 +142,7 @@ class RequestPlanner {
   PlannerSettings settings_;
   uint64_t fastest_ns_ = UINT64_MAX;
   uint64_t output_pause_ns_ = 0;
+  uint64_t release_bound_ns_ = UINT64_MAX;
 };
 
 }  // namespace tunnel

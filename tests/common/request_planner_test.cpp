@@ -139,6 +139,14 @@ TEST_CASE("(c) a POST waits for a talking target to go quiet, unless it owes not
   plan = p.next({front}, after_post, true, now);
   CHECK(plan.next == Next::nothing);
   CHECK(plan.recheck_in_ns == kQuiet + RequestPlanner::kAssumedRoundTripNs - 2 * ms);
+  // A release showed the round trip is at most 30 ms: that is assumed instead; a longer bound
+  // changes nothing.
+  p.observe_release_bound(RequestPlanner::kAssumedRoundTripNs + 100 * ms);
+  CHECK(p.next({front}, after_post, true, now).recheck_in_ns == kQuiet + RequestPlanner::kAssumedRoundTripNs - 2 * ms);
+  p.observe_release_bound(30 * ms);
+  CHECK(p.next({front}, after_post, true, now).recheck_in_ns == kQuiet + 30 * ms - 2 * ms);
+  p.observe_release_bound(60 * ms);  // the fastest release is the tightest bound
+  CHECK(p.next({front}, after_post, true, now).recheck_in_ns == kQuiet + 30 * ms - 2 * ms);
   p.observe_exchange(0);  // a round trip of (next to) nothing: loopback
   plan = p.next({front}, after_post, true, now);
   CHECK(plan.next == Next::nothing);
