@@ -117,18 +117,23 @@ class FailingSessions(unittest.TestCase):
             self.assertLessEqual(json.loads(r.read())["requests"] - 1, 2)
 
     def assert_backed_off(self, attempt, wait, failed):
-        """Session `attempt` (a new local connection) says it waits `wait` s, and does: from its
-        "opened" line to its `failed` line (a pattern) at least that long (log times, midnight-proof)."""
+        """Session `attempt` (a new local connection) waits `wait` s from the end of the session before
+        it, says how much of that is left when it opens, and waits it: from the previous session's end
+        to this one's `failed` line (a pattern) at least that long (log times, midnight-proof)."""
         with connect(self.port_of_agent()) as s:
             s.sendall(b"JDWP-Handshake")
             read_until_closed(s, timeout=15)
-        self.agent.wait_for_line(rf"session {attempt}: the target was not running or not reachable at the last "
-                                 rf"attempt; asking the server again in {wait} s")
         stamp = r"^(\d+):(\d+):([\d.]+) .*"
-        opened = self.agent.wait_for_line(rf"{stamp}session {attempt}: opened")
+        said = self.agent.wait_for_line(rf"{stamp}session {attempt}: the target was not running or not reachable at "
+                                        rf"the last attempt; asking the server again in ([\d.]+) s")
+        before = self.agent.wait_for_line(rf"{stamp}session {attempt - 1} .*failed after")
         ended = self.agent.wait_for_line(rf"{stamp}session {attempt} .*{failed}")
-        seconds = [int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) for m in (opened, ended)]
-        self.assertGreaterEqual((seconds[1] - seconds[0]) % 86400, float(wait) * 0.9, "the back-off was not waited")
+        at = [int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) for m in (before, said, ended)]
+        gap = (at[1] - at[0]) % 86400  # the client connected again this long after the last session ended
+        left = float(said.group(4))
+        self.assertLessEqual(left, float(wait), said.string)
+        self.assertGreaterEqual(left, float(wait) - gap - 0.15, f"{said.string} ({gap:.3f} s after the last session)")
+        self.assertGreaterEqual((at[2] - at[0]) % 86400, float(wait) * 0.9, "the back-off was not waited")
 
     def test_after_a_503_the_next_session_backs_off_before_asking_again(self):
         self.failed_session("--unavailable")
