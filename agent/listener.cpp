@@ -157,8 +157,8 @@ void Listener::on_connection(int status) {
 // Called by libuv for a buffer to read a waiting connection into.
 void Listener::on_uv_waiting_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) noexcept {
   auto* w = static_cast<Waiting*>(handle->data);
-  const size_t room = kEarlyCap - std::min(kEarlyCap, w->early.size());
-  *buf = uv_buf_init(w->owner->early_buffer_.data(), static_cast<unsigned>(std::max<size_t>(room, 1)));
+  // Reading stops once kEarlyCap bytes are kept, so there is room for one byte at least.
+  *buf = uv_buf_init(w->owner->early_buffer_.data(), static_cast<unsigned>(kEarlyCap - w->early.size()));
 }
 
 // Called by libuv with bytes, EOF or an error from a waiting connection.

@@ -127,18 +127,18 @@ class RequestPlanner {
   // How long until a GET sent at `sent_ns` is surely held in front of a request sent now: both
   // cross the same path, so the GET arrives as far ahead as it left; the margin covers jitter and
   // proxies (their per-hop margin is in the base), and no round trip (0 once it is; not sent: all).
-  uint64_t lead_wait_ns(uint64_t sent_ns, uint64_t now) const {
-    const uint64_t lead = settings_.settle_base_ns;
-    return sent_ns == 0 ? lead : now - sent_ns >= lead ? 0 : sent_ns + lead - now;
-  }
+  uint64_t lead_wait_ns(uint64_t sent_ns, uint64_t now) const { return wait_past(sent_ns, now, settings_.settle_base_ns); }
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
   uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now, size_t body_bytes = 0) const {
-    const uint64_t settle = settle_ns(body_bytes);
-    return sent_ns == 0 ? settle : now - sent_ns >= settle ? 0 : sent_ns + settle - now;
+    return wait_past(sent_ns, now, settle_ns(body_bytes));
   }
 
  private:
+  // How long until `margin` has passed since `sent_ns`: 0 once it has; all of it when not sent (0).
+  static uint64_t wait_past(uint64_t sent_ns, uint64_t now, uint64_t margin) {
+    return sent_ns == 0 ? margin : now - sent_ns >= margin ? 0 : sent_ns + margin - now;
+  }
   PlannerSettings settings_;
   uint64_t fastest_ns_ = UINT64_MAX;
   uint64_t output_pause_ns_ = 0;

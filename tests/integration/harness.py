@@ -156,20 +156,37 @@ def start_debuggee(source="DebuggeeMain.java"):
     """Starts a JVM running tests/fixtures/`source` with JDWP on a free loopback port, once it says
     "debuggee ready"; returns (process, JDWP port)."""
     # A port picked here, not 0: with 0 the JVM listens on a new port after each debugger leaves.
-    # The port can go to another test before the JVM binds it (ctest -j): then the JVM exits, and
-    # another port is tried.
-    for attempt in range(5):
-        port = free_port()
-        jvm = Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
-                       os.path.join(FIXTURES_DIR, source)])
+    def launch(port):
+        return Process(["java", f"-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:{port}",
+                        os.path.join(FIXTURES_DIR, source)])
+
+    def ready(jvm, port):
         listening = rf"Listening for transport dt_socket at address: {port}"
         wait_until(lambda: jvm.count(listening) > 0 or jvm.proc.poll() is not None, 60, "the JVM to listen", jvm.cond)
-        if jvm.count(listening) > 0:
-            jvm.wait_for_line(r"debuggee ready", timeout=60)
-            return jvm, port
-        jvm.stop()
-        if attempt == 4:
+        if jvm.count(listening) == 0:
             raise AssertionError(f"the JVM exited before it listened on 127.0.0.1:{port}:\n{jvm.output()}")
+        jvm.wait_for_line(r"debuggee ready", timeout=60)
+
+    port, jvm = start_on_free_port(launch, ready)
+    return jvm, port
+
+
+def start_on_free_port(launch, ready, attempts=5):
+    """Runs `launch(port)` (a Process) on a free port and `ready(process, port)`, which raises
+    AssertionError unless it came up; returns (port, process). For programs that cannot take port 0
+    and say which they got (squid, tinyproxy, nghttpx, a JVM): their port can go to another test
+    between free_port() and their bind (ctest -j), and then they exit; another port is tried."""
+    for attempt in range(attempts):
+        port = free_port()
+        process = launch(port)
+        try:
+            ready(process, port)
+            return port, process
+        except AssertionError:
+            exited = process.proc.poll() is not None
+            process.stop()
+            if not exited or attempt == attempts - 1:
+                raise
 
 
 _DEAD = []  # sockets bound and never listening, held for the life of the test process

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import tempfile
 
-from harness import Process, free_port, wait_listening
+from harness import Process, start_on_free_port, wait_listening
 
 
 class ProxyProcess:
@@ -14,8 +14,7 @@ class ProxyProcess:
     def __init__(self, name):
         self.dir = tempfile.mkdtemp(prefix=f"{name}-")
         os.chmod(self.dir, 0o777)  # both drop root privileges to their own user
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = self.url = None  # chosen by start()
         self.log_file = os.path.join(self.dir, f"{name}.log")
 
     def write_conf(self, name, lines):
@@ -28,23 +27,18 @@ class ProxyProcess:
         self.proc = Process(args)
         wait_listening(self.port, what, process=self.proc)
 
-    def start(self, conf_name, lines_for, args, what, attempts=5):
-        """Writes the configuration `lines_for(port)` and runs the proxy. A proxy cannot take port 0
-        and say which it got, so its port can go to another test between free_port() and its bind
-        (ctest -j): when it exits before it listens, it is tried again on another port."""
-        for attempt in range(attempts):
-            self.write_conf(conf_name, lines_for(self.port))
+    def start(self, conf_name, lines_for, args, what):
+        """Writes the configuration `lines_for(port)` and runs the proxy on a free port
+        (start_on_free_port: another one when the port was taken before the proxy bound it)."""
+        def launch(port):
+            self.write_conf(conf_name, lines_for(port))
             for name in os.listdir(self.dir):
                 os.chmod(os.path.join(self.dir, name), 0o666)
-            try:
-                self.run(args, what)
-                return
-            except AssertionError:
-                if self.proc.proc.poll() is None or attempt == attempts - 1:
-                    raise
-                self.proc.stop()
-                self.port = free_port()
-                self.url = f"http://127.0.0.1:{self.port}"
+            return Process(args)
+
+        self.args, self.what = args, what
+        self.port, self.proc = start_on_free_port(launch, lambda proc, port: wait_listening(port, what, process=proc))
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def restart(self):
         """Stops the proxy (its connections die with it) and starts it again on the same port."""

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import tempfile
 
-from harness import Process, free_port
+from harness import Process, start_on_free_port
 from proxies import wait_listening
 
 
@@ -50,22 +50,17 @@ class Pki:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def start_nghttpx(args, log_path, attempts=5):
-    """Starts nghttpx with `args(port)` on a free port; returns (port, process). nghttpx cannot take
-    port 0 and say which it got, so a port can be taken between free_port() and its bind (ctest -j):
-    when it exits before it listens, another port is tried; the last failure shows its error log."""
-    for attempt in range(attempts):
-        port = free_port()
-        proc = Process(args(port))
+def start_nghttpx(args, log_path):
+    """Starts nghttpx with `args(port)` on a free port (start_on_free_port); returns (port, process).
+    When it does not come up, the error shows its error log."""
+    def ready(proc, port):
         try:
             wait_listening(port, "nghttpx", process=proc)
-            return port, proc
         except AssertionError as e:
-            if proc.proc.poll() is None or attempt == attempts - 1:
-                proc.stop()
-                log = open(log_path, errors="replace").read()[-2000:] if os.path.exists(log_path) else ""
-                raise AssertionError(f"{e}\n--- {log_path}:\n{log}") from None
-            proc.stop()
+            log = open(log_path, errors="replace").read()[-2000:] if os.path.exists(log_path) else ""
+            raise AssertionError(f"{e}\n--- {log_path}:\n{log}") from None
+
+    return start_on_free_port(lambda port: Process(args(port)), ready)
 
 
 class Nghttpx:
