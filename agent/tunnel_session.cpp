@@ -65,13 +65,13 @@ void TunnelSession::start(uint64_t hold_off_ms, const std::string& early, bool e
     hold_off_until_ns_ = uv_hrtime() + hold_off_ms * 1000000;
   }
   if (client_.tcp() != nullptr) uv_tcp_nodelay(client_.tcp(), 1);
-  if (!early.empty()) on_local_data(early.data(), early.size());
+  if (!early.empty()) on_local_data(early.data(), early.size());  // pumps
   if (early_eof) {
     on_local_eof(jdwp_.debugger() ? "the debugger detached (it closed its connection)"
                                   : "the local client closed the connection");
     return;
   }
-  set_reading(true);
+  if (upload_.pending() < settings_.upload_window) set_reading(true);  // the same back-pressure as on_local_data
   pump();
 }
 
@@ -633,6 +633,11 @@ void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
   if (!self->download_.any_payload()) return;  // a target that never talks (an upload): silence is normal
+  // The input ended after the target's last payload, with POSTs kept as suspects: the linger sends
+  // them once more and ends the session. Silence is the expected end here, not a stall (an 8 MiB
+  // --stdio echo came back whole and then failed: the resent suspects were held by the server for a
+  // long poll, and this timer fired first).
+  if (self->waiting_for_suspects_ && self->local_input_ended_) return;
   if (self->server_refused_ns_ != 0) {
     // The server refused connections mid-session, came back, and nothing has come from the target
     // since: a restarted server (the app redeployed) holds a new target connection whose x-seq
