@@ -319,7 +319,8 @@ void TunnelSession::pump() {
       // A POST counts as sent once the peer acknowledged all of it (a slow link holds it long).
       const uint64_t sent = r->kind == Kind::post ? r->exchange.delivered_ns(now, r->socket) : r->exchange.body_sent_ns();
       const bool applied = r->kind == Kind::post && r->post->applied;
-      in_flight_.push_back({r->kind == Kind::get, r->body_size(), r->started_ns, sent, applied});
+      const bool awaiting_ack = r->kind == Kind::post && sent == 0;
+      in_flight_.push_back({r->kind == Kind::get, r->body_size(), r->started_ns, sent, applied, awaiting_ack});
       // Reached, for the quiet rule: acknowledged too (rule (a) holds the next POST until then).
       if (r->kind == Kind::post && sent != 0) note_post_reached(sent, r->body_size());
     }

@@ -33,6 +33,17 @@ namespace tunnel {
 //          its first answer may be on its way already).
 Plan RequestPlanner::next(const std::vector<InFlightRequest>& in_flight, const UploadState& upload, bool may_poll,
                           uint64_t now) const {
+  Plan plan = plan_next(in_flight, upload, may_poll, now);
+  // A body on its way counts as sent only once seen acknowledged: look again soon, whatever waits.
+  if (plan.next == Plan::Next::nothing &&
+      std::any_of(in_flight.begin(), in_flight.end(), [](const InFlightRequest& r) { return r.awaiting_ack; })) {
+    plan.recheck_in_ns = plan.recheck_in_ns == 0 ? settings_.ack_poll_ns : std::min(plan.recheck_in_ns, settings_.ack_poll_ns);
+  }
+  return plan;
+}
+
+Plan RequestPlanner::plan_next(const std::vector<InFlightRequest>& in_flight, const UploadState& upload, bool may_poll,
+                               uint64_t now) const {
   size_t gets = 0;
   bool needs_companion = false;
   bool front = false;                  // (b)

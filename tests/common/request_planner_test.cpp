@@ -281,3 +281,22 @@ TEST_CASE("(b) across a long round trip a GET is held in front once it left the 
   // A POST's body still needs the round trip to be surely read (settled).
   CHECK(p.settle_ns() == kSettle + 40 * ms);
 }
+
+TEST_CASE("a body that left but is not acknowledged yet is looked at again soon, whatever else waits") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  InFlightRequest leaving = post(2 << 20, now - 5 * ms, 0);
+  // Not left yet: the settle time is all to come, and nothing is worth looking at before.
+  auto plan = p.next({get(now - 50 * ms), leaving}, upload(0, true), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == p.settle_ns(2 << 20));
+  // Being sent, or left libcurl and not acknowledged: its settle counts from the acknowledgement,
+  // seen at the next look.
+  leaving.awaiting_ack = true;
+  plan = p.next({get(now - 50 * ms), leaving}, upload(0, true), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == PlannerSettings{}.ack_poll_ns);
+  // Also when nothing else would bring a look again.
+  plan = p.next({get(now - 50 * ms), leaving}, none(), true, now);
+  CHECK(plan.recheck_in_ns == PlannerSettings{}.ack_poll_ns);
+}
