@@ -235,7 +235,7 @@ int run_check(const Config& config) {
   const bool https = forward.url.rfind("https://", 0) == 0;
   report.info("endpoint", fmt::format("{} (host {}, port {})", forward.url, host, port));
   report.info("secret", settings.secret ? fmt::format("sent in {}, from {}", settings.secret_header, settings.secret_source)
-                                        : fmt::format("none given (--secret-file or TUNNEL_SECRET): no {} header",
+                                        : fmt::format("none given (--secret-file or TUNNEL_AGENT_SECRET): no {} header",
                                                       settings.secret_header));
   if (config.tls.insecure) report.info("TLS", "--insecure: the endpoint's certificate is NOT checked");
   if (!settings.http.proxy.bypassed.empty()) report.info("proxy", "direct: " + settings.http.proxy.bypassed);
@@ -337,7 +337,7 @@ int run_check(const Config& config) {
             report.fail("tunnel", fmt::format("the server refused the secret ({}): {}", status_line,
                                               settings.secret ? "check the secret given by " + settings.secret_source
                                                               : std::string("no secret was given: use --secret-file or "
-                                                                            "TUNNEL_SECRET")));
+                                                                            "TUNNEL_AGENT_SECRET")));
           } else if (status == 404) {
             report.fail("tunnel", fmt::format("nothing at this path ({}): check the URL's path (Spring Boot: "
                                               "/.~~spring-boot!~/debug, with spring.devtools.remote.secret set)",

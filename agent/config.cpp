@@ -174,16 +174,19 @@ std::optional<ListenAddress> parse_listen_address(const std::string& text, std::
 std::optional<Forward> parse_forward(const std::string& text, std::string& error) {
   const auto eq = text.find('=');
   if (eq == std::string::npos) {
-    error = fmt::format("bad forward '{}': write -L [HOST:]PORT=URL, e.g. -L 8001=https://host/.~~spring-boot!~/debug",
+    error = fmt::format("bad forward '{}': write -L [HOST:]PORT=URL, e.g. -L 8001=https://host",
                         text);
     return std::nullopt;
   }
   auto listen = parse_listen_address(text.substr(0, eq), error);
   if (!listen) return std::nullopt;
+  std::string warning;
+  auto url = resolve_endpoint_url(text.substr(eq + 1), error, warning);
+  if (!url) return std::nullopt;
   Forward forward;
   forward.listen = *listen;
-  forward.url = text.substr(eq + 1);
-  if (!check_endpoint_url(forward.url, error)) return std::nullopt;
+  forward.url = *url;
+  forward.url_warning = warning;
   return forward;
 }
 
@@ -204,39 +207,64 @@ std::string check_header(const std::string& text) {
   return {};
 }
 
-bool check_endpoint_url(const std::string& url, std::string& error) {
+std::optional<std::string> resolve_endpoint_url(const std::string& text, std::string& error, std::string& warning) {
+  warning.clear();
+  std::string url = text;
+  if (text.find("://") == std::string::npos) {
+    // Which scheme: from the host and port as typed.
+    const std::string host = url_part("http://" + text, CURLUPART_HOST);
+    const std::string port = url_part("http://" + text, CURLUPART_PORT);
+    const bool loopback = host == "localhost" || host == "[::1]" || host.rfind("127.", 0) == 0;
+    url = (loopback || (!port.empty() && port != "443") ? "http://" : "https://") + text;
+  }
   std::unique_ptr<CURLU, CurlUrlFree> handle(curl_url());
   if (!handle) {
     error = "out of memory";
-    return false;
+    return std::nullopt;
   }
   CURLUcode rc = curl_url_set(handle.get(), CURLUPART_URL, url.c_str(), 0);
   if (rc != CURLUE_OK) {
-    error = fmt::format("invalid endpoint URL '{}': {}", url, curl_url_strerror(rc));
-    return false;
+    error = fmt::format("invalid endpoint URL '{}': {}", text, curl_url_strerror(rc));
+    return std::nullopt;
   }
-  char* raw = nullptr;
-  curl_url_get(handle.get(), CURLUPART_SCHEME, &raw, 0);
-  std::unique_ptr<char, CurlStrFree> scheme(raw);
-  std::string s = scheme ? scheme.get() : "";
-  if (s != "http" && s != "https") {
-    error = fmt::format("invalid endpoint URL '{}': the scheme must be http or https", url);
-    return false;
+  auto part = [&](CURLUPart which) -> std::optional<std::string> {
+    char* raw = nullptr;
+    if (curl_url_get(handle.get(), which, &raw, 0) != CURLUE_OK || raw == nullptr) return std::nullopt;
+    std::unique_ptr<char, CurlStrFree> owned(raw);
+    return std::string(raw);
+  };
+  const std::string scheme = part(CURLUPART_SCHEME).value_or("");
+  if (scheme != "http" && scheme != "https") {
+    error = fmt::format("invalid endpoint URL '{}': the scheme must be http or https", text);
+    return std::nullopt;
   }
-  raw = nullptr;
-  if (curl_url_get(handle.get(), CURLUPART_HOST, &raw, 0) != CURLUE_OK || raw == nullptr || raw[0] == '\0') {
-    curl_free(raw);
-    error = fmt::format("invalid endpoint URL '{}': it has no host", url);
-    return false;
+  if (part(CURLUPART_HOST).value_or("").empty()) {
+    error = fmt::format("invalid endpoint URL '{}': it has no host", text);
+    return std::nullopt;
   }
-  curl_free(raw);
-  raw = nullptr;
-  if (curl_url_get(handle.get(), CURLUPART_PASSWORD, &raw, 0) == CURLUE_OK && raw != nullptr) {
-    curl_free(raw);
-    error = "the endpoint URL must not carry a password: give the secret with --secret-file or TUNNEL_SECRET";
-    return false;
+  if (part(CURLUPART_PASSWORD)) {
+    error = "the endpoint URL must not carry a password: give the secret with --secret-file or TUNNEL_AGENT_SECRET";
+    return std::nullopt;
   }
-  return true;
+  const std::string path = part(CURLUPART_PATH).value_or("/");
+  const std::string_view endpoint = kEndpointPath;
+  if (path.size() >= endpoint.size() && path.compare(path.size() - endpoint.size(), endpoint.size(), endpoint) == 0) {
+    return part(CURLUPART_URL);
+  }
+  if (path.find("spring-boot") != std::string::npos || path.find('~') != std::string::npos) {
+    warning = fmt::format("the endpoint URL's path {} does not end in {}, the path of Spring Boot's tunnel: if the "
+                          "shell ate a '!', put the URL in single quotes, or give only https://host",
+                          path, endpoint);
+    return part(CURLUPART_URL);
+  }
+  // No path, or a context path: the endpoint is under it.
+  std::string context = path;
+  while (!context.empty() && context.back() == '/') context.pop_back();
+  if (curl_url_set(handle.get(), CURLUPART_PATH, (context + kEndpointPath).c_str(), 0) != CURLUE_OK) {
+    error = fmt::format("invalid endpoint URL '{}': its path cannot take {}", text, endpoint);
+    return std::nullopt;
+  }
+  return part(CURLUPART_URL);
 }
 
 std::optional<ProxyHop> parse_proxy(const std::string& url, const std::string& source, std::string& error) {
@@ -314,7 +342,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       "tunnel-agent: carries local TCP connections (e.g. a debugger's JDWP) to a remote Spring Boot\n"
       "DevTools HttpTunnelServer endpoint over plain long-poll HTTP(S) requests.\n\n"
       "Example:\n"
-      "  TUNNEL_SECRET=mysecret tunnel-agent https://app.example.com/.~~spring-boot!~/debug\n"
+      "  tunnel-agent --secret-file ~/.tunnel-secret app.example.com\n"
       "  jdb -attach 127.0.0.1:8000\n\n"
       "Diagnose the path to an endpoint (DNS, proxies, TLS, the tunnel's answer):\n"
       "  tunnel-agent check URL [OPTIONS]\n",
@@ -322,7 +350,9 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
   app->set_version_flag("--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
   app->get_formatter()->column_width(32);
   Config& config = raw.config;
-  app->add_option("URL", raw.url, "the tunnel endpoint, e.g. https://host/.~~spring-boot!~/debug (or use -L)");
+  app->add_option("URL", raw.url,
+                  "the tunnel endpoint: https://host[:port][/context-path], to which the endpoint path "
+                  "/.~~spring-boot!~/debug is added, or the whole URL in single quotes (or use -L)");
   app->add_option("-L,--forward", raw.forward_texts,
                   "[HOST:]PORT=URL: one more local port and the endpoint it goes to; repeatable, each with its own "
                   "listener and sessions (HOST defaults to 127.0.0.1; IPv6 as [::1]:PORT)")
@@ -345,7 +375,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       ->capture_default_str();
   app->add_option("--secret-header", config.secret_header, "header that carries the secret")->capture_default_str();
   app->add_option("--secret-file", raw.secret_file,
-                  "file whose first line is the secret (else the environment variable TUNNEL_SECRET)");
+                  "file whose first line is the secret (else the environment variable TUNNEL_AGENT_SECRET)");
   app->add_option("--on-busy", raw.on_busy,
                   "a second local connection while a session runs: wait for it to end, or refuse it")
       ->check(CLI::IsMember({"wait", "refuse"}))
@@ -379,7 +409,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
   app->add_flag("--no-proxy", raw.no_proxy, "ignore the proxy environment variables: connect directly");
   app->add_option("--proxy-user", config.proxy.user, "user name for the proxy's login");
   app->add_option("--proxy-password-file", raw.proxy_password_file,
-                  "file whose first line is the proxy password (else TUNNEL_PROXY_PASSWORD)");
+                  "file whose first line is the proxy password (else TUNNEL_AGENT_PROXY_PASSWORD)");
   app->add_option("--proxy-auth", raw.proxy_auth, "proxy login scheme; any: the strongest the proxy offers")
       ->check(CLI::IsMember({"any", "basic", "digest", "ntlm", "negotiate"}))
       ->capture_default_str();
@@ -410,17 +440,18 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       ->capture_default_str();
   app->add_option("--config", raw.config_path,
                   "TOML file of settings, with the long option names as keys (default: "
-                  "$XDG_CONFIG_HOME/tunnel-agent/config.toml, when it exists; or TUNNEL_CONFIG)");
+                  "$XDG_CONFIG_HOME/tunnel-agent/config.toml, when it exists; or TUNNEL_AGENT_CONFIG)");
   app->add_flag("--no-config", raw.no_config, "read no config file");
   app->add_flag("--print-config", raw.print_config,
                 "print the settings in effect, and where each came from, as TOML (secrets masked), then exit");
   app->footer(
-      "Environment:\n"
-      "  TUNNEL_SECRET           the secret, when --secret-file is not given (never logged)\n"
-      "  TUNNEL_PROXY_PASSWORD   the proxy password, when --proxy-password-file is not given\n"
-      "  TUNNEL_<OPTION>         any long option, e.g. TUNNEL_RETRY_WINDOW=20, TUNNEL_URL=..., TUNNEL_INSECURE=1;\n"
-      "                          lists (TUNNEL_HEADER) one item per line; TUNNEL_FORWARD and TUNNEL_PROXY\n"
-      "                          also split on spaces\n"
+      "Environment (our own prefix: cloudflared's TUNNEL_* variables are never read):\n"
+      "  TUNNEL_AGENT_SECRET          the secret, when --secret-file is not given (never logged)\n"
+      "  TUNNEL_AGENT_PROXY_PASSWORD  the proxy password, when --proxy-password-file is not given\n"
+      "  TUNNEL_AGENT_<OPTION>        any long option, e.g. TUNNEL_AGENT_RETRY_WINDOW=20,\n"
+      "                          TUNNEL_AGENT_URL=..., TUNNEL_AGENT_INSECURE=1; lists (TUNNEL_AGENT_HEADER)\n"
+      "                          one item per line; TUNNEL_AGENT_FORWARD and TUNNEL_AGENT_PROXY also\n"
+      "                          split on spaces\n"
       "  https_proxy, http_proxy, all_proxy, no_proxy (and HTTPS_PROXY, ALL_PROXY, NO_PROXY)\n"
       "                          the proxy, as curl reads them, unless --proxy or --no-proxy\n\n"
       "Precedence: command line > environment > config file > default. A setting given by a higher\n"
@@ -438,7 +469,7 @@ void parse_tokens(CLI::App& app, const std::vector<std::string>& tokens) {
 }
 
 std::string env_name(const std::string& key) {
-  std::string out = "TUNNEL_";
+  std::string out = "TUNNEL_AGENT_";
   for (char c : key) out += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
@@ -571,9 +602,9 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     if (!tokens) return fail(fmt::format("{}: {}", name, error));
     env_given[key] = std::move(*tokens);
   }
-  // TUNNEL_SECRET and TUNNEL_PROXY_PASSWORD are values, the options name files: the same settings.
-  for (const auto& [value_name, key] : {std::pair<const char*, const char*>{"TUNNEL_SECRET", "secret-file"},
-                                        {"TUNNEL_PROXY_PASSWORD", "proxy-password-file"}}) {
+  // TUNNEL_AGENT_SECRET and TUNNEL_AGENT_PROXY_PASSWORD are values, the options name files: the same settings.
+  for (const auto& [value_name, key] : {std::pair<const char*, const char*>{"TUNNEL_AGENT_SECRET", "secret-file"},
+                                        {"TUNNEL_AGENT_PROXY_PASSWORD", "proxy-password-file"}}) {
     if (!env(value_name).value_or("").empty()) {
       if (env_given.count(key) != 0) {
         return fail(fmt::format("both {} and {} are set: keep one of them", value_name, env_name(key)));
@@ -583,14 +614,14 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     }
   }
 
-  // 3. The config file: --config, TUNNEL_CONFIG, or the default path when it exists.
+  // 3. The config file: --config, TUNNEL_AGENT_CONFIG, or the default path when it exists.
   std::optional<ConfigFile> file;
   std::string file_note;  // for --print-config
   if (cli.no_config && !cli.config_path.empty()) return fail("--config and --no-config contradict each other");
   std::optional<std::string> path;
   if (!cli.config_path.empty()) {
     path = cli.config_path;
-  } else if (auto from_env = env("TUNNEL_CONFIG"); from_env && !from_env->empty() && !cli.no_config) {
+  } else if (auto from_env = env("TUNNEL_AGENT_CONFIG"); from_env && !from_env->empty() && !cli.no_config) {
     path = *from_env;
   } else if (auto fallback = default_config_path(getenv); fallback && !cli.no_config) {
     if (access(fallback->c_str(), F_OK) == 0) path = fallback;
@@ -601,7 +632,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (path) {
     file = load_config_file(*path, kinds, error);
     if (!file) {
-      return fail(cli.config_path.empty() && !env("TUNNEL_CONFIG")
+      return fail(cli.config_path.empty() && !env("TUNNEL_AGENT_CONFIG")
                       ? error + " (this file is read by default; --no-config skips it)"
                       : error);
     }
@@ -666,24 +697,31 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (!raw.url.empty()) {
     auto listen = parse_listen_address(raw.listen_text, error);
     if (!listen) return fail_from("listen", error);
-    if (!check_endpoint_url(raw.url, error)) return fail_from("url", error);
+    std::string warning;
+    auto url = resolve_endpoint_url(raw.url, error, warning);
+    if (!url) return fail_from("url", error);
+    if (!warning.empty()) config.warnings.push_back(warning);
     Forward forward;
     forward.listen = *listen;
-    forward.url = raw.url;
+    forward.url = *url;
     config.forwards.push_back(std::move(forward));
   }
   for (const auto& text : raw.forward_texts) {
     auto forward = parse_forward(text, error);
     if (!forward) return fail_from("forward", error);
+    if (!forward->url_warning.empty()) config.warnings.push_back(forward->url_warning);
     config.forwards.push_back(std::move(*forward));
   }
   if (chosen["endpoints"] == Source::file) {
     for (const FileForward& table : file->forwards) {
       auto listen = parse_listen_address(table.listen.empty() ? raw.listen_text : table.listen, error);
-      if (!listen || !check_endpoint_url(table.url, error)) return fail(fmt::format("{}: {}", table.where, error));
+      std::string warning;
+      auto url = listen ? resolve_endpoint_url(table.url, error, warning) : std::nullopt;
+      if (!url) return fail(fmt::format("{}: {}", table.where, error));
+      if (!warning.empty()) config.warnings.push_back(fmt::format("{}: {}", table.where, warning));
       Forward forward;
       forward.listen = *listen;
-      forward.url = table.url;
+      forward.url = *url;
       if (!table.secret_file.empty()) {
         auto secret = read_secret_file(table.secret_file, "secret", error, config.warnings);
         if (!secret) return fail(fmt::format("{}: {}", table.where, error));
@@ -758,9 +796,9 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     config.secret = std::move(*secret);
     config.secret_source = (secret_chosen == Source::command_line ? "--secret-file " : "secret-file ") +
                            raw.secret_file;
-  } else if (auto value = env("TUNNEL_SECRET"); value && !value->empty()) {
+  } else if (auto value = env("TUNNEL_AGENT_SECRET"); value && !value->empty()) {
     config.secret = *value;
-    config.secret_source = "TUNNEL_SECRET";
+    config.secret_source = "TUNNEL_AGENT_SECRET";
   }
   if (config.secret && config.secret->find_first_of("\r\n") != std::string::npos) {
     return fail("the secret contains a line break: it cannot be sent in an HTTP header");
@@ -781,7 +819,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
             !url_part(proxy_url, CURLUPART_PASSWORD).empty()) {
           config.warnings.push_back(fmt::format(
               "--proxy {}: the password in its URL is visible to every user of this machine (ps, /proc); give it "
-              "with --proxy-password-file or TUNNEL_PROXY_PASSWORD (and the user with --proxy-user)",
+              "with --proxy-password-file or TUNNEL_AGENT_PROXY_PASSWORD (and the user with --proxy-user)",
               hop->display));
         }
         proxy.hops.push_back(std::move(*hop));
@@ -823,8 +861,8 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     auto password = read_secret_file(raw.proxy_password_file, "proxy password", error, config.warnings);
     if (!password) return fail_from("proxy-password-file", error);
     config.proxy.password = std::move(*password);
-  } else if (!env_text("TUNNEL_PROXY_PASSWORD").empty()) {
-    config.proxy.password = env_text("TUNNEL_PROXY_PASSWORD");
+  } else if (!env_text("TUNNEL_AGENT_PROXY_PASSWORD").empty()) {
+    config.proxy.password = env_text("TUNNEL_AGENT_PROXY_PASSWORD");
   }
   if (config.proxy.password && config.proxy.user.empty()) {
     return fail("a proxy password was given but no --proxy-user");
@@ -904,7 +942,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
       }
     }
     out += config.secret ? fmt::format("# secret: from {} (not shown)\n", config.secret_source)
-                         : "# secret: none (--secret-file, TUNNEL_SECRET or secret-file in the config file)\n";
+                         : "# secret: none (--secret-file, TUNNEL_AGENT_SECRET or secret-file in the config file)\n";
     if (config.proxy.password) out += "# proxy password: given (not shown)\n";
     if (chosen["endpoints"] == Source::file) {
       for (const FileForward& table : file->forwards) {

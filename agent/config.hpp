@@ -29,6 +29,7 @@ struct Forward {
   std::optional<std::string> secret;
   std::string secret_source;
   std::vector<std::string> headers;
+  std::string url_warning;  // what resolve_endpoint_url said of the URL as typed ("": nothing)
 };
 
 struct Config {
@@ -39,7 +40,7 @@ struct Config {
   bool check = false;  // tunnel-agent check URL: diagnose the path, then exit
   std::string secret_header = "X-AUTH-TOKEN";
   std::optional<std::string> secret;  // never printed
-  std::string secret_source;          // "--secret-file PATH" or "TUNNEL_SECRET", for messages
+  std::string secret_source;          // "--secret-file PATH" or "TUNNEL_AGENT_SECRET", for messages
   BusyPolicy on_busy = BusyPolicy::wait;
   log::Level log_level = log::Level::info;
   log::Format log_format = log::Format::text;
@@ -80,8 +81,20 @@ std::optional<Forward> parse_forward(const std::string& text, std::string& error
 // "Name: value" (-H): a plain header name, a value without line breaks. Empty string if valid.
 std::string check_header(const std::string& text);
 
-// Checks an endpoint URL with libcurl's URL parser: http or https, with a host.
-bool check_endpoint_url(const std::string& url, std::string& error);
+// The path of the tunnel endpoint of Spring Boot DevTools (spring.devtools.remote.debug.url).
+inline constexpr const char* kEndpointPath = "/.~~spring-boot!~/debug";
+
+// The endpoint URL to use for what the user typed, checked with libcurl's URL parser (http or
+// https, a host, no password), so that no one has to type the `!` of the endpoint path (bash
+// history expansion):
+//  - no scheme: https://, unless a port other than 443 is given or the host is a loopback name
+//    (then http://, as curl);
+//  - no path, or a context path (/app): the endpoint path is added after it;
+//  - a path that ends in the endpoint path: as given;
+//  - a path that looks like a mistyped endpoint (it has "spring-boot" or "~" in it, as when the
+//    shell ate the `!`): as given, and `warning` says so (else it is left empty).
+// Empty optional if invalid, with `error`.
+std::optional<std::string> resolve_endpoint_url(const std::string& text, std::string& error, std::string& warning);
 
 // Checks a proxy URL (http:// or https://, credentials allowed) and describes it for messages.
 std::optional<ProxyHop> parse_proxy(const std::string& url, const std::string& source, std::string& error);

@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
   }
   for (const auto& forward : config.forwards) {
     if (config.secret || forward.secret) continue;
-    tunnel::log::info("no secret given (--secret-file or TUNNEL_SECRET): requests{} carry no {} header",
+    tunnel::log::info("no secret given (--secret-file or TUNNEL_AGENT_SECRET): requests{} carry no {} header",
                       config.forwards.size() > 1 ? " to " + forward.url : "", config.secret_header);
   }
   if (config.tls.insecure) {

@@ -883,7 +883,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     case Answer::secret_refused:
       finish(fmt::format("the server refused the secret ({}): {}", status_text(status, r.exchange.reason()),
                          settings_.secret ? "check the secret given by " + settings_.secret_source
-                                          : std::string("no secret was given: use --secret-file or TUNNEL_SECRET")),
+                                          : std::string("no secret was given: use --secret-file or TUNNEL_AGENT_SECRET")),
              true, false);
       return;
     case Answer::unexpected:

@@ -401,7 +401,7 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
       const bool has_user = !options_.proxy.user.empty() || hops.front().url.find('@') != std::string::npos;
       if (!has_user) {
         return hop + " requires authentication" + offers +
-               ": give --proxy-user, with the password in TUNNEL_PROXY_PASSWORD or --proxy-password-file";
+               ": give --proxy-user, with the password in TUNNEL_AGENT_PROXY_PASSWORD or --proxy-password-file";
       }
       return hop + " refused the login (" + status_text(connect_code, reason_) + ")" + offers +
              ": check --proxy-user, the password and --proxy-auth";

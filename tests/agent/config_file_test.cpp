@@ -1,4 +1,4 @@
-// The config file, the TUNNEL_* environment and their precedence (flags > environment > file > default).
+// The config file, the TUNNEL_AGENT_* environment and their precedence (flags > environment > file > default).
 #include "agent/config.hpp"
 #include "agent/settings.hpp"
 #include "tests/agent/parse_run.hpp"
@@ -68,7 +68,7 @@ TEST_CASE("precedence: command line > environment > config file > default") {
   CHECK(r.config->on_busy == BusyPolicy::refuse);        // file
   CHECK(r.config->request_timeout_ms == 30000);          // default
 
-  run.env["TUNNEL_RETRY_WINDOW"] = "10";
+  run.env["TUNNEL_AGENT_RETRY_WINDOW"] = "10";
   r = run({kUrl});
   REQUIRE(r.config);
   CHECK(r.config->retry_window_ms == 10000);             // environment over file
@@ -115,18 +115,18 @@ TEST_CASE("a higher source replaces a whole list, and the settings that go toget
   CHECK(r.config->log_level == log::Level::error);
 
   // A flag turned off by the environment or the command line.
-  run.env.emplace("TUNNEL_INSECURE", "0");
+  run.env.emplace("TUNNEL_AGENT_INSECURE", "0");
   r = run({});
   REQUIRE(r.config);
   CHECK_FALSE(r.config->tls.insecure);
-  run.env.erase("TUNNEL_INSECURE");
+  run.env.erase("TUNNEL_AGENT_INSECURE");
   r = run({"--insecure=false"});
   REQUIRE(r.config);
   CHECK_FALSE(r.config->tls.insecure);
 
   // Lists from the environment: one item per line; forwards and proxies also split on spaces.
-  run.env["TUNNEL_HEADER"] = "X-D: a b\nX-E: c";
-  run.env["TUNNEL_FORWARD"] = "8002=http://127.0.0.1:9/b 8003=http://127.0.0.1:9/c";
+  run.env["TUNNEL_AGENT_HEADER"] = "X-D: a b\nX-E: c";
+  run.env["TUNNEL_AGENT_FORWARD"] = "8002=http://127.0.0.1:9/b 8003=http://127.0.0.1:9/c";
   r = run({});
   REQUIRE(r.config);
   CHECK(r.config->headers == std::vector<std::string>{"X-D: a b", "X-E: c"});
@@ -149,7 +149,7 @@ TEST_CASE("[[forward]] tables carry their own secret and headers") {
       "url = \"http://127.0.0.1:9/b\"\n");
   Run run;
   run.env["XDG_CONFIG_HOME"] = dir.root.string();
-  run.env["TUNNEL_SECRET"] = "global-secret";
+  run.env["TUNNEL_AGENT_SECRET"] = "global-secret";
   auto r = run({});
   REQUIRE(r.config);
   REQUIRE(r.config->forwards.size() == 2);
@@ -174,9 +174,9 @@ TEST_CASE("where the config file comes from") {
   run.env["XDG_CONFIG_HOME"] = dir.root.string();
   CHECK(run({kUrl}).config->retry_window_ms == 4000);
   CHECK(run({"--config", other, kUrl}).config->retry_window_ms == 3000);
-  run.env["TUNNEL_CONFIG"] = other;
+  run.env["TUNNEL_AGENT_CONFIG"] = other;
   CHECK(run({kUrl}).config->retry_window_ms == 3000);
-  run.env.erase("TUNNEL_CONFIG");
+  run.env.erase("TUNNEL_AGENT_CONFIG");
   run.env.erase("XDG_CONFIG_HOME");
   run.env["HOME"] = (dir.root / "nohome").string();  // no such file: no config, no error
   CHECK(run({kUrl}).config->retry_window_ms == 25000);
@@ -213,22 +213,22 @@ TEST_CASE("errors name the file and line, or the variable") {
     CHECK(contains(r.message, c.says));
     CHECK(std::count(r.message.begin(), r.message.end(), '\n') == 1);  // one line
   }
-  run.env["TUNNEL_ON_BUSY"] = "sometimes";
+  run.env["TUNNEL_AGENT_ON_BUSY"] = "sometimes";
   auto r = run({kUrl});
-  CHECK(contains(r.message, "TUNNEL_ON_BUSY: --on-busy"));
-  run.env.erase("TUNNEL_ON_BUSY");
-  run.env["TUNNEL_QUIET"] = "maybe";
+  CHECK(contains(r.message, "TUNNEL_AGENT_ON_BUSY: --on-busy"));
+  run.env.erase("TUNNEL_AGENT_ON_BUSY");
+  run.env["TUNNEL_AGENT_QUIET"] = "maybe";
   r = run({kUrl});
-  CHECK(contains(r.message, "TUNNEL_QUIET: 'maybe' is not a yes or no"));
+  CHECK(contains(r.message, "TUNNEL_AGENT_QUIET: 'maybe' is not a yes or no"));
   // A value that CLI11 takes but the agent's own checks refuse still names where it came from.
-  run.env = {{"TUNNEL_FORWARD", "nonsense"}};
+  run.env = {{"TUNNEL_AGENT_FORWARD", "nonsense"}};
   r = run({});
-  CHECK(contains(r.message, "TUNNEL_FORWARD: bad forward 'nonsense'"));
+  CHECK(contains(r.message, "TUNNEL_AGENT_FORWARD: bad forward 'nonsense'"));
   r = with_file("\n\nheader = \"X-A: 1\\nX-B: 2\"\n");
   CHECK(contains(r.message, "line 3: the -H X-A value contains a line break"));
-  run.env = {{"TUNNEL_SECRET", "a"}, {"TUNNEL_SECRET_FILE", "/x"}};
+  run.env = {{"TUNNEL_AGENT_SECRET", "a"}, {"TUNNEL_AGENT_SECRET_FILE", "/x"}};
   r = run({kUrl});
-  CHECK(contains(r.message, "both TUNNEL_SECRET and TUNNEL_SECRET_FILE are set"));
+  CHECK(contains(r.message, "both TUNNEL_AGENT_SECRET and TUNNEL_AGENT_SECRET_FILE are set"));
 }
 
 TEST_CASE("check and --stdio take the one forward of a config file; an empty variable is unset") {
@@ -237,7 +237,7 @@ TEST_CASE("check and --stdio take the one forward of a config file; an empty var
   dir.write_default("[[forward]]\nlisten = 8001\nurl = \"http://127.0.0.1:9/a\"\nsecret-file = \"" + secret + "\"\n");
   Run run;
   run.env["XDG_CONFIG_HOME"] = dir.root.string();
-  run.env["TUNNEL_URL"] = "";
+  run.env["TUNNEL_AGENT_URL"] = "";
   for (const char* mode : {"check", "--stdio"}) {
     CAPTURE(mode);
     auto r = run({mode});
@@ -251,7 +251,7 @@ TEST_CASE("check and --stdio take the one forward of a config file; an empty var
   CHECK(contains(r.message, "check looks at one endpoint: tunnel-agent check URL [OPTIONS] (there are 2)"));
 }
 
-TEST_CASE("the secret: --secret-file > TUNNEL_SECRET > the file's secret-file") {
+TEST_CASE("the secret: --secret-file > TUNNEL_AGENT_SECRET > the file's secret-file") {
   ConfigDir dir;
   const std::string from_file = dir.write("file.secret", "from-config\n");
   const std::string from_flag = dir.write("flag.secret", "from-flag\n");
@@ -259,7 +259,7 @@ TEST_CASE("the secret: --secret-file > TUNNEL_SECRET > the file's secret-file") 
   Run run;
   run.env["XDG_CONFIG_HOME"] = dir.root.string();
   CHECK(run({kUrl}).config->secret == "from-config");
-  run.env["TUNNEL_SECRET"] = "from-env";
+  run.env["TUNNEL_AGENT_SECRET"] = "from-env";
   CHECK(run({kUrl}).config->secret == "from-env");
   CHECK(run({"--secret-file", from_flag, kUrl}).config->secret == "from-flag");
 }
@@ -274,13 +274,13 @@ TEST_CASE("--print-config shows each setting's source and masks secrets") {
       "secret-file = \"" + secret + "\"\n");
   Run run;
   run.env["XDG_CONFIG_HOME"] = dir.root.string();
-  run.env["TUNNEL_REQUEST_TIMEOUT"] = "40";
+  run.env["TUNNEL_AGENT_REQUEST_TIMEOUT"] = "40";
   auto r = run({"--print-config", "--connect-timeout", "7", kUrl});
   CHECK_FALSE(r.config);
   CHECK(r.exit_code == 0);
   const std::string& out = r.message;
   CHECK(line_with(out, "connect-timeout = 7", "# command line"));
-  CHECK(line_with(out, "request-timeout = 40", "# TUNNEL_REQUEST_TIMEOUT"));
+  CHECK(line_with(out, "request-timeout = 40", "# TUNNEL_AGENT_REQUEST_TIMEOUT"));
   CHECK(line_with(out, "retry-window = 20", "# config file line 1"));
   CHECK(line_with(out, "on-busy = \"wait\"", "# default"));
   CHECK_FALSE(line_with(out, "retry-window = 20", "# default"));  // the matcher tells lines apart
@@ -301,4 +301,23 @@ TEST_CASE("--print-config shows each setting's source and masks secrets") {
   CHECK(back.config->request_timeout_ms == 40000);
   CHECK(back.config->retry_window_ms == 20000);
   CHECK(back.config->forwards.at(0).url == kUrl);
+}
+
+TEST_CASE("cloudflared's TUNNEL_* variables are never read: the prefix is TUNNEL_AGENT_") {
+  Run run;
+  run.env["TUNNEL_URL"] = "http://127.0.0.1:9/cloudflared";   // cloudflared's origin
+  run.env["TUNNEL_SECRET"] = "not-ours";
+  run.env["TUNNEL_RETRY_WINDOW"] = "3";
+  auto r = run({});
+  CHECK_FALSE(r.config);  // no URL: TUNNEL_URL is not ours
+  r = run({kUrl});
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->secret);
+  CHECK(r.config->retry_window_ms == 25000);
+  run.env["TUNNEL_AGENT_URL"] = kUrl;
+  run.env["TUNNEL_AGENT_SECRET"] = "ours";
+  r = run({});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards.at(0).url == kUrl);
+  CHECK(r.config->secret == "ours");
 }

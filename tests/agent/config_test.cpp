@@ -53,23 +53,56 @@ TEST_CASE("listen addresses") {
 }
 
 TEST_CASE("endpoint URLs are checked with libcurl's parser") {
-  std::string error;
-  CHECK(check_endpoint_url("https://host.example/.~~spring-boot!~/debug", error));
-  CHECK(check_endpoint_url("http://[::1]:8080/x", error));
-  CHECK_FALSE(check_endpoint_url("ftp://host/x", error));
+  std::string error, warning;
+  CHECK(resolve_endpoint_url("https://host.example/.~~spring-boot!~/debug", error, warning));
+  CHECK_FALSE(resolve_endpoint_url("ftp://host/x", error, warning));
   CHECK(error.find("http or https") != std::string::npos);
-  CHECK_FALSE(check_endpoint_url("not a url", error));
-  CHECK_FALSE(check_endpoint_url("https://user:pw@host/x", error));
+  CHECK_FALSE(resolve_endpoint_url("not a url", error, warning));
+  CHECK_FALSE(resolve_endpoint_url("https://user:pw@host/x", error, warning));
   CHECK(error.find("--secret-file") != std::string::npos);
+  CHECK_FALSE(resolve_endpoint_url("https://", error, warning));
 }
 
-TEST_CASE("the secret comes from --secret-file or TUNNEL_SECRET, never the command line") {
+TEST_CASE("an endpoint needs no '!' typed: the endpoint path is added to a host or a context path") {
+  std::string error, warning;
+  auto resolved = [&](const char* text) { return resolve_endpoint_url(text, error, warning).value_or("invalid: " + error); };
+  // A full URL is kept.
+  CHECK(resolved("https://host.example/.~~spring-boot!~/debug") == "https://host.example/.~~spring-boot!~/debug");
+  CHECK(resolved("http://[::1]:8080/app/.~~spring-boot!~/debug") == "http://[::1]:8080/app/.~~spring-boot!~/debug");
+  CHECK(warning.empty());
+  // No path, a bare "/", a context path (with or without its slash): the endpoint goes under it.
+  CHECK(resolved("https://host.example") == "https://host.example/.~~spring-boot!~/debug");
+  CHECK(resolved("https://host.example/") == "https://host.example/.~~spring-boot!~/debug");
+  CHECK(resolved("https://host.example:8443/app") == "https://host.example:8443/app/.~~spring-boot!~/debug");
+  CHECK(resolved("http://host.example/shop/app/") == "http://host.example/shop/app/.~~spring-boot!~/debug");
+  CHECK(warning.empty());
+  // No scheme: https, unless the port says otherwise or the host is this machine.
+  CHECK(resolved("host.example") == "https://host.example/.~~spring-boot!~/debug");
+  CHECK(resolved("host.example:443/app") == "https://host.example:443/app/.~~spring-boot!~/debug");
+  CHECK(resolved("host.example:8080") == "http://host.example:8080/.~~spring-boot!~/debug");
+  CHECK(resolved("localhost") == "http://localhost/.~~spring-boot!~/debug");
+  CHECK(resolved("127.0.0.1:9000") == "http://127.0.0.1:9000/.~~spring-boot!~/debug");
+  // A path the shell mangled (the '!' eaten) is used as given, with a warning that says what to do.
+  CHECK(resolved("https://host.example/.~~spring-boot~/debug") == "https://host.example/.~~spring-boot~/debug");
+  CHECK(warning.find("does not end in /.~~spring-boot!~/debug") != std::string::npos);
+  CHECK(warning.find("single quotes") != std::string::npos);
+}
+
+TEST_CASE("a forward's URL is resolved the same way") {
+  std::string error;
+  auto forward = parse_forward("8001=host.example/app", error);
+  REQUIRE(forward);
+  CHECK(forward->url == "https://host.example/app/.~~spring-boot!~/debug");
+  CHECK(forward->url_warning.empty());
+}
+
+TEST_CASE("the secret comes from --secret-file or TUNNEL_AGENT_SECRET, never the command line") {
   Run run;
-  run.env["TUNNEL_SECRET"] = "from-env";
+  run.env["TUNNEL_AGENT_SECRET"] = "from-env";
   auto r = run({kUrl});
   REQUIRE(r.config);
   CHECK(r.config->secret == "from-env");
-  CHECK(r.config->secret_source == "TUNNEL_SECRET");
+  CHECK(r.config->secret_source == "TUNNEL_AGENT_SECRET");
 
   char path[] = "/tmp/tunnel-secret-XXXXXX";
   int fd = mkstemp(path);
@@ -128,7 +161,7 @@ TEST_CASE("options and their errors") {
   CHECK(r.exit_code == 0);
   CHECK_FALSE(r.config);
   CHECK(r.message.find("--listen") != std::string::npos);
-  CHECK(r.message.find("TUNNEL_SECRET") != std::string::npos);
+  CHECK(r.message.find("TUNNEL_AGENT_SECRET") != std::string::npos);
   r = Run{}({"--version"});
   CHECK(r.exit_code == 0);
   CHECK(r.message.find("tunnel-agent " TUNNEL_AGENT_VERSION) == 0);
@@ -147,7 +180,7 @@ TEST_CASE("every number of seconds must be finite: nan turned a timeout off") {
     }
   }
   // From the environment too.
-  auto r = Run{{{"TUNNEL_REQUEST_TIMEOUT", "nan"}}}({kUrl});
+  auto r = Run{{{"TUNNEL_AGENT_REQUEST_TIMEOUT", "nan"}}}({kUrl});
   CHECK_FALSE(r.config);
   CHECK(r.message.find("finite") != std::string::npos);
   CHECK(Run{}({"--request-timeout", "2.5", kUrl}).config->request_timeout_ms == 2500);
@@ -207,7 +240,7 @@ TEST_CASE("proxy errors") {
   CHECK(Run{}({"--proxy", "http://a:1", "--proxy", "http://b:2", "--proxy", "http://c:3", kUrl}).config->proxy.hops.size() ==
         3);
   Run with_password;
-  with_password.env["TUNNEL_PROXY_PASSWORD"] = "pw";
+  with_password.env["TUNNEL_AGENT_PROXY_PASSWORD"] = "pw";
   r = with_password({"--proxy", "http://a:1", kUrl});
   CHECK(r.exit_code == 2);
   CHECK(r.message.find("no --proxy-user") != std::string::npos);
@@ -230,9 +263,9 @@ TEST_CASE("forwards: the URL with --listen, and every -L [HOST:]PORT=URL") {
   CHECK(r.config->forwards[0].listen.port == 8000);
   CHECK(r.config->forwards[1].listen.host == "127.0.0.1");
   CHECK(r.config->forwards[1].listen.port == 9001);
-  CHECK(r.config->forwards[1].url == "https://a.example/x");
+  CHECK(r.config->forwards[1].url == "https://a.example/x/.~~spring-boot!~/debug");
   CHECK(r.config->forwards[2].listen.host == "::1");
-  CHECK(r.config->forwards[2].url == "http://b.example/y");
+  CHECK(r.config->forwards[2].url == "http://b.example/y/.~~spring-boot!~/debug");
   // Without the URL argument, -L alone.
   r = Run{}({"-L", "0.0.0.0:9001=https://a.example/x"});
   REQUIRE(r.config);
@@ -307,7 +340,7 @@ TEST_CASE("-H @FILE reads headers out of sight of ps; a credential on the comman
   REQUIRE(r.config);
   REQUIRE(r.config->warnings.size() == 1);
   CHECK(r.config->warnings[0] == "--proxy proxy.example:3128: the password in its URL is visible to every user of this "
-                                 "machine (ps, /proc); give it with --proxy-password-file or TUNNEL_PROXY_PASSWORD (and "
+                                 "machine (ps, /proc); give it with --proxy-password-file or TUNNEL_AGENT_PROXY_PASSWORD (and "
                                  "the user with --proxy-user)");
   CHECK(Run{}({"--proxy", "http://bob@proxy.example:3128", kUrl}).config->warnings.empty());
 

@@ -59,7 +59,7 @@ class Check(unittest.TestCase):
         self.target.close()
 
     def test_a_working_tunnel_passes_and_the_probe_leaves_the_target_closed(self):
-        code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+        code, out = check(self.url, env={"TUNNEL_AGENT_SECRET": "right"})
         self.assertEqual(code, 0, out)
         self.assertRegex(out, r"(?m)^ok +name +127\.0\.0\.1 is 127\.0\.0\.1$")
         self.assertRegex(out, r"(?m)^ok +tunnel +the endpoint answered the probe as a tunnel server does \(410 Gone\)")
@@ -71,10 +71,10 @@ class Check(unittest.TestCase):
 
     def test_each_failure_gets_its_verdict_and_exit_code_1(self):
         cases = [
-            ("bad secret", self.url, {"TUNNEL_SECRET": "wrong"}, (),
-             r"FAIL +tunnel +the server refused the secret \(403 Forbidden\): check the secret given by TUNNEL_SECRET"),
-            ("no secret", self.url, {"TUNNEL_SECRET": ""}, (), r"FAIL +tunnel +the server refused the secret .*no secret"),
-            ("wrong path", self.url.replace("debug", "other"), {"TUNNEL_SECRET": "right"}, (),
+            ("bad secret", self.url, {"TUNNEL_AGENT_SECRET": "wrong"}, (),
+             r"FAIL +tunnel +the server refused the secret \(403 Forbidden\): check the secret given by TUNNEL_AGENT_SECRET"),
+            ("no secret", self.url, {"TUNNEL_AGENT_SECRET": ""}, (), r"FAIL +tunnel +the server refused the secret .*no secret"),
+            ("wrong path", self.url.replace("debug", "other"), {"TUNNEL_AGENT_SECRET": "right"}, (),
              r"FAIL +tunnel +nothing at this path \(404 Not Found\)"),
             ("unknown host", "http://no-such-host.invalid/x", {}, (), r"FAIL +name +cannot resolve no-such-host\.invalid"),
         ]
@@ -138,7 +138,7 @@ class Check(unittest.TestCase):
             silent.close()
 
     def test_it_says_before_probing_that_a_live_session_ends(self):
-        code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+        code, out = check(self.url, env={"TUNNEL_AGENT_SECRET": "right"})
         self.assertEqual(code, 0, out)
         lines = out.splitlines()
         said = next(i for i, l in enumerate(lines) if re.match(r"info +probe +opens the server's connection to the target "
@@ -149,11 +149,11 @@ class Check(unittest.TestCase):
         self.assertRegex(out, r"(?m)^ok +jdwp +the JVM answered the JDWP handshake through the tunnel")
 
     def test_it_refuses_to_probe_an_endpoint_an_agent_has_a_live_session_on(self):
-        agent, port = start_agent(int(re.search(r":(\d+)/", self.url).group(1)), env={"TUNNEL_SECRET": "right"})
+        agent, port = start_agent(int(re.search(r":(\d+)/", self.url).group(1)), env={"TUNNEL_AGENT_SECRET": "right"})
         try:
             with connect(port) as s:
                 self.assertEqual(exchange(s, b"first"), b"first")
-                code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+                code, out = check(self.url, env={"TUNNEL_AGENT_SECRET": "right"})
                 self.assertEqual(code, 1, out)
                 self.assertRegex(out, rf"(?m)^FAIL +probe +tunnel-agent \(pid {agent.proc.pid}\) has a live session on "
                                       r"this endpoint, and the probe would end it")
@@ -162,7 +162,7 @@ class Check(unittest.TestCase):
                 self.assertEqual(exchange(s, b"second"), b"second")
                 self.assertEqual(self.server.count(r"closed: x-disconnect"), 0, self.server.output())
             agent.wait_for_line(r"session 1 .*closed after")
-            code, out = check(self.url, env={"TUNNEL_SECRET": "right"})
+            code, out = check(self.url, env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 0, out)
         finally:
             agent.stop()
@@ -170,7 +170,7 @@ class Check(unittest.TestCase):
     def test_no_proxy_covering_the_host_is_reported_as_direct(self):
         # Before: "proxy 1 ... CONNECT accepted" for a proxy that was never used (and points at nothing).
         dead = f"http://127.0.0.1:{dead_port()}"
-        code, out = check(self.url, env={"TUNNEL_SECRET": "right", "http_proxy": dead, "no_proxy": "localhost,127.0.0.1"})
+        code, out = check(self.url, env={"TUNNEL_AGENT_SECRET": "right", "http_proxy": dead, "no_proxy": "localhost,127.0.0.1"})
         self.assertEqual(code, 0, out)
         self.assertRegex(out, r"(?m)^info +proxy +direct: http_proxy \(127\.0\.0\.1:\d+\) is not used: 127\.0\.0\.1 is "
                               r"in no_proxy \(localhost,127\.0\.0\.1\)$")
@@ -181,7 +181,7 @@ class Check(unittest.TestCase):
         port = int(re.search(r":(\d+)/", self.url).group(1))
         squid = Squid(deny_port=port)
         try:
-            code, out = check(self.url, "--proxy", squid.url, env={"TUNNEL_SECRET": "right"})
+            code, out = check(self.url, "--proxy", squid.url, env={"TUNNEL_AGENT_SECRET": "right"})
         finally:
             squid.stop()
         self.assertEqual(code, 1, out)
@@ -194,14 +194,14 @@ class Check(unittest.TestCase):
         squid = Squid()
         tiny = Tinyproxy(user="bob", password="builder")
         try:
-            code, out = check(self.url, "--proxy", squid.url, env={"TUNNEL_SECRET": "right"})
+            code, out = check(self.url, "--proxy", squid.url, env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 0, out)
             self.assertRegex(out, rf"(?m)^ok +proxy 1 +127\.0\.0\.1:{squid.port} \(from --proxy\): CONNECT to "
                                   rf"127\.0\.0\.1:{port} accepted$")
             self.assertIn("verdict: a debugger can attach", out)
             # Two hops: squid first, then tinyproxy with its login, then the endpoint.
             code, out = check(self.url, "--proxy", squid.url, "--proxy", f"http://bob:builder@127.0.0.1:{tiny.port}",
-                              env={"TUNNEL_SECRET": "right"})
+                              env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 0, out)
             self.assertRegex(out, rf"(?m)^ok +proxy 1 +127\.0\.0\.1:{squid.port} \(from --proxy\): CONNECT to "
                                   rf"127\.0\.0\.1:{tiny.port} accepted$")
@@ -219,10 +219,10 @@ class Check(unittest.TestCase):
         pki = Pki()
         front = Nghttpx(pki, int(re.search(r":(\d+)/", self.url).group(1)))
         try:
-            code, out = check(front.url, env={"TUNNEL_SECRET": "right"})
+            code, out = check(front.url, env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 1, out)
             self.assertRegex(out, r"FAIL +TLS +TLS: certificate not trusted .*use --cacert")
-            code, out = check(front.url, "--cacert", pki.path("ca.pem"), env={"TUNNEL_SECRET": "right"})
+            code, out = check(front.url, "--cacert", pki.path("ca.pem"), env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 0, out)
             self.assertRegex(out, r"(?m)^ok +TLS +TLSv1\.[23] / \S+; ALPN h2; certificate CN = tunnel-agent test server, "
                                   r"issued by CN = tunnel-agent test ca, expires .* \(in [12] days\)$")

@@ -57,17 +57,17 @@ class ConfigFile(unittest.TestCase):
         self.assertEqual(code, 0, agent.output())
 
     def test_environment_overrides_the_file_and_print_config_says_so(self):
-        # The file names server 0's secret; TUNNEL_SECRET (the environment) wins over it.
+        # The file names server 0's secret; TUNNEL_AGENT_SECRET (the environment) wins over it.
         self.write("tunnel-agent/config.toml", f'secret-file = "{self.secret_files[0]}"\nretry-window = 12\n')
-        env = dict(self.env, TUNNEL_SECRET="secret-of-server-1", TUNNEL_URL=self.urls[1], TUNNEL_LISTEN="127.0.0.1:0")
+        env = dict(self.env, TUNNEL_AGENT_SECRET="secret-of-server-1", TUNNEL_AGENT_URL=self.urls[1], TUNNEL_AGENT_LISTEN="127.0.0.1:0")
         printed = subprocess.run([AGENT, "--print-config", "--request-timeout", "20"], capture_output=True, text=True,
                                  timeout=30, env=dict(os.environ, **env))
         self.assertEqual(printed.returncode, 0, printed.stderr)
         out = printed.stdout
-        self.assertRegex(out, r'url = "' + re.escape(self.urls[1]) + r'"\s+# TUNNEL_URL')
+        self.assertRegex(out, r'url = "' + re.escape(self.urls[1]) + r'"\s+# TUNNEL_AGENT_URL')
         self.assertRegex(out, r"retry-window = 12\s+# config file line 2")
         self.assertRegex(out, r"request-timeout = 20\s+# command line")
-        self.assertIn("# secret: from TUNNEL_SECRET (not shown)", out)
+        self.assertIn("# secret: from TUNNEL_AGENT_SECRET (not shown)", out)
         self.assertNotIn("secret-of-server", out)
 
         agent = Process([AGENT], env=env)

@@ -172,7 +172,7 @@ class JdwpThroughProxyChainAndTls(NeedsJdk):
         agent, port = start_agent(0, "--proxy", hop1.url, "--proxy-user", "bob",
                                   "--proxy", f"http://alice:s3cond%20hop@127.0.0.1:{hop2.port}",
                                   "--cacert", pki.path("ca.pem"), "-v", url=front.url,
-                                  env={"TUNNEL_PROXY_PASSWORD": "builder", "https_proxy": "", "all_proxy": ""})
+                                  env={"TUNNEL_AGENT_PROXY_PASSWORD": "builder", "https_proxy": "", "all_proxy": ""})
         try:
             output = jdb_threads(port)
             self.assertRegex(output, r"Group main:\s*\n\s*\(java\.lang\.Thread\)\S+\s+main\s")

@@ -115,7 +115,7 @@ class SecretHeader(unittest.TestCase):
 
     def test_the_secret_goes_in_the_header_named_by_secret_header(self):
         agent, port = start_agent(self.server_port, "--secret-header", "X-Gate-Key", "--secret-file", self.secret,
-                                  env={"TUNNEL_SECRET": ""})
+                                  env={"TUNNEL_AGENT_SECRET": ""})
         try:
             with connect(port) as s:
                 self.assertEqual(exchange(s, b"let me in"), b"let me in")
@@ -123,7 +123,7 @@ class SecretHeader(unittest.TestCase):
         finally:
             agent.stop()
         # The same secret under the default header name is refused: the option is what made it work.
-        agent, port = start_agent(self.server_port, "--secret-file", self.secret, env={"TUNNEL_SECRET": ""})
+        agent, port = start_agent(self.server_port, "--secret-file", self.secret, env={"TUNNEL_AGENT_SECRET": ""})
         try:
             with connect(port) as s:
                 read_until_closed(s)
@@ -134,7 +134,7 @@ class SecretHeader(unittest.TestCase):
 
     def test_a_secret_over_plain_http_is_warned_about_once_per_forward(self):
         agent, _ = start_agent(self.server_port, "--secret-header", "X-Gate-Key", "--secret-file", self.secret,
-                               env={"TUNNEL_SECRET": ""})
+                               env={"TUNNEL_AGENT_SECRET": ""})
         try:
             agent.wait_for_line(r"warning: the secret travels unencrypted over http:// to http://127\.0\.0\.1:"
                                 rf"{self.server_port}/")
@@ -142,7 +142,7 @@ class SecretHeader(unittest.TestCase):
             self.assertNotIn("gate-secret-77", agent.output())
         finally:
             agent.stop()
-        agent, _ = start_agent(self.server_port, env={"TUNNEL_SECRET": ""})
+        agent, _ = start_agent(self.server_port, env={"TUNNEL_AGENT_SECRET": ""})
         try:
             agent.wait_for_line(r"listening on")
             self.assertEqual(agent.count(r"travels unencrypted"), 0, "no secret, no warning")
@@ -166,7 +166,7 @@ class Gateway401(unittest.TestCase):
                 pass
         gateway = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
         threading.Thread(target=gateway.serve_forever, daemon=True).start()
-        agent, port = start_agent(gateway.server_address[1], env={"TUNNEL_SECRET": ""})
+        agent, port = start_agent(gateway.server_address[1], env={"TUNNEL_AGENT_SECRET": ""})
         try:
             with connect(port) as s:
                 read_until_closed(s)

@@ -32,7 +32,7 @@ class ProxyTest(unittest.TestCase):
 
     def agent(self, *args, env=None):
         base = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
-                "no_proxy": "", "NO_PROXY": "", "TUNNEL_PROXY_PASSWORD": ""}
+                "no_proxy": "", "NO_PROXY": "", "TUNNEL_AGENT_PROXY_PASSWORD": ""}
         base.update(env or {})
         agent, port = start_agent(self.server_port, *args, env=base)
         self.agents.append(agent)
@@ -105,11 +105,11 @@ class Squids(ProxyTest):
     def test_basic_login_right_wrong_and_missing(self):
         squid = self.proxy(Squid(auth="basic", users={"alice": "wonder land"}))
         agent, port = self.agent("--proxy", squid.url, "--proxy-user", "alice",
-                                 env={"TUNNEL_PROXY_PASSWORD": "wonder land"})
+                                 env={"TUNNEL_AGENT_PROXY_PASSWORD": "wonder land"})
         self.round_trip(port)
         self.assertNotIn("wonder land", agent.output())
 
-        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "alice", env={"TUNNEL_PROXY_PASSWORD": "nope"})
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "alice", env={"TUNNEL_AGENT_PROXY_PASSWORD": "nope"})
         line = self.failed_line(agent, port)
         self.assertIn(f"proxy 1 (127.0.0.1:{squid.port}) refused the login (407 Proxy Authentication Required)", line)
         self.assertIn("offers Basic", line)
@@ -123,10 +123,10 @@ class Squids(ProxyTest):
     def test_vv_through_a_proxy_with_a_login_prints_no_password_secret_or_header_value(self):
         squid = self.proxy(Squid(auth="basic", users={"alice": "pa55-in-url", "carol": "pa55-in-env"}))
         logins = ((squid.url.replace("http://", "http://alice:pa55-in-url@"), (), {}),
-                  (squid.url, ("--proxy-user", "carol"), {"TUNNEL_PROXY_PASSWORD": "pa55-in-env"}))
+                  (squid.url, ("--proxy-user", "carol"), {"TUNNEL_AGENT_PROXY_PASSWORD": "pa55-in-env"}))
         for url, args, env in logins:
             agent, port = self.agent("--proxy", url, *args, "-vv", "-H", "X-Api-Key: key-in-header",
-                                     env={"TUNNEL_SECRET": "secret-in-env", **env})
+                                     env={"TUNNEL_AGENT_SECRET": "secret-in-env", **env})
             self.round_trip(port, 1000)
             agent.wait_for_line(r"session \d+ .*closed")
             agent.stop()
@@ -153,10 +153,10 @@ class Squids(ProxyTest):
 
     def test_digest_login(self):
         squid = self.proxy(Squid(auth="digest", users={"dora": "dig it"}))
-        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "dora", env={"TUNNEL_PROXY_PASSWORD": "dig it"})
+        agent, port = self.agent("--proxy", squid.url, "--proxy-user", "dora", env={"TUNNEL_AGENT_PROXY_PASSWORD": "dig it"})
         self.round_trip(port)
         agent, port = self.agent("--proxy", squid.url, "--proxy-user", "dora", "--proxy-auth", "digest",
-                                 env={"TUNNEL_PROXY_PASSWORD": "wrong"})
+                                 env={"TUNNEL_AGENT_PROXY_PASSWORD": "wrong"})
         self.assertIn("refused the login", self.failed_line(agent, port))
         for a in self.agents:
             a.stop()
@@ -166,7 +166,7 @@ class Squids(ProxyTest):
         # squid's ntlm_fake_auth accepts any password: this shows the NTLM handshake itself works.
         squid = self.proxy(Squid(auth="ntlm"))
         agent, port = self.agent("--proxy", squid.url, "--proxy-user", "nina", "--proxy-auth", "ntlm",
-                                 env={"TUNNEL_PROXY_PASSWORD": "whatever"})
+                                 env={"TUNNEL_AGENT_PROXY_PASSWORD": "whatever"})
         self.round_trip(port)
         agent.stop()
         # ntlm_fake_auth logs the user as "n\\ninaw".
@@ -184,7 +184,7 @@ class Squids(ProxyTest):
 class Tinyproxies(ProxyTest):
     def test_basic_login(self):
         tiny = self.proxy(Tinyproxy("bob", "builder"))
-        agent, port = self.agent("--proxy", tiny.url, "--proxy-user", "bob", env={"TUNNEL_PROXY_PASSWORD": "builder"})
+        agent, port = self.agent("--proxy", tiny.url, "--proxy-user", "bob", env={"TUNNEL_AGENT_PROXY_PASSWORD": "builder"})
         self.round_trip(port, 1024 * 1024)
         agent, port = self.agent("--proxy", tiny.url)
         self.assertIn("requires authentication", self.failed_line(agent, port))
@@ -200,7 +200,7 @@ class Chains(ProxyTest):
         squid = self.proxy(Squid(auth="basic", users={"alice": "in chains"}))
         agent, port = self.agent("--proxy", tiny.url, "--proxy-user", "bob",
                                  "--proxy", f"http://alice:in%20chains@127.0.0.1:{squid.port}",
-                                 env={"TUNNEL_PROXY_PASSWORD": "builder"})
+                                 env={"TUNNEL_AGENT_PROXY_PASSWORD": "builder"})
         # 4 MiB: through proxies a POST carries at most 60 KiB and waits for the one before it to be
         # surely read, so a two-way stream moves slowly (docs/PROTOCOL-NOTES.md).
         self.round_trip(port, 4 * 1024 * 1024)
@@ -216,7 +216,7 @@ class Chains(ProxyTest):
         agent, port = self.agent("--proxy", first.url, "--proxy-user", "dave",
                                  "--proxy", f"http://bob:builder@127.0.0.1:{second.port}",
                                  "--proxy", f"http://carol:third@127.0.0.1:{third.port}", "-v",
-                                 env={"TUNNEL_PROXY_PASSWORD": "first"})
+                                 env={"TUNNEL_AGENT_PROXY_PASSWORD": "first"})
         with connect(port) as s:
             for _ in range(3):
                 payload = os.urandom(4 * 1024 * 1024 // 3)

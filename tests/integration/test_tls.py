@@ -70,7 +70,7 @@ class Http2(Tls):
         # HTTP/2 traces every request header in lines of its own ("h2h3 [x-auth-token: ...]").
         secrets = ("s3cr3t-h2-value", "tok-h2-value")
         agent, port = start_agent(0, "--cacert", self.pki.path("ca.pem"), "-vv", "-H", f"Authorization: Bearer {secrets[1]}",
-                                  url=self.front.url, env={"https_proxy": "", "all_proxy": "", "TUNNEL_SECRET": secrets[0]})
+                                  url=self.front.url, env={"https_proxy": "", "all_proxy": "", "TUNNEL_AGENT_SECRET": secrets[0]})
         self.agents.append(agent)
         with connect(port) as s:
             self.assertEqual(exchange(s, b"traced"), b"traced")
@@ -78,7 +78,7 @@ class Http2(Tls):
         self.assertGreater(agent.count(r"h2h3 \[|\[HTTP/2\]"), 0, "the trace shows the HTTP/2 request headers")
         check = subprocess.run([harness.AGENT, "check", self.front.url, "--cacert", self.pki.path("ca.pem"), "-vv",
                                 "-H", f"Authorization: Bearer {secrets[1]}"], capture_output=True, text=True, timeout=60,
-                               env=dict(os.environ, https_proxy="", all_proxy="", TUNNEL_SECRET=secrets[0]))
+                               env=dict(os.environ, https_proxy="", all_proxy="", TUNNEL_AGENT_SECRET=secrets[0]))
         for output in (agent.output(), check.stdout + check.stderr):
             for secret in secrets:
                 self.assertNotIn(secret, output)

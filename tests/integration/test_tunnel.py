@@ -55,6 +55,21 @@ class RoundTrips(TunnelTestCase):
                 self.assertEqual(exchange(s, message, timeout=10), message)
 
 
+class ShortUrl(TunnelTestCase):
+    """No '!' to type: a bare host:port gets http:// and the endpoint path, and the line that says
+    where the agent tunnels names the whole URL it uses."""
+
+    def setUp(self):
+        self.target = Target()
+        self.server, self.server_port = start_server(self.target.port, *self.server_args)
+        self.agent, self.port = start_agent(0, url=f"127.0.0.1:{self.server_port}")
+
+    def test_a_bare_host_and_port_reach_the_endpoint(self):
+        self.agent.wait_for_line(rf"tunnelling to http://127\.0\.0\.1:{self.server_port}/\.~~spring-boot!~/debug$")
+        with connect(self.port) as s:
+            self.assertEqual(exchange(s, b"no bang typed"), b"no bang typed")
+
+
 class LongPolls(TunnelTestCase):
     server_args = ("--long-poll-ms", "200")
     agent_args = ("-v",)
@@ -154,7 +169,7 @@ class FailingSessions(unittest.TestCase):
 
     def test_a_non_tunnel_answer_names_the_status_and_the_url(self):
         line = self.failed_session(path="/not-the-endpoint")
-        self.assertIn(f"unexpected answer from http://127.0.0.1:{self.server_port}/not-the-endpoint: "
+        self.assertIn(f"unexpected answer from http://127.0.0.1:{self.server_port}/not-the-endpoint/.~~spring-boot!~/debug: "
                       "HTTP 404 Not Found", line)
         self.assertIn("check the URL's path", line)
 
@@ -177,25 +192,25 @@ class Secrets(unittest.TestCase):
         return agent, port
 
     def test_wrong_secret_is_refused_with_a_clear_message(self):
-        agent, port = self.run_agent({"TUNNEL_SECRET": "wrong-guess"})
+        agent, port = self.run_agent({"TUNNEL_AGENT_SECRET": "wrong-guess"})
         with connect(port) as s:
             read_until_closed(s)
         line = agent.wait_for_line(r"session 1 .*failed").string
         self.assertIn("the server refused the secret (403", line)
-        self.assertIn("TUNNEL_SECRET", line)
+        self.assertIn("TUNNEL_AGENT_SECRET", line)
         code, _ = agent.stop()
         self.assertEqual(code, 0)
         self.assertNotIn("wrong-guess", agent.output())
 
     def test_missing_secret_is_refused(self):
-        agent, port = self.run_agent({"TUNNEL_SECRET": ""})
+        agent, port = self.run_agent({"TUNNEL_AGENT_SECRET": ""})
         with connect(port) as s:
             read_until_closed(s)
         self.assertIn("no secret was given", agent.wait_for_line(r"session 1 .*failed").string)
         self.assertEqual(agent.stop()[0], 0)
 
     def test_right_secret_from_file_works_and_is_never_printed(self):
-        agent, port = self.run_agent({"TUNNEL_SECRET": ""}, "--secret-file", self.secret_file.name, "-vv")
+        agent, port = self.run_agent({"TUNNEL_AGENT_SECRET": ""}, "--secret-file", self.secret_file.name, "-vv")
         with connect(port) as s:
             self.assertEqual(exchange(s, b"ping"), b"ping")
         agent.wait_for_line(r"session 1 .*closed")
