@@ -576,6 +576,11 @@ bool TunnelSession::on_post_answered(Request& r) {
     }
     case UploadStream::Outcome::suspect:
       wait_for_answer(uv_hrtime());  // sent again if nothing comes from the target for the stall time
+      // The target spoke after this POST left: it owes no answer, only the suspect is in doubt, and
+      // the linger settles that at the input's end (a half-closed 1 MiB echo came back whole, this
+      // answer came after its last payload, and the linger waited for an answer until the stall
+      // timer failed the session).
+      if (download_.last_payload_ns() > r.started_ns) waiting_for_suspects_ = true;
       break;
     case UploadStream::Outcome::lost:
       log::debug("session {}: POST x-seq {} was answered ({}) before its body was all sent: the server lost the "
