@@ -38,16 +38,25 @@ bool is_ip_literal(const std::string& host) {
   return uv_ip4_addr(host.c_str(), 0, &v4) == 0 || uv_ip6_addr(host.c_str(), 0, &v6) == 0;
 }
 
-// A finite number: CLI::Range alone lets "nan" through (every comparison with NaN is false), and
-// "--request-timeout nan" turned the timeout off.
-const CLI::Validator kFinite(
-    [](std::string& text) -> std::string {
-      char* end = nullptr;
-      const double value = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || std::isfinite(value)) return {};  // a non-number is the Range's to refuse
-      return "must be a finite number, not " + text;
-    },
-    "FINITE");
+// A number of seconds from `min` to `max`, said in words: CLI::Range said "Value abc not in range
+// 0.000000 to 3600.000000", and alone let "nan" through (every comparison with NaN is false):
+// "--request-timeout nan" turned the timeout off. No type noise in --help (the name is empty).
+CLI::Validator seconds(double min, double max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (text.empty() || end == text.c_str() || *end != '\0') {
+          return fmt::format("'{}' is not a number of seconds (write e.g. 20 or 0.5)", text);
+        }
+        if (!std::isfinite(value)) return fmt::format("'{}' is not a finite number of seconds", text);
+        if (value < min || value > max) {
+          return fmt::format("{} is out of range: give {:g} to {:g} seconds", text, min, max);
+        }
+        return {};
+      },
+      "");
+}
 
 // `what`: "secret" or "proxy password", for messages. A file others may read gets a line in
 // `warnings`, as ssh does for a key.
@@ -347,7 +356,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       "Diagnose the path to an endpoint (DNS, proxies, TLS, the tunnel's answer):\n"
       "  tunnel-agent check URL [OPTIONS]\n",
       "tunnel-agent");
-  app->set_version_flag("--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
+  app->set_version_flag("-V,--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
   app->get_formatter()->column_width(32);
   Config& config = raw.config;
   app->add_option("URL", raw.url,
@@ -363,8 +372,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
   app->add_option("--stdio-linger", raw.linger_s,
                   "with --stdio: once standard input ends, wait this long for more output before ending (the session "
                   "also ends when the target closes)")
-      ->check(CLI::Range(0.0, 86400.0))
-      ->check(kFinite)
+      ->check(seconds(0.0, 86400.0))->type_name("SECONDS")
       ->capture_default_str();
   app->add_option("-H,--header", config.headers,
                   "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
@@ -381,25 +389,21 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       ->check(CLI::IsMember({"wait", "refuse"}))
       ->capture_default_str();
   app->add_option("--connect-timeout", raw.connect_timeout_s, "seconds to wait for a TCP/TLS connection")
-      ->check(CLI::Range(0.1, 3600.0))
-      ->check(kFinite)
+      ->check(seconds(0.1, 3600.0))->type_name("SECONDS")
       ->capture_default_str();
   app->add_option("--request-timeout", raw.request_timeout_s,
                   "seconds one HTTP request may take (a long poll takes up to twice the server's poll timeout)")
-      ->check(CLI::Range(1.0, 86400.0))
-      ->check(kFinite)
+      ->check(seconds(1.0, 86400.0))->type_name("SECONDS")
       ->capture_default_str();
   app->add_option("--stall-warning", raw.stall_warning_s,
                   "seconds the local client's bytes may wait for any answer from the target before the agent says "
                   "so and sends the last request body again (the server may have lost it); 0: never")
-      ->check(CLI::Range(0.0, 3600.0))
-      ->check(kFinite)
+      ->check(seconds(0.0, 3600.0))->type_name("SECONDS")
       ->capture_default_str();
   app->add_option("--retry-window", raw.retry_window_s,
                   "seconds a session keeps retrying failed requests, from the first failure in a row; the server "
                   "drops a session that sees no request for 30 s, so keep it below that")
-      ->check(CLI::Range(0.0, 3600.0))
-      ->check(kFinite)
+      ->check(seconds(0.0, 3600.0))->type_name("SECONDS")
       ->capture_default_str();
   app->add_option("-x,--proxy", raw.proxies,
                   "HTTP(S) proxy to reach the endpoint through, always with CONNECT; repeat for a chain; credentials "
@@ -431,8 +435,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
                 "no live status line under the log (it is only drawn when stderr is a terminal)");
   app->add_option("--stats-interval", raw.stats_interval_s,
                   "every this many seconds, log each forward's status (SIGUSR1 logs it at once); 0: never")
-      ->check(CLI::Range(0.0, 86400.0))
-      ->check(kFinite)
+      ->check(seconds(0.0, 86400.0))->type_name("SECONDS")
       ->capture_default_str();
   app->add_option("--log-format", raw.log_format,
                   "text, or json: one JSON object per line on stderr, for log collectors")
@@ -467,6 +470,137 @@ void parse_tokens(CLI::App& app, const std::vector<std::string>& tokens) {
   for (const auto& t : tokens) argv.push_back(t.c_str());
   app.parse(static_cast<int>(argv.size()), argv.data());
 }
+
+// curl's spellings of the same settings, so that a curl command line's options carry over:
+// rewritten to ours before parsing (not in --help: one name per setting there).
+std::vector<std::string> curl_spellings(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  bool positionals = false;  // after "--"
+  for (const std::string& a : args) {
+    positionals = positionals || a == "--";
+    if (positionals) {
+      out.push_back(a);
+    } else if (a == "--pinnedpubkey" || a.rfind("--pinnedpubkey=", 0) == 0) {
+      out.push_back("--pinned-pubkey" + a.substr(std::string_view("--pinnedpubkey").size()));
+    } else if (a == "-U") {
+      out.push_back("--proxy-user");
+    } else if (a == "--proxy-basic" || a == "--proxy-digest" || a == "--proxy-ntlm" || a == "--proxy-negotiate") {
+      out.push_back("--proxy-auth=" + a.substr(std::string_view("--proxy-").size()));
+    } else if (a == "--proxy-anyauth") {
+      out.push_back("--proxy-auth=any");
+    } else {
+      out.push_back(a);
+    }
+  }
+  return out;
+}
+
+// The option `token` names ("--name", "--name=value", "-x"), or null.
+const CLI::Option* option_named(const CLI::App& app, const std::string& token) {
+  if (token.size() < 2 || token[0] != '-' || token == "--") return nullptr;
+  const std::string name = token.substr(0, token.find('='));
+  if (name.size() > 2 && name[1] != '-') return app.get_option_no_throw(name.substr(0, 2));  // -vv, -Lspec
+  return app.get_option_no_throw(name);
+}
+
+// Whether `token` is an option that takes its value from the next token.
+bool takes_next(const CLI::App& app, const std::string& token) {
+  const CLI::Option* opt = option_named(app, token);
+  if (opt == nullptr || opt->get_expected_max() == 0 || token.find('=') != std::string::npos) return false;
+  return token.size() == 2 || token[1] == '-';  // "-Lspec" carries its value
+}
+
+// Where the first positional argument is ("check", "help" or the URL), past options and their values.
+size_t first_positional(const CLI::App& app, const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--") return i + 1;
+    if (args[i].size() > 1 && args[i][0] == '-') {
+      if (takes_next(app, args[i])) ++i;
+      continue;
+    }
+    return i;
+  }
+  return args.size();
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// One line that says what is wrong with the command line, where CLI11's own words mislead
+// ("The following arguments were not expected: URL --secret" for a "--secret X URL").
+std::string explain_parse_error(const CLI::App& app, const std::vector<std::string>& args, const CLI::ParseError& e) {
+  for (size_t i = 0; i < args.size() && args[i] != "--"; ++i) {
+    const std::string& token = args[i];
+    if (token.size() < 2 || token[0] != '-') continue;
+    if (option_named(app, token) != nullptr) {
+      if (takes_next(app, token)) ++i;
+      continue;
+    }
+    const std::string name = token.substr(0, token.find('='));
+    if (name == "--secret" || name == "--token" || name == "--password") {
+      return fmt::format("there is no {}: a secret on the command line shows in ps and in the shell's history; put "
+                         "it in a file only you can read and give --secret-file FILE, or set TUNNEL_AGENT_SECRET",
+                         name);
+    }
+    if (name == "--proxy-password" || name == "--proxy-pass") {
+      return fmt::format("there is no {}: a password on the command line shows in ps and in the shell's history; put "
+                         "it in a file only you can read and give --proxy-password-file FILE, or set "
+                         "TUNNEL_AGENT_PROXY_PASSWORD",
+                         name);
+    }
+    if (name == "--noproxy") {
+      return "unknown option --noproxy: curl's --noproxy takes the hosts to reach directly, which here is the "
+             "no_proxy variable; --no-proxy ignores every proxy variable";
+    }
+    std::string best;
+    size_t best_distance = SIZE_MAX;
+    for (const CLI::Option* opt : app.get_options()) {
+      for (const std::string& long_name : opt->get_lnames()) {
+        const size_t d = edit_distance(name.substr(name.find_first_not_of('-')), long_name);
+        if (d < best_distance) {
+          best_distance = d;
+          best = long_name;
+        }
+      }
+    }
+    if (!best.empty() && best_distance <= std::max<size_t>(2, best.size() / 4)) {
+      return fmt::format("unknown option {}: did you mean --{}?", name, best);
+    }
+    return fmt::format("unknown option {}", name);
+  }
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+    const size_t first = first_positional(app, args);
+    const size_t extra = first_positional(app, std::vector<std::string>(args.begin() + std::min(first + 1, args.size()), args.end()));
+    const size_t at = first + 1 + extra;
+    return fmt::format("unexpected argument '{}': the agent takes one URL (more endpoints go with -L PORT=URL)",
+                       at < args.size() ? args[at] : std::string(e.what()));
+  }
+  return e.what();
+}
+
+const char* const kCheckHelp =
+    "Usage: tunnel-agent check [OPTIONS] URL\n\n"
+    "Walks the path to the endpoint and prints one line per step with a verdict: name resolution,\n"
+    "each proxy hop, TLS (certificate subject, issuer, expiry), what the endpoint answered to a probe,\n"
+    "then the JDWP handshake through the tunnel, as a debugger does. It detaches with x-disconnect:\n"
+    "a debug session live through that endpoint ends (it says so before it probes).\n\n"
+    "Options: the same as the agent's (tunnel-agent --help), before or after check.\n"
+    "Exit status: 0 when the JVM answered the handshake, 1 when a step failed, 2 for a usage error.\n\n"
+    "Examples:\n"
+    "  tunnel-agent check app.example.com\n"
+    "  tunnel-agent check --proxy http://proxy.corp:3128 --secret-file ~/.tunnel-secret app.example.com\n";
 
 std::string env_name(const std::string& key) {
   std::string out = "TUNNEL_AGENT_";
@@ -543,28 +677,36 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
   };
 
-  std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+  std::vector<std::string> args = curl_spellings(std::vector<std::string>(argv + std::min(argc, 1), argv + argc));
+  Raw cli;
+  auto cli_app = make_app(cli);
+  // The commands: "check" (the same options, a diagnosis instead of a listener) and "help", where
+  // the first positional argument is, options before or after them.
   bool check = false;
-  if (!args.empty() && args.front() == "check") {
-    // tunnel-agent check URL [OPTIONS]: the same options, a diagnosis instead of a listener.
+  const size_t command = first_positional(*cli_app, args);
+  if (command < args.size() && args[command] == "help") {
+    const bool about_check = command + 1 < args.size() && args[command + 1] == "check";
+    result.message = about_check ? std::string(kCheckHelp) : cli_app->help();
+    return result;
+  }
+  if (command < args.size() && args[command] == "check") {
     check = true;
-    args.erase(args.begin());
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(command));
   }
 
   // 1. The command line alone: help, version, its syntax, and which settings it gives.
-  Raw cli;
-  auto cli_app = make_app(cli);
   try {
     parse_tokens(*cli_app, args);
   } catch (const CLI::CallForHelp&) {
-    result.message = cli_app->help();
+    result.message = check ? std::string(kCheckHelp) : cli_app->help();
     return result;
   } catch (const CLI::CallForVersion&) {
     result.message = cli_app->version() + "\n";
     return result;
   } catch (const CLI::ParseError& e) {
     result.exit_code = 2;
-    result.message = fmt::format("tunnel-agent: {}\nRun 'tunnel-agent --help' for the options.\n", e.what());
+    result.message = fmt::format("tunnel-agent: {}\nRun 'tunnel-agent {}--help' for the options.\n",
+                                 explain_parse_error(*cli_app, args, e), check ? "check " : "");
     return result;
   }
 
@@ -864,6 +1006,18 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   } else if (!env_text("TUNNEL_AGENT_PROXY_PASSWORD").empty()) {
     config.proxy.password = env_text("TUNNEL_AGENT_PROXY_PASSWORD");
   }
+  if (const size_t colon = config.proxy.user.find(':'); colon != std::string::npos) {
+    // USER:PASSWORD, as curl's -U takes it: the user alone would end in an unexplained 407.
+    if (config.proxy.password) {
+      return fail("the proxy password is given twice: in --proxy-user USER:PASSWORD and by --proxy-password-file "
+                  "or TUNNEL_AGENT_PROXY_PASSWORD; give only the user in --proxy-user");
+    }
+    config.proxy.password = config.proxy.user.substr(colon + 1);
+    config.proxy.user.resize(colon);
+    config.warnings.push_back(
+        "the proxy password was given in --proxy-user USER:PASSWORD, where ps and the shell's history show it: "
+        "put it in a file only you can read and give --proxy-password-file FILE");
+  }
   if (config.proxy.password && config.proxy.user.empty()) {
     return fail("a proxy password was given but no --proxy-user");
   }
@@ -919,7 +1073,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     };
     for (const std::string& key : keys) {
       if (key == "url") {
-        if (!raw.url.empty()) line(key, toml_string(raw.url));
+        if (!raw.url.empty()) line(key, toml_string(config.forwards.front().url));  // as resolved
         continue;
       }
       const CLI::Option* opt = app->get_option("--" + key);
@@ -935,7 +1089,8 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
           break;
         }
         case OptionKind::scalar:
-          if (opt->count() > 0) line(key, scalar(opt->results().back()));
+          if (opt->count() > 0 && key == "proxy-user") line(key, scalar(config.proxy.user));  // never USER:PASSWORD
+          else if (opt->count() > 0) line(key, scalar(opt->results().back()));
           else if (!opt->get_default_str().empty()) line(key, scalar(opt->get_default_str()));
           else out += fmt::format("# {} is not set\n", key);
           break;

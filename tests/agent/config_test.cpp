@@ -357,3 +357,74 @@ TEST_CASE("-H @FILE reads headers out of sight of ps; a credential on the comman
   CHECK(Run{}({"-H", "@/dev/zero", kUrl}).message.find("holds more than 64 KiB") != std::string::npos);
   CHECK(Run{}({"-H", "@/dev/null", kUrl}).message.find("holds no header") != std::string::npos);
 }
+
+namespace {
+// The one line a usage error prints (its first line), or "" when the command line was taken.
+std::string usage_error(std::vector<std::string> args) {
+  auto r = tunnel::test::Run{{{"XDG_CONFIG_HOME", "/nonexistent"}}}(std::move(args));
+  if (r.exit_code != 2) return "";
+  return r.message.substr(0, r.message.find('\n'));
+}
+}  // namespace
+
+TEST_CASE("usage errors say what is wrong, not what CLI11 did not expect") {
+  using tunnel::test::kUrl;
+  // A secret never goes on the command line: say where it goes instead.
+  CHECK(usage_error({"--secret", "mysecret", kUrl}).find("there is no --secret") != std::string::npos);
+  CHECK(usage_error({"--secret", "mysecret", kUrl}).find("--secret-file FILE") != std::string::npos);
+  CHECK(usage_error({"--secret", "mysecret", kUrl}).find("mysecret") == std::string::npos);
+  CHECK(usage_error({"--proxy-password=pw", kUrl}).find("--proxy-password-file") != std::string::npos);
+  // A misspelling gets the option meant; something far from every option is named alone.
+  CHECK(usage_error({"--listn", "8000", kUrl}) == "tunnel-agent: unknown option --listn: did you mean --listen?");
+  CHECK(usage_error({"--retry-windw=3", kUrl}) == "tunnel-agent: unknown option --retry-windw: did you mean --retry-window?");
+  CHECK(usage_error({"--frobnicate", kUrl}) == "tunnel-agent: unknown option --frobnicate");
+  CHECK(usage_error({"--noproxy", "*", kUrl}).find("no_proxy variable") != std::string::npos);
+  // Numbers of seconds, in words.
+  CHECK(usage_error({"--retry-window", "abc", kUrl}) ==
+        "tunnel-agent: --retry-window: 'abc' is not a number of seconds (write e.g. 20 or 0.5)");
+  CHECK(usage_error({"--request-timeout", "nan", kUrl}).find("not a finite number") != std::string::npos);
+  CHECK(usage_error({"--retry-window", "5000", kUrl}) == "tunnel-agent: --retry-window: 5000 is out of range: give 0 to 3600 seconds");
+  // One URL; more go with -L.
+  CHECK(usage_error({kUrl, "http://other.example"}).find("unexpected argument 'http://other.example'") != std::string::npos);
+}
+
+TEST_CASE("commands stand where the first argument is: options may come before check, and help is a command") {
+  using tunnel::test::kUrl;
+  tunnel::test::Run run;
+  auto r = run({"--no-config", "check", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->check);
+  r = run({"--no-config", "--listen", "9000", "check", kUrl, "-v"});
+  REQUIRE(r.config);
+  CHECK(r.config->check);
+  r = run({"--no-config", "--listen", "check"});  // "check" is --listen's value here, not the command
+  CHECK(r.exit_code == 2);
+  r = run({"help"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.message.find("Usage: tunnel-agent") != std::string::npos);
+  r = run({"check", "--help"});
+  CHECK(r.exit_code == 0);
+  CHECK(r.message.rfind("Usage: tunnel-agent check", 0) == 0);
+  CHECK(run({"help", "check"}).message == r.message);
+  r = run({"-V"});
+  CHECK(r.message.rfind("tunnel-agent ", 0) == 0);
+}
+
+TEST_CASE("curl's spellings work where the meaning is the same, and -U USER:PASSWORD is split") {
+  using tunnel::test::kUrl;
+  tunnel::test::Run run;
+  auto r = run({"--no-config", "--pinnedpubkey", "sha256//AAAA", "--proxy-ntlm", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->tls.pinned_pubkey == "sha256//AAAA");
+  CHECK(r.config->proxy.auth == CURLAUTH_NTLM);
+  r = run({"--no-config", "-x", "http://proxy.example:3128", "-U", "jdoe:s3cret", kUrl});
+  REQUIRE(r.config);
+  CHECK(r.config->proxy.user == "jdoe");
+  CHECK(r.config->proxy.password == "s3cret");
+  REQUIRE(r.config->warnings.size() == 1);
+  CHECK(r.config->warnings[0].find("--proxy-password-file") != std::string::npos);
+  CHECK(r.config->warnings[0].find("s3cret") == std::string::npos);
+  r = run({"--no-config", "-x", "http://proxy.example:3128", "--proxy-user", "jdoe:s3cret", kUrl, "--print-config"});
+  CHECK(r.message.find("s3cret") == std::string::npos);
+  CHECK(r.message.find("proxy-user = \"jdoe\"") != std::string::npos);
+}
