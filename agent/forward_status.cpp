@@ -26,7 +26,7 @@ std::string format_age(double seconds) {
 }  // namespace
 
 std::string format_status(const ForwardStatus& status) {
-  std::string out = fmt::format("{} -> {}  ", status.listen, status.endpoint);
+  std::string out;
   if (const auto& s = status.session) {
     out += fmt::format("session {} {} {}  up {}  down {}", s->id, s->state, format_age(s->age_s),
                        format_bytes(s->bytes_up), format_bytes(s->bytes_down));
@@ -34,12 +34,16 @@ std::string format_status(const ForwardStatus& status) {
     if (status.waiting > 0) out += fmt::format("  ({} waiting)", status.waiting);
   } else if (status.retry_in_s > 0) {
     out += fmt::format("target not running at the last attempt; the next session waits {:.0f} s", status.retry_in_s);
+  } else if (status.sessions_done == 0) {
+    out += "idle, waiting for a debugger";
   } else {
-    out += status.sessions_done == 0 ? "idle, waiting for a debugger"
-                                     : fmt::format("idle, {} session{} so far", status.sessions_done,
-                                                   status.sessions_done == 1 ? "" : "s");
+    out += fmt::format("idle, {} session{} so far", status.sessions_done, status.sessions_done == 1 ? "" : "s");
+    if (!status.last_id.empty()) {
+      out += fmt::format("; session {} {}: {}", status.last_id, status.last_failed ? "failed" : "ended",
+                         status.last_reason);
+    }
   }
-  return out;
+  return out + fmt::format("  {} -> {}", status.listen, status.endpoint);
 }
 
 }  // namespace tunnel

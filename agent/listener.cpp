@@ -70,6 +70,7 @@ bool Listener::start(std::string& error) {
   }
   std::string bound = socket_name(server_.get(), false);
   bound_port_ = std::stoi(bound.substr(bound.rfind(':') + 1));
+  if (name_by_port_) session_prefix_ = std::to_string(bound_port_) + "#";
   bound_name_ = bound;
   locks_.label(this, "the forward on " + bound);
   log::info("listening on {}, tunnelling to {}", bound, settings_.http.url);
@@ -197,7 +198,7 @@ void Listener::on_turn() {
 
 void Listener::start_session(Waiting&& next) {
   if (next.owner != nullptr) uv_read_stop(next.client.as_stream());  // the session reads it from now on
-  const uint64_t id = next_session_id_++;
+  const std::string id = session_prefix_ + std::to_string(next_session_id_++);
   session_ = std::make_unique<TunnelSession>(loop_, driver_, settings_, chain_.get(),
                                              LocalEnd::from_tcp(std::move(next.client)), id,
                                              std::move(next.peer), [this](TunnelSession&) { on_session_closed(); });
@@ -216,6 +217,9 @@ void Listener::on_session_closed() {
     refusals_.served();
     next_attempt_ns_ = 0;
   }
+  last_id_ = session_->id();
+  last_failed_ = session_->failed();
+  last_reason_ = session_->end_reason();
   session_.reset();
   marker_.reset();
   ++sessions_done_;
@@ -241,6 +245,9 @@ ForwardStatus Listener::status() const {
   if (session_) out.session = session_->status();
   out.waiting = waiting_.size();
   out.sessions_done = sessions_done_;
+  out.last_id = last_id_;
+  out.last_failed = last_failed_;
+  out.last_reason = last_reason_;
   const uint64_t now = uv_hrtime();
   if (next_attempt_ns_ > now) out.retry_in_s = static_cast<double>(next_attempt_ns_ - now) / 1e9;
   return out;

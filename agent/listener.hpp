@@ -34,6 +34,9 @@ class Listener {
   void stop(std::function<void()> on_stopped);
   int bound_port() const { return bound_port_; }
   ForwardStatus status() const;
+  // With several forwards, sessions are named after the local port ("8000#3"), so that a log line
+  // can be traced to its forward; alone, by number ("3"). Call before start().
+  void name_sessions_by_port() { name_by_port_ = true; }
 
  private:
   // A connection waiting for its turn. It is read meanwhile, so that one that goes away frees its
@@ -74,7 +77,12 @@ class Listener {
   int bound_port_ = 0;
   std::string bound_name_;  // "127.0.0.1:8000"
   uint64_t sessions_done_ = 0;
+  std::string last_id_;  // the last session that ended: its name, whether it failed, and why
+  bool last_failed_ = false;
+  std::string last_reason_;
   uint64_t next_session_id_ = 1;
+  bool name_by_port_ = false;
+  std::string session_prefix_;  // "8000#" once bound, when named by port
   std::unique_ptr<TunnelSession> session_;
   std::unique_ptr<SessionMarker> marker_;  // while session_ runs: check, run elsewhere, will not probe
   std::list<Waiting> waiting_;  // a list: libuv holds each one's address while it is read

@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
       if (config.stdio) break;
       listeners.push_back(std::make_unique<tunnel::Listener>(&loop, driver, endpoint_locks, forward.listen,
                                                              config.on_busy, tunnel::session_settings(config, forward)));
+      if (config.forwards.size() > 1) listeners.back()->name_sessions_by_port();
     }
     App app;
     app.listeners = &listeners;
@@ -182,7 +183,7 @@ int main(int argc, char** argv) {
       tunnel::LocalEnd end;
       if (error.empty() && end.open_stdio(&loop, error)) {
         session = std::make_unique<tunnel::TunnelSession>(
-            &loop, driver, stdio_settings, chain.get(), std::move(end), 1, "stdio", [&](tunnel::TunnelSession& s) {
+            &loop, driver, stdio_settings, chain.get(), std::move(end), "1", "stdio", [&](tunnel::TunnelSession& s) {
               exit_code = s.failed() ? 1 : 0;
               app.stdio_session = nullptr;
               status.close();

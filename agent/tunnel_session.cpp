@@ -19,20 +19,20 @@ double seconds_since(uint64_t start_ns) { return static_cast<double>(uv_hrtime()
 }  // namespace
 
 TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings,
-                             ProxyChain* chain, LocalEnd client, uint64_t id, std::string peer,
+                             ProxyChain* chain, LocalEnd client, std::string id, std::string peer,
                              ClosedCallback on_closed)
     : loop_(loop),
       driver_(driver),
       settings_(settings),
       chain_(chain),
       client_(std::move(client)),
-      id_(id),
+      id_(std::move(id)),
       peer_(std::move(peer)),
       on_closed_(std::move(on_closed)),
       planner_(settings.planner),
       download_(settings.download_window),
       recovery_({settings.retry_window_ms, settings.retry_base_ms, settings.retry_cap_ms, kUnservedAttempts},
-                uv_hrtime() ^ (id << 40)),
+                uv_hrtime() ^ (static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this)) << 16)),
       started_ns_(uv_hrtime()) {
   client_.set_data(this);
   gap_timer_.init(loop_, uv_timer_init);

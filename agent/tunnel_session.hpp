@@ -76,7 +76,7 @@ class TunnelSession {
 
   // `chain`: the proxy chain to send requests through, or null.
   TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const SessionSettings& settings, ProxyChain* chain,
-                LocalEnd client, uint64_t id, std::string peer, ClosedCallback on_closed);
+                LocalEnd client, std::string id, std::string peer, ClosedCallback on_closed);
   ~TunnelSession();
   TunnelSession(const TunnelSession&) = delete;
   TunnelSession& operator=(const TunnelSession&) = delete;
@@ -91,7 +91,8 @@ class TunnelSession {
   static void build_headers(HeaderLines& lines, const SessionSettings& settings, Kind kind, uint64_t seq);
   // The agent is stopping: ask the server to drop the target connection, then close.
   void stop();
-  uint64_t id() const { return id_; }
+  // "3", or "8000#3" when the process has several forwards: every log line names it.
+  const std::string& id() const { return id_; }
   // How the session ended, for the listener's back-off: the server said the target is not running.
   bool ended_target_unavailable() const { return target_unavailable_; }
   // ... or that it could not reach the target (410 before anything came from it).
@@ -106,6 +107,7 @@ class TunnelSession {
     if (ns != 0) planner_.observe_exchange(ns);
   }
   bool failed() const { return end_is_error_; }
+  const std::string& end_reason() const { return end_reason_; }  // once closed: why it ended
   // For the status line: state, bytes each way, the last round trip.
   SessionStatus status() const;
   uint64_t bytes_up() const { return bytes_up_; }
@@ -215,7 +217,7 @@ class TunnelSession {
   UvHandle<uv_timer_t> linger_timer_;  // output_outlives_input: after local EOF, how long output may pause
   UvHandle<uv_timer_t> stall_timer_;   // the local client's bytes wait for an answer
   UvHandle<uv_timer_t> suspect_timer_;  // JDWP: a POST answered early waits this long for its reply
-  uint64_t id_;
+  std::string id_;
   std::string peer_;
   ClosedCallback on_closed_;
   State state_ = State::open;

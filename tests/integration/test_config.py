@@ -1,4 +1,4 @@
-"""The config file and the TUNNEL_* environment with the real agent: forwards from [[forward]]
+"""The config file and the TUNNEL_AGENT_* environment with the real agent: forwards from [[forward]]
 tables, each with its own secret, against test servers that each require their own."""
 import os
 import re

@@ -74,16 +74,16 @@ class StatusLine(unittest.TestCase):
         agent = PtyAgent(["--listen", "127.0.0.1:0", self.url])
         try:
             port = int(agent.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-            status = rf"127\.0\.0\.1:{port} -> 127\.0\.0\.1:{self.server_port}  "
-            agent.wait_for(status + r"idle, waiting for a debugger\r\n")
+            status = rf"  127\.0\.0\.1:{port} -> 127\.0\.0\.1:{self.server_port}\r\n"
+            agent.wait_for(r"idle, waiting for a debugger" + status)
             with connect(port) as s:
                 payload = b"x" * 100000
                 self.assertEqual(exchange(s, payload), payload)
                 # The line changes in place: the cursor goes back over it, clears, and draws it anew.
-                m = agent.wait_for(r"\r\x1b\[1A\x1b\[J" + status +
-                                   r"session 1 connected \d+s  up 97\.7 KiB  down 97\.7 KiB  rtt \d+ ms\r\n")
+                m = agent.wait_for(r"\r\x1b\[1A\x1b\[J" +
+                                   r"session 1 connected \d+s  up 97\.7 KiB  down 97\.7 KiB  rtt \d+ ms" + status)
                 self.assertIsNotNone(m)
-            agent.wait_for(status + r"idle, 1 session so far")
+            agent.wait_for(r"idle, 1 session so far; session 1 ended: the local client closed the connection" + status)
         finally:
             code = agent.stop()
         self.assertEqual(code, 0, agent.text())
@@ -96,8 +96,24 @@ class StatusLine(unittest.TestCase):
         # A wrapped line would take two rows, and erasing one would leave the other behind.
         agent = PtyAgent(["--listen", "127.0.0.1:0", self.url], columns=30)
         try:
-            line = agent.wait_for(r"tunnelling to [^\r]*\r\n(127\.0\.0\.1:[^\r]*)\r\n").group(1)
+            line = agent.wait_for(r"tunnelling to [^\r]*\r\n(idle[^\r]*)\r\n").group(1)
             self.assertEqual(len(line), 29, line)
+        finally:
+            code = agent.stop()
+        self.assertEqual(code, 0, agent.text())
+
+    def test_at_80_columns_the_state_bytes_and_round_trip_come_before_the_addresses(self):
+        agent = PtyAgent(["--listen", "127.0.0.1:0", self.url], columns=80)
+        try:
+            port = int(agent.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+            with connect(port) as s:
+                payload = b"x" * 100000
+                self.assertEqual(exchange(s, payload), payload)
+                line = agent.wait_for(r"\x1b\[J(session 1 connected [^\r]*)\r\n").group(1)
+                self.assertLessEqual(len(line), 79, line)
+                self.assertRegex(line, r"^session 1 connected \d+s  up 97\.7 KiB  down 97\.7 KiB  rtt \d+ ms  127\.")
+            # After it, the idle line says how the last session went.
+            agent.wait_for(r"idle, 1 session so far; session 1 ended: the local client")
         finally:
             code = agent.stop()
         self.assertEqual(code, 0, agent.text())
@@ -109,8 +125,8 @@ class StatusLine(unittest.TestCase):
             with connect(port) as s:
                 self.assertEqual(exchange(s, b"ping"), b"ping")
                 agent.proc.send_signal(signal.SIGUSR1)
-                agent.wait_for_line(rf"info: status: 127\.0\.0\.1:{port} -> 127\.0\.0\.1:{self.server_port}  session 1 "
-                                    r"(connected|connecting) \d+s  up 4 B  down 4 B")
+                agent.wait_for_line(r"info: status: session 1 (connected|connecting) \d+s  up 4 B  down 4 B  rtt (\d+ ms|-)  "
+                                    rf"127\.0\.0\.1:{port} -> 127\.0\.0\.1:{self.server_port}$")
         finally:
             code, _ = agent.stop()
         self.assertEqual(code, 0, agent.output())
@@ -120,7 +136,7 @@ class StatusLine(unittest.TestCase):
     def test_stats_interval_logs_the_status_repeatedly_even_when_quiet(self):
         agent = Process([AGENT, "--listen", "127.0.0.1:0", "-q", "--stats-interval", "0.2", self.url])
         try:
-            wait_until(lambda: agent.count(r"info: status: 127\.0\.0\.1:\d+ -> .*idle, waiting for a debugger") >= 3,
+            wait_until(lambda: agent.count(r"info: status: idle, waiting for a debugger  127\.0\.0\.1:\d+ -> ") >= 3,
                        15, "three status lines", agent.cond)
         finally:
             code, _ = agent.stop()

@@ -400,7 +400,11 @@ class TwoForwardsOneEndpoint(unittest.TestCase):
                             break
                         back += chunk
                     self.assertEqual(back, b"BBBB-0")
-            wait_until(lambda: agent.count(r"session \d+ .*closed after") == 2, 20, "both sessions to end", agent.cond)
+            # With two forwards, each session is named after its forward's port: a line is traced to it.
+            for port in ports:
+                wait_until(lambda: agent.count(rf"session {port}#1 \(127\.0\.0\.1:\d+\) closed after") == 1, 20,
+                           f"the session of the forward on {port} to end", agent.cond)
+            self.assertEqual(agent.count(r"session \d+[:( ]"), 0, agent.output())
             # Each client had a target connection of its own, carrying its bytes only.
             with target.cond:
                 streams = [bytes(d) for d in target.data]
