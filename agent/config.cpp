@@ -1035,7 +1035,12 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (!config.tls.key.empty() && config.tls.cert.empty()) return fail("--key needs --cert");
   config.on_busy = raw.on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
   if (raw.quiet && raw.verbose > 0) return fail("-q and -v contradict each other: give one of them");
-  config.log_level = raw.quiet ? log::Level::error : raw.verbose > 0 ? log::Level::debug : log::Level::info;
+  // --stdio is quiet unless asked (-v): as an ssh ProxyCommand its stderr is the user's terminal, and
+  // info lines on every run are noise there. Warnings and errors still show.
+  config.log_level = raw.quiet          ? log::Level::error
+                     : raw.verbose > 0  ? log::Level::debug
+                     : config.stdio     ? log::Level::warn
+                                        : log::Level::info;
   config.curl_trace = raw.verbose > 1;
   config.log_format = raw.log_format == "json" ? log::Format::json : log::Format::text;
   config.connect_timeout_ms = static_cast<long>(raw.connect_timeout_s * 1000);

@@ -1,7 +1,10 @@
 // The local side of a tunnel session: an accepted TCP connection (one handle, both ways), or the
-// process's standard input and output (stdio mode: two handles, each a pipe, socket or terminal).
+// process's standard input and output (stdio mode: two handles, each a pipe, socket or terminal, or
+// a file or /dev/null through a FileBridge).
 #pragma once
 
+#include "common/file_bridge.hpp"
+#include "common/log.hpp"
 #include "common/uv_handle.hpp"
 
 #include <uv.h>
@@ -59,9 +62,13 @@ class LocalEnd {
       case UV_TTY:
         rc = handle.init(loop, [fd](uv_loop_t* l, uv_any_handle* h) { return uv_tty_init(l, &h->tty, fd, 0); });
         break;
+      case UV_FILE:
+        // A file, or /dev/null: through a socket pair, as `nc < FILE > OUT` takes it.
+        return FileBridge::start(
+            loop, fd, fd == 0 ? FileBridge::Direction::from_file : FileBridge::Direction::to_file, name,
+            [](const std::string& why) { log::error("--stdio: {}: the session ends", why); }, handle, error);
       default:
-        error = std::string(name) + " is a file or is closed: --stdio needs a pipe, a socket or a terminal (e.g. cat FILE | "
-                "tunnel-agent --stdio URL)";
+        error = std::string(name) + " is closed: --stdio needs it open (a pipe, a socket, a terminal or a file)";
         return false;
     }
     if (rc != 0) {

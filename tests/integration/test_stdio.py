@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -50,7 +51,7 @@ class Stdio(unittest.TestCase):
         data = os.urandom(8 << 20)
         self.start(len(data))
         # stdin ends long before the echo does: as netcat, the output keeps coming until the target closes.
-        run = subprocess.run([AGENT, "--stdio", self.url], input=data, capture_output=True, timeout=120)
+        run = subprocess.run([AGENT, "--stdio", "-v", self.url], input=data, capture_output=True, timeout=120)
         self.assertEqual(run.returncode, 0, run.stderr.decode())
         self.assertEqual(len(run.stdout), len(data), run.stderr.decode()[-2000:])
         self.assertEqual(sha256(run.stdout), sha256(data))
@@ -86,8 +87,8 @@ class Stdio(unittest.TestCase):
     def test_after_the_input_ends_it_waits_the_linger_time_for_more_output(self):
         self.start(10 ** 9)  # this target never closes
         start = time.monotonic()
-        run = subprocess.run([AGENT, "--stdio", "--stdio-linger", "1.5", self.url], input=b"ping", capture_output=True,
-                             timeout=60)
+        run = subprocess.run([AGENT, "--stdio", "-v", "--stdio-linger", "1.5", self.url], input=b"ping",
+                             capture_output=True, timeout=60)
         took = time.monotonic() - start
         self.assertEqual(run.returncode, 0, run.stderr.decode())
         self.assertEqual(run.stdout, b"ping")
@@ -101,12 +102,41 @@ class Stdio(unittest.TestCase):
         self.assertEqual(run.stdout, b"")
         self.assertIn("the target is not running (503 Service Unavailable)", run.stderr.decode())
 
-    def test_stdin_must_be_a_pipe_a_socket_or_a_terminal(self):
+    def test_files_on_both_sides_as_netcat_takes_them_and_nothing_on_stderr_when_all_went_well(self):
+        # `tunnel-agent --stdio URL < request > reply`: libuv streams no files, so each goes through a bridge.
+        data = os.urandom(3 << 20)
+        self.start(len(data))
+        with tempfile.TemporaryDirectory() as tmp:
+            source, reply = os.path.join(tmp, "request"), os.path.join(tmp, "reply")
+            with open(source, "wb") as f:
+                f.write(data)
+            with open(source, "rb") as stdin, open(reply, "wb") as stdout:
+                run = subprocess.run([AGENT, "--stdio", self.url], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                                     timeout=120)
+            with open(reply, "rb") as f:
+                back = f.read()
+        self.assertEqual(run.returncode, 0, run.stderr.decode())
+        self.assertEqual(len(back), len(data))
+        self.assertEqual(sha256(back), sha256(data))
+        # Quiet by default in this mode (an ssh ProxyCommand's stderr is the user's terminal): no info lines.
+        self.assertEqual(run.stderr.decode(), "")
+
+    def test_stdin_from_dev_null_sends_nothing_and_ends_after_the_linger(self):
         self.start(1)
-        with open(__file__, "rb") as source:
-            run = subprocess.run([AGENT, "--stdio", self.url], stdin=source, capture_output=True, timeout=30)
+        with open(os.devnull, "rb") as stdin:
+            run = subprocess.run([AGENT, "--stdio", "-v", "--stdio-linger", "0.5", self.url], stdin=stdin,
+                                 capture_output=True, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr.decode())
+        self.assertEqual(run.stdout, b"")
+        self.assertIn("0 bytes sent", run.stderr.decode())
+
+    def test_a_failure_still_prints_its_one_line_when_quiet(self):
+        self.start(1, "--unavailable")
+        run = subprocess.run([AGENT, "--stdio", self.url], input=b"hello", capture_output=True, timeout=60)
         self.assertEqual(run.returncode, 1)
-        self.assertIn("standard input is a file or is closed: --stdio needs a pipe", run.stderr.decode())
+        lines = run.stderr.decode().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("error: session 1 (stdio) failed", lines[0])
 
 
 if __name__ == "__main__":
