@@ -1094,6 +1094,20 @@ void TunnelSession::on_payload(Request& r) {
     }
   }
   posts_sent_at_payload_ = posts_sent_;
+  if (answer_due_ns_ != 0 && now > answer_due_ns_ && !jdwp_tracked()) {
+    // The first word after a POST came after that POST was settled: a POST sent on the quiet rule
+    // in between would have been the front for it (the debugger's replies are tracked exactly).
+    const uint64_t before = planner_.answer_delay_ns();
+    planner_.observe_answer_delay(now - answer_due_ns_);
+    if (planner_.answer_delay_ns() > before) {
+      log::debug("session {}: the target answered {:.1f} ms after its POST settled: the quiet after a POST is {:.1f} ms now",
+                 id_, static_cast<double>(now - answer_due_ns_) / 1e6,
+                 static_cast<double>(planner_.quiet_after_post_ns()) / 1e6);
+    }
+  }
+  // A POST that reached the target and is not settled yet is owed the next answer.
+  const uint64_t latest_due = last_post_sent_ns_ == 0 ? 0 : last_post_sent_ns_ + planner_.settle_ns(last_post_bytes_);
+  answer_due_ns_ = latest_due > now ? latest_due : 0;
   const auto pushed = download_.push(*seq, std::move(r.exchange.body()), now);
   if (pushed.result != protocol::PayloadReorderer::Result::accepted) {
     finish(protocol::describe(pushed.result, *seq, expected) + "; the session ends rather than corrupt the stream",

@@ -268,7 +268,11 @@ class TunnelSession {
   size_t last_post_bytes_ = 0;      // ... and its size: a big one is read long after
   uint64_t posts_sent_ = 0;             // POSTs sent, resends included ...
   uint64_t posts_sent_at_payload_ = 0;  // ... when the last payload came: none since, a pause is the target's own
+  // The settle time of the first POST that reached the target since its last payload (0: none):
+  // a payload later than this came late, and the planner's quiet time grows to cover it.
+  uint64_t answer_due_ns_ = 0;
   void note_post_reached(uint64_t at_ns, size_t bytes) {
+    if (at_ns > last_post_sent_ns_ && answer_due_ns_ == 0) answer_due_ns_ = at_ns + planner_.settle_ns(bytes);
     if (at_ns >= last_post_sent_ns_) {
       last_post_sent_ns_ = at_ns;
       last_post_bytes_ = bytes;

@@ -17,7 +17,8 @@ namespace tunnel {
 //  - a needed GET goes before a POST, except before the first words to a target that says nothing
 //    until it has them (a JVM before the handshake): its answer can only come after they were read;
 //  - a new request makes the server release the oldest of two held with 429: only when that one is
-//    settled (a GET, or a POST whose body the server has surely read), and never a fourth request;
+//    settled (a GET, or a POST whose body the server has surely read), and the other one too (it
+//    becomes the front, which takes the target's next bytes), and never a fourth request;
 //  - the server holds a request first and reads its body after; an answer in between loses the
 //    body. So a POST goes only when
 //      (a) every earlier POST is settled: x-seq arrive in order (an early one keeps a reorder slot
@@ -99,18 +100,28 @@ Plan RequestPlanner::plan_next(const std::vector<InFlightRequest>& in_flight, co
     plan.recheck_in_ns = std::max<uint64_t>(settle_wait_ns(oldest->body_sent_ns, now, oldest->body_size), 1'000'000);
     return plan;
   }
+  // With two out, the new request releases the oldest and the other one becomes the server's
+  // choice for the target's next bytes: not while it is a POST whose body may be unread (measured:
+  // a companion GET sent just after a 256 KiB POST released the settled one in front, and a late
+  // echo took the new POST's body).
+  const InFlightRequest* second = nullptr;
+  if (in_flight.size() == 2) second = &in_flight[0] == oldest ? &in_flight[1] : &in_flight[0];
+  const uint64_t second_wait = second == nullptr || second->is_get || second->applied
+                                   ? 0
+                                   : settle_wait_ns(second->body_sent_ns, now, second->body_size);
   if (want_get) {
+    if (second_wait > 0) {
+      plan.recheck_in_ns = std::max<uint64_t>(second_wait, 1'000'000);
+      return plan;
+    }
     plan.next = Plan::Next::get;
     return plan;
   }
   // upload.waiting: (a), (b), (c) in turn; the first unmet one says when to look again.
   uint64_t wait = post_wait;
-  if (in_flight.size() == 2) {
+  if (second != nullptr) {
     // The POST releases the oldest: only the other one can stand in front of it.
-    const InFlightRequest& other = &in_flight[0] == oldest ? in_flight[1] : in_flight[0];
-    front_in = other.is_get            ? lead_wait_ns(other.body_sent_ns, now)
-               : other.applied         ? 0
-                                       : settle_wait_ns(other.body_sent_ns, now, other.body_size);
+    front_in = second->is_get ? lead_wait_ns(second->body_sent_ns, now) : second_wait;
     front = front_in == 0;
   }
   if (wait == 0 && !front) wait = front_in;  // UINT64_MAX: no GET out, and none may go now

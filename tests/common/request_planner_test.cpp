@@ -176,9 +176,16 @@ TEST_CASE("a new request only when the one it may release is settled, and never 
   auto plan = p.next({post(256 << 10, now - 70 * ms, 0), post(1, now - 60 * ms, now - 60 * ms)}, none(), true, now);
   CHECK(plan.next == Next::nothing);
   CHECK(plan.recheck_in_ns == p.settle_ns(256 << 10));
-  // The newer of two is the unsettled one: a GET releases the older, settled one.
-  CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), post(256 << 10, now - 3 * ms, 0)}, none(), true, now).next ==
-        Next::get);
+  // The newer of two is the unsettled one: a GET would release the older, settled one and leave
+  // the unread POST in front, where the target's next bytes take its body. Wait until it settles.
+  plan = p.next({post(1, now - 60 * ms, now - 60 * ms), post(256 << 10, now - 3 * ms, now - 2 * ms)}, none(), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == p.settle_ns(256 << 10) - 2 * ms);
+  const uint64_t later = now + p.settle_ns(256 << 10);
+  CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), post(256 << 10, now - 3 * ms, now - 2 * ms)}, none(), true, later)
+            .next == Next::get);
+  // A GET in that place is held from the start: nothing to wait for.
+  CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), get(now - 3 * ms)}, upload(), true, now).next != Next::get);
   // Oldest of two is a GET: releasing it loses nothing.
   CHECK(p.next({get(now - 60 * ms), post(20, now - 55 * ms, now - 55 * ms)}, upload(), true, now).next ==
         Next::post);
@@ -266,6 +273,28 @@ TEST_CASE("a target that paused mid-output makes the quiet time longer than the 
   CHECK(p.next({front}, upload(now - 1 * ms, true), true, now).next == Next::post);
   p.observe_output_pause(5000 * ms);  // an app that paused for seconds: capped
   CHECK(p.output_pause_ns() == RequestPlanner::kMaxOutputPauseNs);
+}
+
+TEST_CASE("an answer that came after its POST settled makes the quiet after a POST longer, up to a cap") {
+  RequestPlanner p;
+  const uint64_t now = 1000 * ms;
+  const auto front = get(now - 500 * ms);
+  UploadState after_post = upload(now - 400 * ms);
+  after_post.last_post_to_talker_ns = now - 300 * ms;
+  p.observe_exchange(1 * ms);
+  CHECK(p.quiet_after_post_ns() == p.quiet_ns());
+  CHECK(p.next({front}, after_post, true, now).next == Next::post);
+  p.observe_answer_delay(33 * ms);
+  p.observe_answer_delay(3 * ms);  // the longest counts
+  CHECK(p.quiet_after_post_ns() == p.quiet_ns() + 33 * ms);
+  CHECK(p.quiet_ns() == kQuiet + 1 * ms);  // silence with no POST before it is judged as before
+  // Settled 20 ms ago, quiet 16 ms: before, it went; now it waits the 33 ms more.
+  after_post.last_post_to_talker_ns = now - 20 * ms - p.settle_ns();
+  const auto plan = p.next({front}, after_post, true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == p.quiet_after_post_ns() - 20 * ms);
+  p.observe_answer_delay(5000 * ms);
+  CHECK(p.answer_delay_ns() == RequestPlanner::kMaxAnswerDelayNs);
 }
 
 TEST_CASE("(b) across a long round trip a GET is held in front once it left the margin ahead, not a round trip") {
