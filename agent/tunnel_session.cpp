@@ -724,6 +724,20 @@ void TunnelSession::log_exchange(const Request& r, CURLcode result) const {
              static_cast<double>(uv_hrtime() - r.started_ns) / 1e6);
 }
 
+// Who closed first, for the closing line: a debugger that said goodbye made the JVM close.
+std::string TunnelSession::target_close_reason() const {
+  if (jdwp_.state() != JdwpHandshake::State::attached) return "the target closed the connection (410 Gone)";
+  switch (jdwp_packets_.goodbye()) {
+    case JdwpPackets::Goodbye::dispose:
+      return "the debugger detached (it sent VirtualMachine.Dispose, and the JVM closed the connection)";
+    case JdwpPackets::Goodbye::exit:
+      return "the debugger ended the JVM (it sent VirtualMachine.Exit)";
+    case JdwpPackets::Goodbye::none:
+      break;
+  }
+  return "the JVM closed the debug connection (410 Gone): the program ended, or it dropped the debugger";
+}
+
 // Once the target closed (410) and no request that may still carry its last payloads is left.
 void TunnelSession::end_after_target_closed(bool deadline) {
   if (!target_gone_ || state_ == State::disconnecting || state_ == State::closing || state_ == State::closed) return;
@@ -747,10 +761,7 @@ void TunnelSession::end_after_target_closed(bool deadline) {
   } else if (state_ == State::draining) {
     finish(end_reason_, false, disconnect);
   } else if (download_.any_payload()) {
-    finish(jdwp_.state() == JdwpHandshake::State::attached
-               ? "the JVM closed the debug connection (410 Gone): the program ended, or it dropped the debugger"
-               : "the target closed the connection (410 Gone)",
-           false, disconnect);
+    finish(target_close_reason(), false, disconnect);
   } else {
     // Nothing ever came from the target: most likely the server could not connect to it.
     target_refused_ = true;

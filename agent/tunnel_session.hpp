@@ -193,6 +193,7 @@ class TunnelSession {
     return jdwp_.state() == JdwpHandshake::State::awaiting_jvm && upload_.next_seq() == 1 && !download_.any_payload();
   }
   // A debugger attached and its packets are followed: their replies say what the JVM received.
+  std::string target_close_reason() const;
   bool jdwp_tracked() const { return jdwp_.state() == JdwpHandshake::State::attached && jdwp_packets_.active(); }
   void note_target_received(uint64_t upload_offset);  // the target surely has the stream up to here
   // 200/204/429 to a POST: was its body read? True when surely so (progress).

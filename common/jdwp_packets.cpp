@@ -83,6 +83,9 @@ void JdwpPackets::on_packet(const Stream& s, bool client, uint64_t now_ns) {
   if (client) {
     if (reply) return;  // the debugger does not answer the JVM's events; nothing to follow
     Command c{id, s.head[9], s.head[10], s.offset, now_ns};
+    constexpr uint8_t kVirtualMachine = 1, kDispose = 6, kExit = 10;
+    if (c.command_set == kVirtualMachine && c.command == kDispose) goodbye_ = Goodbye::dispose;
+    if (c.command_set == kVirtualMachine && c.command == kExit) goodbye_ = Goodbye::exit;
     if (auto old = by_id_.find(id); old != by_id_.end()) pending_.erase(old->second);  // an id used again
     by_id_[id] = s.offset;
     pending_[s.offset] = c;

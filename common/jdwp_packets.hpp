@@ -45,6 +45,12 @@ class JdwpPackets {
   const Command* oldest_unanswered() const { return pending_.empty() ? nullptr : &pending_.begin()->second; }
   uint64_t received_up_to() const { return received_up_to_; }
 
+  // The debugger ended the session itself: it sent VirtualMachine.Dispose (jdb's quit, an IDE's
+  // detach) or VirtualMachine.Exit, after which the JVM closes the connection. Its close then is the
+  // debugger's doing, whichever end the agent hears of first.
+  enum class Goodbye { none, dispose, exit };
+  Goodbye goodbye() const { return goodbye_; }
+
   // "VirtualMachine.7 (id 42)"-style name of a command, for log lines.
   static std::string describe(const Command& command);
 
@@ -65,6 +71,7 @@ class JdwpPackets {
   std::map<uint32_t, uint64_t> by_id_;   // id -> end
   uint64_t received_up_to_ = 0;
   bool received_moved_ = false;
+  Goodbye goodbye_ = Goodbye::none;
 };
 
 }  // namespace tunnel

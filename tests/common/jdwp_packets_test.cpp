@@ -67,3 +67,20 @@ TEST_CASE("a stream that is not JDWP turns the tracker off") {
   CHECK_FALSE(p.active());
   CHECK_FALSE(p.awaiting_reply());
 }
+
+TEST_CASE("a debugger that says goodbye (Dispose, Exit) is remembered: the JVM's close is its doing") {
+  JdwpPackets p;
+  const std::string hello = kHello + command(1, 1, 1);
+  p.from_client(hello.data(), hello.size(), 100);
+  CHECK(p.goodbye() == JdwpPackets::Goodbye::none);
+  const std::string events = kHello + packet(7, 0, 64, 100);  // Event.Composite from the JVM: not the client's
+  p.from_target(events.data(), events.size());
+  CHECK(p.goodbye() == JdwpPackets::Goodbye::none);
+  const std::string dispose = command(2, 1, 6);
+  p.from_client(dispose.data(), dispose.size(), 200);
+  CHECK(p.goodbye() == JdwpPackets::Goodbye::dispose);
+  JdwpPackets q;
+  const std::string exit = kHello + command(1, 1, 10, std::string(4, '\0'));
+  q.from_client(exit.data(), exit.size(), 100);
+  CHECK(q.goodbye() == JdwpPackets::Goodbye::exit);
+}

@@ -117,6 +117,50 @@ class FastReattach(NeedsJdk):
         self.assertEqual(code, 0, agent.output())
 
 
+class WhoClosedFirst(NeedsJdk):
+    def test_a_debugger_that_disposes_is_told_apart_from_a_jvm_that_drops_it(self):
+        # jdb's quit sends VirtualMachine.Dispose and the JVM closes the connection: the agent may
+        # hear the JVM's close (410) before the debugger's own. This client waits for the JVM's
+        # close before it closes, so the 410 always comes first; the line must still say the
+        # debugger left (before: "the JVM closed the debug connection ... it dropped the debugger").
+        jvm, jdwp_port = start_debuggee()
+        server, server_port = start_server(jdwp_port, "--long-poll-ms", "2000")
+        agent, port = start_agent(server_port)
+        try:
+            with harness.connect(port) as s:
+                s.sendall(b"JDWP-Handshake")
+                hello = b""
+                while len(hello) < 14:
+                    chunk = s.recv(14 - len(hello))
+                    self.assertTrue(chunk, agent.output())
+                    hello += chunk
+                self.assertEqual(hello, b"JDWP-Handshake")
+                # VirtualMachine.Dispose (set 1, command 6), id 1, no data; its reply is 11 bytes.
+                s.sendall((11).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes([0, 1, 6]))
+                rest = harness.read_until_closed(s, timeout=30)
+                self.assertGreaterEqual(len(rest), 11, agent.output())
+                self.assertEqual(rest[4:9], (1).to_bytes(4, "big") + b"\x80", "the reply to Dispose")
+            agent.wait_for_line(r"session 1 .*closed after .*: the debugger detached \(it sent VirtualMachine\.Dispose",
+                                timeout=20)
+            self.assertEqual(agent.count(r"the JVM closed the debug connection"), 0, agent.output())
+            # And the other way round: a JVM that ends while attached is named as such.
+            with harness.connect(port) as s:
+                s.sendall(b"JDWP-Handshake")
+                hello = b""
+                while len(hello) < 14:
+                    chunk = s.recv(14 - len(hello))
+                    self.assertTrue(chunk, agent.output())
+                    hello += chunk
+                jvm.stop(signal.SIGKILL)
+                harness.read_until_closed(s, timeout=30)
+            agent.wait_for_line(r"session 2 .*: the JVM closed the debug connection", timeout=20)
+        finally:
+            code, _ = agent.stop()
+            server.stop(signal.SIGKILL)
+            jvm.stop(signal.SIGKILL)
+        self.assertEqual(code, 0, agent.output())
+
+
 class TwoForwards(NeedsJdk):
     def test_two_forwards_carry_two_jdwp_sessions_to_two_jvms_at_once(self):
         import threading
