@@ -1,4 +1,4 @@
-// One accepted local connection carried over the tunnel protocol (shared PROTOCOL.md):
+// One accepted local connection carried over the tunnel protocol (docs/PROTOCOL.md):
 // one request always waiting, local bytes as numbered POSTs, server payloads written back in
 // x-seq order. The reference server holds a request before it reads its body and loses the body
 // when it answers first (docs/PROTOCOL-NOTES.md has the rules and why).

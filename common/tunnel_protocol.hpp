@@ -1,4 +1,4 @@
-// The pure parts of the HttpTunnelServer protocol (see shared PROTOCOL.md and docs/PROTOCOL-NOTES.md):
+// The pure parts of the HttpTunnelServer protocol (see docs/PROTOCOL.md and docs/PROTOCOL-NOTES.md):
 // what a response status means, how x-seq values are read, and the reordering of server payloads.
 // No I/O here, so all of it is unit-tested.
 #pragma once

@@ -1,4 +1,4 @@
-"""The test server against PROTOCOL.md, with raw HTTP requests: the facts the agent relies on."""
+"""The test server against docs/PROTOCOL.md, with raw HTTP requests: the facts the agent relies on."""
 import http.client
 import signal
 import threading

@@ -25,13 +25,24 @@ trap cleanup EXIT
 # The mirror apt on this machine uses (deb822 sources or a classic sources.list).
 mirror=$(sed -n 's|^URIs: *\(http[^ ]*debian\)/*$|\1|p; s|^deb \[*[^]]*\]* *\(http[^ ]*debian\)/* bookworm .*|\1|p; s|^deb \(http[^ ]*debian\)/* bookworm .*|\1|p' \
            /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | head -n 1 || true)
-mirror=${mirror:-http://deb.debian.org/debian}
+if [ -z "$mirror" ]; then
+  # Never a hard-coded mirror: this machine may reach only its own.
+  echo "install test: no Debian bookworm mirror found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list;" \
+       "add the mirror this machine uses there (apt needs it too), then run again" >&2
+  exit 1
+fi
 
 fail() {
   echo "install test: $1" >&2
   [ -n "${2:-}" ] && [ -f "$2" ] && tail -n 30 "$2" >&2
   exit 1
 }
+
+# The package names a maintainer who can be written to, and carries its licence where Debian looks.
+maintainer=$(dpkg-deb -f "$deb" Maintainer)
+[[ $maintainer =~ \<[^@\<\>]+@[^@\<\>]+\>$ && $maintainer != *@localhost* ]] ||
+  fail "the package's Maintainer field names no address: '$maintainer' (see TUNNEL_PACKAGE_CONTACT in CMakeLists.txt)"
+dpkg-deb -c "$deb" | grep ' ./usr/share/doc/tunnel-agent/copyright$' >/dev/null || fail "the package has no copyright file"
 
 echo "install test: a clean root (debootstrap --variant=minbase bookworm from $mirror)"
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||

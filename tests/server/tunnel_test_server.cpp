@@ -1,6 +1,6 @@
 // A faithful stand-in for Spring Boot DevTools' HttpTunnelServer (1.3-1.5), built for the tests
 // and the benchmark, with fault injection. It is meant to be as hostile as the reference, never
-// kinder: a test against it proves only what it can do. Reproduced from the reference (shared
+// kinder: a test against it proves only what it can do. Reproduced from the reference (docs/
 // PROTOCOL.md, and HttpTunnelServer / HttpTunnelPayloadForwarder of v1.5.22):
 //  - one target connection per endpoint, opened by the first request, shared until it closes;
 //  - every request is held until there is something to answer; at most two are held, a third
