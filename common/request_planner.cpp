@@ -103,14 +103,17 @@ Plan RequestPlanner::plan_next(const std::vector<InFlightRequest>& in_flight, co
   // With two out, the new request releases the oldest and the other one becomes the server's
   // choice for the target's next bytes: not while it is a POST whose body may be unread (measured:
   // a companion GET sent just after a 256 KiB POST released the settled one in front, and a late
-  // echo took the new POST's body).
+  // echo took the new POST's body). A body that came with its request head is read with it: a GET
+  // may go (held back, a GET meant to release a request held for a dead connection came too late:
+  // the target's answer went into that connection).
   const InFlightRequest* second = nullptr;
   if (in_flight.size() == 2) second = &in_flight[0] == oldest ? &in_flight[1] : &in_flight[0];
   const uint64_t second_wait = second == nullptr || second->is_get || second->applied
                                    ? 0
                                    : settle_wait_ns(second->body_sent_ns, now, second->body_size);
+  const bool second_read_late = second != nullptr && second->body_size > settings_.settle_free_bytes;
   if (want_get) {
-    if (second_wait > 0) {
+    if (second_wait > 0 && second_read_late) {
       plan.recheck_in_ns = std::max<uint64_t>(second_wait, 1'000'000);
       return plan;
     }

@@ -184,6 +184,8 @@ TEST_CASE("a new request only when the one it may release is settled, and never 
   const uint64_t later = now + p.settle_ns(256 << 10);
   CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), post(256 << 10, now - 3 * ms, now - 2 * ms)}, none(), true, later)
             .next == Next::get);
+  // A small body came with its request head and was read with it: the GET goes.
+  CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), post(9, now - 3 * ms, 0)}, none(), true, now).next == Next::get);
   // A GET in that place is held from the start: nothing to wait for.
   CHECK(p.next({post(1, now - 60 * ms, now - 60 * ms), get(now - 3 * ms)}, upload(), true, now).next != Next::get);
   // Oldest of two is a GET: releasing it loses nothing.
