@@ -276,7 +276,8 @@ class StatusLine(unittest.TestCase):
         self.assertRegex(shown, r"session 1 connected \d+s  up \d+ B  down \d+ B  rtt \d+ ms  127\.0", shown)
 
     def test_no_status_line_json_logs_and_stdio_draw_none(self):
-        for args, stdio in ((("--no-status-line",), False), (("--log-format", "json"), False), ((), True)):
+        # --stdio logs warnings only unless -v: -v, so that the log is there to be looked at.
+        for args, stdio in ((("--no-status-line",), False), (("--log-format", "json"), False), (("-v",), True)):
             with self.subTest(args=args, stdio=stdio):
                 shown = self.run_on_terminal(*args, stdio=stdio)
                 self.assertIn("session 1", shown)  # the log itself is there
