@@ -41,6 +41,12 @@ bool is_ip_literal(const std::string& host) {
 // A number of seconds from `min` to `max`, said in words: CLI::Range said "Value abc not in range
 // 0.000000 to 3600.000000", and alone let "nan" through (every comparison with NaN is false):
 // "--request-timeout nan" turned the timeout off. No type noise in --help (the name is empty).
+// A validator whose description stays out of --help (the type name says it: "FILE", "wait|refuse").
+CLI::Validator quiet(CLI::Validator v) {
+  v.description("");
+  return v;
+}
+
 CLI::Validator seconds(double min, double max) {
   return CLI::Validator(
       [min, max](std::string& text) -> std::string {
@@ -349,23 +355,21 @@ bool command_line_only(const std::string& name) {
 std::unique_ptr<CLI::App> make_app(Raw& raw) {
   auto app = std::make_unique<CLI::App>(
       "tunnel-agent: carries local TCP connections (e.g. a debugger's JDWP) to a remote Spring Boot\n"
-      "DevTools HttpTunnelServer endpoint over plain long-poll HTTP(S) requests.\n\n"
-      "Example:\n"
-      "  tunnel-agent --secret-file ~/.tunnel-secret app.example.com\n"
-      "  jdb -attach 127.0.0.1:8000\n\n"
-      "Diagnose the path to an endpoint (DNS, proxies, TLS, the tunnel's answer):\n"
-      "  tunnel-agent check URL [OPTIONS]\n",
+      "DevTools HttpTunnelServer endpoint over plain long-poll HTTP(S) requests.\n"
+      "'tunnel-agent check URL' diagnoses the path to an endpoint; 'tunnel-agent help check' says how.\n",
       "tunnel-agent");
   app->set_version_flag("-V,--version", "tunnel-agent " TUNNEL_AGENT_VERSION " (" + std::string(curl_version()) + ")");
   app->get_formatter()->column_width(32);
   Config& config = raw.config;
+  app->option_defaults()->group("Endpoints");
   app->add_option("URL", raw.url,
                   "the tunnel endpoint: https://host[:port][/context-path], to which the endpoint path "
-                  "/.~~spring-boot!~/debug is added, or the whole URL in single quotes (or use -L)");
+                  "/.~~spring-boot!~/debug is added, or the whole URL in single quotes (or use -L)")
+      ->type_name("");
   app->add_option("-L,--forward", raw.forward_texts,
                   "[HOST:]PORT=URL: one more local port and the endpoint it goes to; repeatable, each with its own "
                   "listener and sessions (HOST defaults to 127.0.0.1; IPv6 as [::1]:PORT)")
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)->type_name("[HOST:]PORT=URL");
   app->add_flag("--stdio", config.stdio,
                 "carry standard input and output through one session to URL, then exit (for ssh's ProxyCommand "
                 "and scripts); exit code 0 when the session ended normally");
@@ -374,20 +378,55 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
                   "also ends when the target closes)")
       ->check(seconds(0.0, 86400.0))->type_name("SECONDS")
       ->capture_default_str();
+  app->add_option("-l,--listen", raw.listen_text,
+                  "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
+      ->type_name("[HOST:]PORT")->capture_default_str();
+  app->add_option("--on-busy", raw.on_busy,
+                  "a second local connection while a session runs: wait for it to end, or refuse it")
+      ->check(quiet(CLI::IsMember({"wait", "refuse"})))->type_name("wait|refuse")
+      ->capture_default_str();
+  app->option_defaults()->group("Secret and headers");
   app->add_option("-H,--header", config.headers,
                   "\"Name: value\": an extra header on every request (an SSO gateway's token...); repeatable; values "
                   "are never logged; @FILE reads them from FILE, one per line, out of sight of ps")
-      ->allow_extra_args(false);
-  app->add_option("-l,--listen", raw.listen_text,
-                  "local address to accept connections on, [HOST:]PORT; port 0 picks a free one")
-      ->capture_default_str();
-  app->add_option("--secret-header", config.secret_header, "header that carries the secret")->capture_default_str();
+      ->allow_extra_args(false)->type_name("HEADER|@FILE");
+  app->add_option("--secret-header", config.secret_header, "header that carries the secret")
+      ->type_name("NAME")->capture_default_str();
   app->add_option("--secret-file", raw.secret_file,
-                  "file whose first line is the secret (else the environment variable TUNNEL_AGENT_SECRET)");
-  app->add_option("--on-busy", raw.on_busy,
-                  "a second local connection while a session runs: wait for it to end, or refuse it")
-      ->check(CLI::IsMember({"wait", "refuse"}))
+                  "file whose first line is the secret (else the environment variable TUNNEL_AGENT_SECRET)")
+      ->type_name("FILE");
+  app->option_defaults()->group("Proxies");
+  app->add_option("-x,--proxy", raw.proxies,
+                  "HTTP(S) proxy to reach the endpoint through, always with CONNECT; repeat for a chain; credentials "
+                  "may be in the URL (percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads "
+                  "them")
+      ->allow_extra_args(false)->type_name("URL");
+  app->add_flag("--no-proxy", raw.no_proxy, "ignore the proxy environment variables: connect directly");
+  app->add_option("--proxy-user", config.proxy.user, "user name for the proxy's login")->type_name("NAME");
+  app->add_option("--proxy-password-file", raw.proxy_password_file,
+                  "file whose first line is the proxy password (else TUNNEL_AGENT_PROXY_PASSWORD)")
+      ->type_name("FILE");
+  app->add_option("--proxy-auth", raw.proxy_auth, "proxy login scheme; any: the strongest the proxy offers")
+      ->check(quiet(CLI::IsMember({"any", "basic", "digest", "ntlm", "negotiate"})))
+      ->type_name("any|basic|digest|ntlm|negotiate")
       ->capture_default_str();
+  app->option_defaults()->group("TLS");
+  app->add_option("--cacert", config.tls.cacert, "CA certificates (PEM) to trust for the endpoint")
+      ->check(quiet(CLI::ExistingFile))->type_name("FILE");
+  app->add_option("--capath", config.tls.capath, "directory of CA certificates to trust")
+      ->check(quiet(CLI::ExistingDirectory))->type_name("DIR");
+  app->add_flag("-k,--insecure", config.tls.insecure, "do not verify the endpoint's certificate (unsafe)");
+  app->add_option("--cert", config.tls.cert, "client certificate (PEM) for the endpoint")
+      ->check(quiet(CLI::ExistingFile))->type_name("FILE");
+  app->add_option("--key", config.tls.key, "private key (PEM) of the client certificate")
+      ->check(quiet(CLI::ExistingFile))->type_name("FILE");
+  app->add_option("--pinned-pubkey", config.tls.pinned_pubkey,
+                  "accept only this public key: sha256//BASE64[;sha256//...] or a PEM/DER file")
+      ->type_name("PIN|FILE");
+  app->add_option("--proxy-cacert", config.tls.proxy_cacert, "CA certificates to trust for an https:// proxy")
+      ->check(quiet(CLI::ExistingFile))->type_name("FILE");
+  app->add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
+  app->option_defaults()->group("Timing");
   app->add_option("--connect-timeout", raw.connect_timeout_s, "seconds to wait for a TCP/TLS connection")
       ->check(seconds(0.1, 3600.0))->type_name("SECONDS")
       ->capture_default_str();
@@ -405,30 +444,7 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
                   "drops a session that sees no request for 30 s, so keep it below that")
       ->check(seconds(0.0, 3600.0))->type_name("SECONDS")
       ->capture_default_str();
-  app->add_option("-x,--proxy", raw.proxies,
-                  "HTTP(S) proxy to reach the endpoint through, always with CONNECT; repeat for a chain; credentials "
-                  "may be in the URL (percent-encoded). Default: https_proxy, http_proxy or all_proxy, as curl reads "
-                  "them")
-      ->allow_extra_args(false);
-  app->add_flag("--no-proxy", raw.no_proxy, "ignore the proxy environment variables: connect directly");
-  app->add_option("--proxy-user", config.proxy.user, "user name for the proxy's login");
-  app->add_option("--proxy-password-file", raw.proxy_password_file,
-                  "file whose first line is the proxy password (else TUNNEL_AGENT_PROXY_PASSWORD)");
-  app->add_option("--proxy-auth", raw.proxy_auth, "proxy login scheme; any: the strongest the proxy offers")
-      ->check(CLI::IsMember({"any", "basic", "digest", "ntlm", "negotiate"}))
-      ->capture_default_str();
-  app->add_option("--cacert", config.tls.cacert, "CA certificates (PEM) to trust for the endpoint")
-      ->check(CLI::ExistingFile);
-  app->add_option("--capath", config.tls.capath, "directory of CA certificates to trust")
-      ->check(CLI::ExistingDirectory);
-  app->add_flag("-k,--insecure", config.tls.insecure, "do not verify the endpoint's certificate (unsafe)");
-  app->add_option("--cert", config.tls.cert, "client certificate (PEM) for the endpoint")->check(CLI::ExistingFile);
-  app->add_option("--key", config.tls.key, "private key (PEM) of the client certificate")->check(CLI::ExistingFile);
-  app->add_option("--pinned-pubkey", config.tls.pinned_pubkey,
-                  "accept only this public key: sha256//BASE64[;sha256//...] or a PEM/DER file");
-  app->add_option("--proxy-cacert", config.tls.proxy_cacert, "CA certificates to trust for an https:// proxy")
-      ->check(CLI::ExistingFile);
-  app->add_flag("--proxy-insecure", config.tls.proxy_insecure, "do not verify an https:// proxy's certificate");
+  app->option_defaults()->group("Output");
   app->add_flag("-v,--verbose", raw.verbose, "log every HTTP exchange; twice: also libcurl's own trace");
   app->add_flag("-q,--quiet", raw.quiet, "log errors only");
   app->add_flag("--no-status-line", raw.no_status_line,
@@ -439,11 +455,13 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       ->capture_default_str();
   app->add_option("--log-format", raw.log_format,
                   "text, or json: one JSON object per line on stderr, for log collectors")
-      ->check(CLI::IsMember({"text", "json"}))
+      ->check(quiet(CLI::IsMember({"text", "json"})))->type_name("text|json")
       ->capture_default_str();
+  app->option_defaults()->group("Configuration");
   app->add_option("--config", raw.config_path,
                   "TOML file of settings, with the long option names as keys (default: "
-                  "$XDG_CONFIG_HOME/tunnel-agent/config.toml, when it exists; or TUNNEL_AGENT_CONFIG)");
+                  "$XDG_CONFIG_HOME/tunnel-agent/config.toml, when it exists; or TUNNEL_AGENT_CONFIG)")
+      ->type_name("FILE");
   app->add_flag("--no-config", raw.no_config, "read no config file");
   app->add_flag("--print-config", raw.print_config,
                 "print the settings in effect, and where each came from, as TOML (secrets masked), then exit");
@@ -460,7 +478,11 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
       "Precedence: command line > environment > config file > default. A setting given by a higher\n"
       "source replaces the whole setting (all its -H, -L or -x items). --print-config shows the result.\n\n"
       "The agent listens on loopback only unless --listen names another address. It logs to stderr\n"
-      "and exits 0 on Ctrl-C or SIGTERM after telling the server to drop live sessions.");
+      "and exits 0 on Ctrl-C or SIGTERM after telling the server to drop live sessions.\n\n"
+      "Examples:\n"
+      "  tunnel-agent --secret-file ~/.tunnel-secret app.example.com   # then: jdb -attach 127.0.0.1:8000\n"
+      "  tunnel-agent -x http://proxy.corp:3128 --proxy-user jdoe 'https://app.example.com/myapp'\n"
+      "  tunnel-agent check app.example.com   # why does the debugger not attach?");
   return app;
 }
 
