@@ -42,7 +42,11 @@ fail() {
 maintainer=$(dpkg-deb -f "$deb" Maintainer)
 [[ $maintainer =~ \<[^@\<\>]+@[^@\<\>]+\>$ && $maintainer != *@localhost* ]] ||
   fail "the package's Maintainer field names no address: '$maintainer' (see TUNNEL_PACKAGE_CONTACT in CMakeLists.txt)"
-dpkg-deb -c "$deb" | grep ' ./usr/share/doc/tunnel-agent/copyright$' >/dev/null || fail "the package has no copyright file"
+contents=$(dpkg-deb -c "$deb")
+for f in ./usr/share/doc/tunnel-agent/copyright ./usr/share/bash-completion/completions/tunnel-agent \
+         ./usr/share/zsh/vendor-completions/_tunnel-agent; do
+  grep " $f\$" <<<"$contents" >/dev/null || fail "the package lacks $f"
+done
 
 echo "install test: a clean root (debootstrap --variant=minbase bookworm from $mirror)"
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
