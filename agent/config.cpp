@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <memory>
 #include <sstream>
@@ -687,6 +688,78 @@ std::optional<std::string> default_config_path(const GetEnv& getenv) {
   return std::nullopt;
 }
 
+namespace {
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// What the environment gives: key -> its tokens, and key -> the variable's name (for messages).
+struct EnvSettings {
+  std::map<std::string, std::vector<std::string>> given;
+  std::map<std::string, std::string> names;
+};
+
+// The settings the environment gives: TUNNEL_AGENT_<OPTION> for each key, and the secret and the
+// proxy password as values. Returns the error, or "".
+std::string read_environment(const std::vector<std::string>& keys, const OptionKinds& kinds, const EnvLookup& env,
+                             EnvSettings& out) {
+  std::string error;
+  for (const std::string& key : keys) {
+    const std::string name = env_name(key);
+    auto value = env(name);
+    if (!value || value->empty()) continue;  // empty is unset, as curl reads its variables
+    out.names[key] = name;
+    if (key == "url") {
+      out.given[key] = {*value};
+      continue;
+    }
+    auto tokens = env_tokens(key, kinds.at(key), *value, key == "forward" || key == "proxy", error);
+    if (!tokens) return fmt::format("{}: {}", name, error);
+    out.given[key] = std::move(*tokens);
+  }
+  // TUNNEL_AGENT_SECRET and TUNNEL_AGENT_PROXY_PASSWORD are values, the options name files: the same settings.
+  for (const auto& [value_name, key] : {std::pair<const char*, const char*>{"TUNNEL_AGENT_SECRET", "secret-file"},
+                                        {"TUNNEL_AGENT_PROXY_PASSWORD", "proxy-password-file"}}) {
+    if (!env(value_name).value_or("").empty()) {
+      if (out.given.count(key) != 0) {
+        return fmt::format("both {} and {} are set: keep one of them", value_name, env_name(key));
+      }
+      out.given[key] = {};
+      out.names[key] = value_name;
+    }
+  }
+  return "";
+}
+
+// The config file: --config, TUNNEL_AGENT_CONFIG, or the default path when it exists; `note` says
+// which, for --print-config. Returns the error, or "".
+std::string read_config_file(const Raw& cli, const OptionKinds& kinds, const EnvLookup& env, const GetEnv& getenv,
+                             std::optional<ConfigFile>& file, std::string& note) {
+  if (cli.no_config && !cli.config_path.empty()) return "--config and --no-config contradict each other";
+  std::optional<std::string> path;
+  if (!cli.config_path.empty()) {
+    path = cli.config_path;
+  } else if (auto from_env = env("TUNNEL_AGENT_CONFIG"); from_env && !from_env->empty() && !cli.no_config) {
+    path = *from_env;
+  } else if (auto fallback = default_config_path(getenv); fallback && !cli.no_config) {
+    if (access(fallback->c_str(), F_OK) == 0) path = fallback;
+    else note = fmt::format("none ({} does not exist)", *fallback);
+  } else {
+    note = cli.no_config ? "none (--no-config)" : "none";
+  }
+  if (!path) return "";
+  std::string error;
+  file = load_config_file(*path, kinds, error);
+  if (!file) {
+    return cli.config_path.empty() && !env("TUNNEL_AGENT_CONFIG")
+               ? error + " (this file is read by default; --no-config skips it)"
+               : error;
+  }
+  note = *path;
+  return "";
+}
+
+}  // namespace
+
 ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& getenv) {
   ParseResult result;
   auto fail = [&](const std::string& why) {
@@ -694,7 +767,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
     result.message = fmt::format("tunnel-agent: {}\n", why);
     return result;
   };
-  auto env = [&](const std::string& name) -> std::optional<std::string> {
+  const EnvLookup env = [&](const std::string& name) -> std::optional<std::string> {
     const char* v = getenv(name.c_str());
     return v != nullptr ? std::optional<std::string>(v) : std::nullopt;
   };
@@ -750,58 +823,16 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   };
 
   // 2. The environment.
-  std::map<std::string, std::vector<std::string>> env_given;  // key -> tokens
-  std::map<std::string, std::string> env_names;
+  EnvSettings from_env;
+  if (auto why = read_environment(keys, kinds, env, from_env); !why.empty()) return fail(why);
+  auto& env_given = from_env.given;
+  auto& env_names = from_env.names;
   std::string error;
-  for (const std::string& key : keys) {
-    const std::string name = env_name(key);
-    auto value = env(name);
-    if (!value || value->empty()) continue;  // empty is unset, as curl reads its variables
-    env_names[key] = name;
-    if (key == "url") {
-      env_given[key] = {*value};
-      continue;
-    }
-    auto tokens = env_tokens(key, kinds.at(key), *value, key == "forward" || key == "proxy", error);
-    if (!tokens) return fail(fmt::format("{}: {}", name, error));
-    env_given[key] = std::move(*tokens);
-  }
-  // TUNNEL_AGENT_SECRET and TUNNEL_AGENT_PROXY_PASSWORD are values, the options name files: the same settings.
-  for (const auto& [value_name, key] : {std::pair<const char*, const char*>{"TUNNEL_AGENT_SECRET", "secret-file"},
-                                        {"TUNNEL_AGENT_PROXY_PASSWORD", "proxy-password-file"}}) {
-    if (!env(value_name).value_or("").empty()) {
-      if (env_given.count(key) != 0) {
-        return fail(fmt::format("both {} and {} are set: keep one of them", value_name, env_name(key)));
-      }
-      env_given[key] = {};
-      env_names[key] = value_name;
-    }
-  }
 
   // 3. The config file: --config, TUNNEL_AGENT_CONFIG, or the default path when it exists.
   std::optional<ConfigFile> file;
   std::string file_note;  // for --print-config
-  if (cli.no_config && !cli.config_path.empty()) return fail("--config and --no-config contradict each other");
-  std::optional<std::string> path;
-  if (!cli.config_path.empty()) {
-    path = cli.config_path;
-  } else if (auto from_env = env("TUNNEL_AGENT_CONFIG"); from_env && !from_env->empty() && !cli.no_config) {
-    path = *from_env;
-  } else if (auto fallback = default_config_path(getenv); fallback && !cli.no_config) {
-    if (access(fallback->c_str(), F_OK) == 0) path = fallback;
-    else file_note = fmt::format("none ({} does not exist)", *fallback);
-  } else {
-    file_note = cli.no_config ? "none (--no-config)" : "none";
-  }
-  if (path) {
-    file = load_config_file(*path, kinds, error);
-    if (!file) {
-      return fail(cli.config_path.empty() && !env("TUNNEL_AGENT_CONFIG")
-                      ? error + " (this file is read by default; --no-config skips it)"
-                      : error);
-    }
-    file_note = *path;
-  }
+  if (auto why = read_config_file(cli, kinds, env, getenv, file, file_note); !why.empty()) return fail(why);
 
   // 4. Each group of settings from its highest source; each source's values checked on their own, so
   // an error names where the value came from.
