@@ -691,6 +691,18 @@ std::optional<std::string> default_config_path(const GetEnv& getenv) {
 namespace {
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+// A value's own error, prefixed with where the value came from (key, why) -> line.
+using Prefixed = std::function<std::string(const std::string&, const std::string&)>;
+
+// Where each setting came from, for --print-config.
+struct Sources {
+  const std::vector<std::string>& keys;
+  const OptionKinds& kinds;
+  const std::map<std::string, Source>& chosen;  // group -> source
+  const std::map<std::string, std::string>& env_names;
+  const std::optional<ConfigFile>& file;
+  const std::string& file_note;
+};
 
 // What the environment gives: key -> its tokens, and key -> the variable's name (for messages).
 struct EnvSettings {
@@ -756,6 +768,175 @@ std::string read_config_file(const Raw& cli, const OptionKinds& kinds, const Env
   }
   note = *path;
   return "";
+}
+
+}  // namespace
+
+namespace {
+
+// The proxies of each forward (--proxy, else the environment as curl reads it) and the proxy login.
+// Returns the error, or "".
+std::string resolve_proxies(const Raw& raw, Source proxy_source, const EnvLookup& env, const Prefixed& from,
+                            Config& config) {
+  std::string error;
+  // Proxies: --proxy, else the environment as curl reads it (the upper-case HTTP_PROXY is not read:
+  // a CGI program's Proxy: request header would set it), unless --no-proxy.
+  if (raw.no_proxy && !raw.proxies.empty()) {
+    return ("--proxy and --no-proxy contradict each other: give one of them");
+  }
+  auto env_text = [&](const char* name) { return env(name).value_or(""); };
+  for (auto& forward : config.forwards) {
+    ProxySettings& proxy = forward.proxy;
+    if (!raw.proxies.empty()) {
+      for (const auto& proxy_url : raw.proxies) {
+        auto hop = parse_proxy(proxy_url, "--proxy", error);
+        if (!hop) return from("proxy", error);
+        if (&forward == &config.forwards.front() && proxy_source == Source::command_line &&
+            !url_part(proxy_url, CURLUPART_PASSWORD).empty()) {
+          config.warnings.push_back(fmt::format(
+              "--proxy {}: the password in its URL is visible to every user of this machine (ps, /proc); give it "
+              "with --proxy-password-file or TUNNEL_AGENT_PROXY_PASSWORD (and the user with --proxy-user)",
+              hop->display));
+        }
+        proxy.hops.push_back(std::move(*hop));
+      }
+    } else if (!raw.no_proxy) {
+      const bool https = forward.url.rfind("https://", 0) == 0;
+      std::vector<const char*> names = https ? std::vector<const char*>{"https_proxy", "HTTPS_PROXY"}
+                                             : std::vector<const char*>{"http_proxy"};
+      names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
+      for (const char* name : names) {
+        if (env_text(name).empty()) continue;
+        auto hop = parse_proxy(env_text(name), name, error);
+        if (!hop) return (error);
+        proxy.hops.push_back(std::move(*hop));
+        break;
+      }
+    }
+    if (!proxy.hops.empty()) proxy.no_proxy = !env_text("no_proxy").empty() ? env_text("no_proxy") : env_text("NO_PROXY");
+    const std::string endpoint_host = url_part(forward.url, CURLUPART_HOST);
+    if (!proxy.hops.empty() && no_proxy_covers(proxy.no_proxy, endpoint_host)) {
+      // libcurl would go direct anyway; dropping them here keeps the report (check, the start line)
+      // and the session's choices (no proxy-sized bodies, no chain) true to what happens.
+      proxy.bypassed = fmt::format("{} ({}){} not used: {} is in no_proxy ({})", proxy.hops.front().source,
+                                   proxy.hops.front().display, proxy.hops.size() > 1 ? " and the rest of the chain are" : " is",
+                                   endpoint_host, proxy.no_proxy);
+      proxy.hops.clear();
+    }
+    if (proxy.hops.size() > 1) {
+      for (size_t i = 0; i < proxy.hops.size(); ++i) {
+        if (proxy.hops[i].url.rfind("https://", 0) == 0) {
+          return (fmt::format("proxy {} ({}) is an https:// proxy: in a chain every proxy must be http:// (the "
+                                  "tunnel to the endpoint can still be https://)",
+                                  i + 1, proxy.hops[i].display));
+        }
+      }
+    }
+  }
+  if (!raw.proxy_password_file.empty()) {
+    auto password = read_secret_file(raw.proxy_password_file, "proxy password", error, config.warnings);
+    if (!password) return from("proxy-password-file", error);
+    config.proxy.password = std::move(*password);
+  } else if (!env_text("TUNNEL_AGENT_PROXY_PASSWORD").empty()) {
+    config.proxy.password = env_text("TUNNEL_AGENT_PROXY_PASSWORD");
+  }
+  if (const size_t colon = config.proxy.user.find(':'); colon != std::string::npos) {
+    // USER:PASSWORD, as curl's -U takes it: the user alone would end in an unexplained 407.
+    if (config.proxy.password) {
+      return ("the proxy password is given twice: in --proxy-user USER:PASSWORD and by --proxy-password-file "
+                  "or TUNNEL_AGENT_PROXY_PASSWORD; give only the user in --proxy-user");
+    }
+    config.proxy.password = config.proxy.user.substr(colon + 1);
+    config.proxy.user.resize(colon);
+    config.warnings.push_back(
+        "the proxy password was given in --proxy-user USER:PASSWORD, where ps and the shell's history show it: "
+        "put it in a file only you can read and give --proxy-password-file FILE");
+  }
+  if (config.proxy.password && config.proxy.user.empty()) {
+    return ("a proxy password was given but no --proxy-user");
+  }
+  config.proxy.auth = raw.proxy_auth == "basic"       ? CURLAUTH_BASIC
+                      : raw.proxy_auth == "digest"    ? CURLAUTH_DIGEST
+                      : raw.proxy_auth == "ntlm"      ? CURLAUTH_NTLM
+                      : raw.proxy_auth == "negotiate" ? CURLAUTH_NEGOTIATE
+                                                      : CURLAUTH_ANY;
+  for (auto& forward : config.forwards) {  // the login settings are the same for every forward
+    forward.proxy.user = config.proxy.user;
+    forward.proxy.password = config.proxy.password;
+    forward.proxy.auth = config.proxy.auth;
+  }
+  if (!config.forwards.empty()) config.proxy = config.forwards.front().proxy;
+  return "";
+}
+
+// --print-config: the settings in effect as TOML, each with its source; secrets and header values
+// masked.
+std::string print_config(const Sources& sources, const CLI::App& app, const Raw& raw) {
+  const auto& [keys, kinds, chosen, env_names, file, file_note] = sources;
+  const Config& config = raw.config;
+  std::string out = fmt::format(
+      "# tunnel-agent settings in effect. Precedence: command line > environment > config file > default.\n"
+      "# config file: {}\n",
+      file_note);
+  auto source_text = [&](const std::string& key) {
+    switch (chosen.at(group_of(key))) {
+      case Source::command_line: return std::string("command line");
+      case Source::environment: return env_names.count(key) != 0 ? env_names.at(key) : std::string("environment");
+      case Source::file:
+        return file->lines.count(key) != 0 ? fmt::format("config file line {}", file->lines.at(key))
+                                           : std::string("config file");
+      case Source::default_value: break;
+    }
+    return std::string("default");
+  };
+  auto line = [&](const std::string& key, const std::string& value) {
+    out += fmt::format("{:<44} # {}\n", fmt::format("{} = {}", key, value), source_text(key));
+  };
+  auto scalar = [](const std::string& text) {
+    const bool number = !text.empty() && text.find_first_not_of("0123456789.") == std::string::npos &&
+                        std::count(text.begin(), text.end(), '.') <= 1 && text.front() != '.' && text.back() != '.';
+    return number ? text : toml_string(text);
+  };
+  for (const std::string& key : keys) {
+    if (key == "url") {
+      if (!raw.url.empty()) line(key, toml_string(config.forwards.front().url));  // as resolved
+      continue;
+    }
+    const CLI::Option* opt = app.get_option("--" + key);
+    switch (kinds.at(key)) {
+      case OptionKind::flag: line(key, opt->count() > 0 && opt->as<bool>() ? "true" : "false"); break;
+      case OptionKind::count: line(key, std::to_string(raw.verbose)); break;
+      case OptionKind::list: {
+        std::vector<std::string> items;
+        for (const auto& item : opt->results()) {
+          items.push_back(toml_string(key == "header" ? mask_header(item) : key == "proxy" ? mask_proxy(item) : item));
+        }
+        if (!items.empty()) line(key, fmt::format("[{}]", fmt::join(items, ", ")));
+        break;
+      }
+      case OptionKind::scalar:
+        if (opt->count() > 0 && key == "proxy-user") line(key, scalar(config.proxy.user));  // never USER:PASSWORD
+        else if (opt->count() > 0) line(key, scalar(opt->results().back()));
+        else if (!opt->get_default_str().empty()) line(key, scalar(opt->get_default_str()));
+        else out += fmt::format("# {} is not set\n", key);
+        break;
+    }
+  }
+  out += config.secret ? fmt::format("# secret: from {} (not shown)\n", config.secret_source)
+                       : "# secret: none (--secret-file, TUNNEL_AGENT_SECRET or secret-file in the config file)\n";
+  if (config.proxy.password) out += "# proxy password: given (not shown)\n";
+  if (chosen.at("endpoints") == Source::file) {
+    for (const FileForward& table : file->forwards) {
+      out += fmt::format("\n[[forward]]                                  # {}\n", table.where);
+      if (!table.listen.empty()) out += fmt::format("listen = {}\n", toml_string(table.listen));
+      out += fmt::format("url = {}\n", toml_string(table.url));
+      if (!table.secret_file.empty()) out += fmt::format("secret-file = {}\n", toml_string(table.secret_file));
+      std::vector<std::string> headers;
+      for (const auto& h : table.headers) headers.push_back(toml_string(mask_header(h)));
+      if (!headers.empty()) out += fmt::format("header = [{}]\n", fmt::join(headers, ", "));
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -879,15 +1060,16 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   Config& config = raw.config;
   config.check = check;
   // A value's own error, prefixed with where the value came from when that was not the command line.
-  auto fail_from = [&](const std::string& key, const std::string& why) {
+  const Prefixed from = [&](const std::string& key, const std::string& why) {
     switch (chosen[group_of(key)]) {
-      case Source::environment: return fail(fmt::format("{}: {}", env_names[key], why));
-      case Source::file: return fail(fmt::format("config file {} line {}: {}", file->path, file->lines[key], why));
+      case Source::environment: return fmt::format("{}: {}", env_names[key], why);
+      case Source::file: return fmt::format("config file {} line {}: {}", file->path, file->lines[key], why);
       case Source::command_line:
       case Source::default_value: break;
     }
-    return fail(why);
+    return why;
   };
+  auto fail_from = [&](const std::string& key, const std::string& why) { return fail(from(key, why)); };
 
   if (!raw.url.empty()) {
     auto listen = parse_listen_address(raw.listen_text, error);
@@ -998,93 +1180,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   if (config.secret && config.secret->find_first_of("\r\n") != std::string::npos) {
     return fail("the secret contains a line break: it cannot be sent in an HTTP header");
   }
-  // Proxies: --proxy, else the environment as curl reads it (the upper-case HTTP_PROXY is not read:
-  // a CGI program's Proxy: request header would set it), unless --no-proxy.
-  if (raw.no_proxy && !raw.proxies.empty()) {
-    return fail("--proxy and --no-proxy contradict each other: give one of them");
-  }
-  auto env_text = [&](const char* name) { return env(name).value_or(""); };
-  for (auto& forward : config.forwards) {
-    ProxySettings& proxy = forward.proxy;
-    if (!raw.proxies.empty()) {
-      for (const auto& proxy_url : raw.proxies) {
-        auto hop = parse_proxy(proxy_url, "--proxy", error);
-        if (!hop) return fail_from("proxy", error);
-        if (&forward == &config.forwards.front() && chosen["proxy"] == Source::command_line &&
-            !url_part(proxy_url, CURLUPART_PASSWORD).empty()) {
-          config.warnings.push_back(fmt::format(
-              "--proxy {}: the password in its URL is visible to every user of this machine (ps, /proc); give it "
-              "with --proxy-password-file or TUNNEL_AGENT_PROXY_PASSWORD (and the user with --proxy-user)",
-              hop->display));
-        }
-        proxy.hops.push_back(std::move(*hop));
-      }
-    } else if (!raw.no_proxy) {
-      const bool https = forward.url.rfind("https://", 0) == 0;
-      std::vector<const char*> names = https ? std::vector<const char*>{"https_proxy", "HTTPS_PROXY"}
-                                             : std::vector<const char*>{"http_proxy"};
-      names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
-      for (const char* name : names) {
-        if (env_text(name).empty()) continue;
-        auto hop = parse_proxy(env_text(name), name, error);
-        if (!hop) return fail(error);
-        proxy.hops.push_back(std::move(*hop));
-        break;
-      }
-    }
-    if (!proxy.hops.empty()) proxy.no_proxy = !env_text("no_proxy").empty() ? env_text("no_proxy") : env_text("NO_PROXY");
-    const std::string endpoint_host = url_part(forward.url, CURLUPART_HOST);
-    if (!proxy.hops.empty() && no_proxy_covers(proxy.no_proxy, endpoint_host)) {
-      // libcurl would go direct anyway; dropping them here keeps the report (check, the start line)
-      // and the session's choices (no proxy-sized bodies, no chain) true to what happens.
-      proxy.bypassed = fmt::format("{} ({}){} not used: {} is in no_proxy ({})", proxy.hops.front().source,
-                                   proxy.hops.front().display, proxy.hops.size() > 1 ? " and the rest of the chain are" : " is",
-                                   endpoint_host, proxy.no_proxy);
-      proxy.hops.clear();
-    }
-    if (proxy.hops.size() > 1) {
-      for (size_t i = 0; i < proxy.hops.size(); ++i) {
-        if (proxy.hops[i].url.rfind("https://", 0) == 0) {
-          return fail(fmt::format("proxy {} ({}) is an https:// proxy: in a chain every proxy must be http:// (the "
-                                  "tunnel to the endpoint can still be https://)",
-                                  i + 1, proxy.hops[i].display));
-        }
-      }
-    }
-  }
-  if (!raw.proxy_password_file.empty()) {
-    auto password = read_secret_file(raw.proxy_password_file, "proxy password", error, config.warnings);
-    if (!password) return fail_from("proxy-password-file", error);
-    config.proxy.password = std::move(*password);
-  } else if (!env_text("TUNNEL_AGENT_PROXY_PASSWORD").empty()) {
-    config.proxy.password = env_text("TUNNEL_AGENT_PROXY_PASSWORD");
-  }
-  if (const size_t colon = config.proxy.user.find(':'); colon != std::string::npos) {
-    // USER:PASSWORD, as curl's -U takes it: the user alone would end in an unexplained 407.
-    if (config.proxy.password) {
-      return fail("the proxy password is given twice: in --proxy-user USER:PASSWORD and by --proxy-password-file "
-                  "or TUNNEL_AGENT_PROXY_PASSWORD; give only the user in --proxy-user");
-    }
-    config.proxy.password = config.proxy.user.substr(colon + 1);
-    config.proxy.user.resize(colon);
-    config.warnings.push_back(
-        "the proxy password was given in --proxy-user USER:PASSWORD, where ps and the shell's history show it: "
-        "put it in a file only you can read and give --proxy-password-file FILE");
-  }
-  if (config.proxy.password && config.proxy.user.empty()) {
-    return fail("a proxy password was given but no --proxy-user");
-  }
-  config.proxy.auth = raw.proxy_auth == "basic"       ? CURLAUTH_BASIC
-                      : raw.proxy_auth == "digest"    ? CURLAUTH_DIGEST
-                      : raw.proxy_auth == "ntlm"      ? CURLAUTH_NTLM
-                      : raw.proxy_auth == "negotiate" ? CURLAUTH_NEGOTIATE
-                                                      : CURLAUTH_ANY;
-  for (auto& forward : config.forwards) {  // the login settings are the same for every forward
-    forward.proxy.user = config.proxy.user;
-    forward.proxy.password = config.proxy.password;
-    forward.proxy.auth = config.proxy.auth;
-  }
-  if (!config.forwards.empty()) config.proxy = config.forwards.front().proxy;
+  if (auto why = resolve_proxies(raw, chosen.at("proxy"), env, from, config); !why.empty()) return fail(why);
   if (!config.tls.key.empty() && config.tls.cert.empty()) return fail("--key needs --cert");
   config.on_busy = raw.on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
   if (raw.quiet && raw.verbose > 0) return fail("-q and -v contradict each other: give one of them");
@@ -1105,70 +1201,7 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   config.stats_interval_ms = static_cast<long>(raw.stats_interval_s * 1000);
 
   if (raw.print_config) {
-    // The settings in effect as TOML, each with its source; secrets and header values masked.
-    std::string out = fmt::format(
-        "# tunnel-agent settings in effect. Precedence: command line > environment > config file > default.\n"
-        "# config file: {}\n",
-        file_note);
-    auto source_text = [&](const std::string& key) {
-      switch (chosen[group_of(key)]) {
-        case Source::command_line: return std::string("command line");
-        case Source::environment: return env_names.count(key) != 0 ? env_names[key] : std::string("environment");
-        case Source::file:
-          return file->lines.count(key) != 0 ? fmt::format("config file line {}", file->lines[key])
-                                             : std::string("config file");
-        case Source::default_value: break;
-      }
-      return std::string("default");
-    };
-    auto line = [&](const std::string& key, const std::string& value) {
-      out += fmt::format("{:<44} # {}\n", fmt::format("{} = {}", key, value), source_text(key));
-    };
-    auto scalar = [](const std::string& text) {
-      const bool number = !text.empty() && text.find_first_not_of("0123456789.") == std::string::npos &&
-                          std::count(text.begin(), text.end(), '.') <= 1 && text.front() != '.' && text.back() != '.';
-      return number ? text : toml_string(text);
-    };
-    for (const std::string& key : keys) {
-      if (key == "url") {
-        if (!raw.url.empty()) line(key, toml_string(config.forwards.front().url));  // as resolved
-        continue;
-      }
-      const CLI::Option* opt = app->get_option("--" + key);
-      switch (kinds[key]) {
-        case OptionKind::flag: line(key, opt->count() > 0 && opt->as<bool>() ? "true" : "false"); break;
-        case OptionKind::count: line(key, std::to_string(raw.verbose)); break;
-        case OptionKind::list: {
-          std::vector<std::string> items;
-          for (const auto& item : opt->results()) {
-            items.push_back(toml_string(key == "header" ? mask_header(item) : key == "proxy" ? mask_proxy(item) : item));
-          }
-          if (!items.empty()) line(key, fmt::format("[{}]", fmt::join(items, ", ")));
-          break;
-        }
-        case OptionKind::scalar:
-          if (opt->count() > 0 && key == "proxy-user") line(key, scalar(config.proxy.user));  // never USER:PASSWORD
-          else if (opt->count() > 0) line(key, scalar(opt->results().back()));
-          else if (!opt->get_default_str().empty()) line(key, scalar(opt->get_default_str()));
-          else out += fmt::format("# {} is not set\n", key);
-          break;
-      }
-    }
-    out += config.secret ? fmt::format("# secret: from {} (not shown)\n", config.secret_source)
-                         : "# secret: none (--secret-file, TUNNEL_AGENT_SECRET or secret-file in the config file)\n";
-    if (config.proxy.password) out += "# proxy password: given (not shown)\n";
-    if (chosen["endpoints"] == Source::file) {
-      for (const FileForward& table : file->forwards) {
-        out += fmt::format("\n[[forward]]                                  # {}\n", table.where);
-        if (!table.listen.empty()) out += fmt::format("listen = {}\n", toml_string(table.listen));
-        out += fmt::format("url = {}\n", toml_string(table.url));
-        if (!table.secret_file.empty()) out += fmt::format("secret-file = {}\n", toml_string(table.secret_file));
-        std::vector<std::string> headers;
-        for (const auto& h : table.headers) headers.push_back(toml_string(mask_header(h)));
-        if (!headers.empty()) out += fmt::format("header = [{}]\n", fmt::join(headers, ", "));
-      }
-    }
-    result.message = out;
+    result.message = print_config({keys, kinds, chosen, env_names, file, file_note}, *app, raw);
     return result;
   }
   result.config = std::move(config);
