@@ -70,7 +70,7 @@ class Completion(unittest.TestCase):
         result = subprocess.run([zsh, "-n", ZSH], capture_output=True, text=True)
         self.assertEqual(result.returncode, 0, result.stderr)
         # And the function loads in a real completion system without an error.
-        script = f"autoload -U compinit; compinit -u -d /dev/null; fpath=('{os.path.dirname(ZSH)}' $fpath); " \
+        script = f"autoload -U compinit; compinit -u -D; fpath=('{os.path.dirname(ZSH)}' $fpath); " \
                  "autoload -U _tunnel-agent; whence -w _tunnel-agent"
         result = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True)
         self.assertIn("_tunnel-agent: function", result.stdout, result.stderr)
