@@ -872,7 +872,13 @@ std::string resolve_proxies(const Raw& raw, Source proxy_source, const EnvLookup
 // --print-config: the settings in effect as TOML, each with its source; secrets and header values
 // masked.
 std::string print_config(const Sources& sources, const CLI::App& app, const Raw& raw) {
-  const auto& [keys, kinds, chosen, env_names, file, file_note] = sources;
+  // Named references, not a structured binding: clang (the fuzz build) refuses to capture those.
+  const auto& keys = sources.keys;
+  const auto& kinds = sources.kinds;
+  const auto& chosen = sources.chosen;
+  const auto& env_names = sources.env_names;
+  const auto& file = sources.file;
+  const auto& file_note = sources.file_note;
   const Config& config = raw.config;
   std::string out = fmt::format(
       "# tunnel-agent settings in effect. Precedence: command line > environment > config file > default.\n"
