@@ -384,6 +384,19 @@ def exchange(sock, payload, timeout=60):
     return bytes(got)
 
 
+def jdwp_hello(sock):
+    """Sends a debugger's JDWP handshake on `sock` and returns the answer: the 14 bytes a JVM sends
+    back, or fewer if the connection ended first."""
+    sock.sendall(b"JDWP-Handshake")
+    answer = b""
+    while len(answer) < 14:
+        chunk = sock.recv(14 - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
 def read_until_closed(sock, timeout=10):
     """Reads until the peer closes; returns what was read. Fails if it does not close in time."""
     sock.settimeout(timeout)

@@ -91,13 +91,7 @@ class FirstFiveMinutes(unittest.TestCase):
             demo.read_until(r"listening on 127\.0\.0\.1:\d+", 30)
             if attach:
                 with harness.connect(port) as s:
-                    s.sendall(b"JDWP-Handshake")
-                    hello = b""
-                    while len(hello) < 14:
-                        chunk = s.recv(14 - len(hello))
-                        self.assertTrue(chunk, demo.text())
-                        hello += chunk
-                    self.assertEqual(hello, b"JDWP-Handshake", demo.text())
+                    self.assertEqual(harness.jdwp_hello(s), b"JDWP-Handshake", demo.text())
                     demo.read_until(r"debugger attached", 30)
                     os.write(demo.master, b"\x03")  # Ctrl-C, typed at the terminal
                     demo.wait_exit(30)

@@ -99,14 +99,7 @@ class FastReattach(NeedsJdk):
             for i in range(1, 51):
                 with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
                     s.settimeout(10)
-                    s.sendall(b"JDWP-Handshake")
-                    answer = b""
-                    while len(answer) < 14:
-                        chunk = s.recv(14 - len(answer))
-                        if not chunk:
-                            break
-                        answer += chunk
-                    self.assertEqual(answer, b"JDWP-Handshake", f"attach {i}:\n{agent.output()}")
+                    self.assertEqual(harness.jdwp_hello(s), b"JDWP-Handshake", f"attach {i}:\n{agent.output()}")
                 agent.wait_for_line(rf"session {i} .*(closed|failed) after", timeout=20)
             self.assertEqual(agent.count(r"session \d+ .*failed after"), 0, agent.output())
             self.assertEqual(agent.count(r"the JVM closed the debug connection"), 0, agent.output())
@@ -128,13 +121,7 @@ class WhoClosedFirst(NeedsJdk):
         agent, port = start_agent(server_port)
         try:
             with harness.connect(port) as s:
-                s.sendall(b"JDWP-Handshake")
-                hello = b""
-                while len(hello) < 14:
-                    chunk = s.recv(14 - len(hello))
-                    self.assertTrue(chunk, agent.output())
-                    hello += chunk
-                self.assertEqual(hello, b"JDWP-Handshake")
+                self.assertEqual(harness.jdwp_hello(s), b"JDWP-Handshake", agent.output())
                 # VirtualMachine.Dispose (set 1, command 6), id 1, no data; its reply is 11 bytes.
                 s.sendall((11).to_bytes(4, "big") + (1).to_bytes(4, "big") + bytes([0, 1, 6]))
                 rest = harness.read_until_closed(s, timeout=30)
@@ -145,12 +132,7 @@ class WhoClosedFirst(NeedsJdk):
             self.assertEqual(agent.count(r"the JVM closed the debug connection"), 0, agent.output())
             # And the other way round: a JVM that ends while attached is named as such.
             with harness.connect(port) as s:
-                s.sendall(b"JDWP-Handshake")
-                hello = b""
-                while len(hello) < 14:
-                    chunk = s.recv(14 - len(hello))
-                    self.assertTrue(chunk, agent.output())
-                    hello += chunk
+                self.assertEqual(harness.jdwp_hello(s), b"JDWP-Handshake", agent.output())
                 jvm.stop(signal.SIGKILL)
                 harness.read_until_closed(s, timeout=30)
             agent.wait_for_line(r"session 2 .*: the JVM closed the debug connection", timeout=20)
