@@ -1,6 +1,7 @@
 #include "common/http_exchange.hpp"
 
 #include "common/log.hpp"
+#include "common/negotiate.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/url.hpp"
 
@@ -40,11 +41,7 @@ void apply_proxy(CURL* easy, const ProxySettings& proxy) {
   // Always CONNECT, also for http:// endpoints: a forward proxy buffers and times out long polls.
   curl_easy_setopt(easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
   curl_easy_setopt(easy, CURLOPT_NOPROXY, proxy.no_proxy.c_str());  // resolved from no_proxy by config
-  curl_easy_setopt(easy, CURLOPT_PROXYAUTH, proxy.auth);
-  if (!proxy.user.empty()) {
-    curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, proxy.user.c_str());
-    curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, proxy.password ? proxy.password->c_str() : "");
-  }
+  apply_proxy_login(easy, proxy, proxy.hops.front());
 }
 
 void apply_tls(CURL* easy, const TlsSettings& tls) {
@@ -88,6 +85,21 @@ std::string auth_names(long mask) {
 }
 
 }  // namespace
+
+void apply_proxy_login(CURL* easy, const ProxySettings& proxy, const ProxyHop& hop1) {
+  if (!proxy.user.empty()) {
+    curl_easy_setopt(easy, CURLOPT_PROXYAUTH, proxy.auth);
+    curl_easy_setopt(easy, CURLOPT_PROXYUSERNAME, proxy.user.c_str());
+    curl_easy_setopt(easy, CURLOPT_PROXYPASSWORD, proxy.password ? proxy.password->c_str() : "");
+  } else if (url_part(hop1.url, CURLUPART_USER).empty() && (proxy.auth & CURLAUTH_NEGOTIATE) != 0) {
+    // No user: the ticket, and nothing else (no empty Basic login). libcurl logs in to a proxy only
+    // with a user set, so the empty one curl's "-U :" gives.
+    curl_easy_setopt(easy, CURLOPT_PROXYAUTH, CURLAUTH_NEGOTIATE);
+    curl_easy_setopt(easy, CURLOPT_PROXYUSERPWD, ":");
+  } else {
+    curl_easy_setopt(easy, CURLOPT_PROXYAUTH, proxy.auth);
+  }
+}
 
 HttpExchange::HttpExchange(const HttpOptions& options) : easy_(curl_easy_init()), options_(options) {
   if (easy_ == nullptr) throw std::bad_alloc();
@@ -399,6 +411,10 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
       curl_easy_getinfo(easy_, CURLINFO_PROXYAUTH_AVAIL, &offered);
       const std::string offers = auth_names(offered).empty() ? "" : " (offers " + auth_names(offered) + ")";
       const bool has_user = !options_.proxy.user.empty() || hops.front().url.find('@') != std::string::npos;
+      if (!has_user && (offered & CURLAUTH_NEGOTIATE) != 0 && (options_.proxy.auth & CURLAUTH_NEGOTIATE) != 0) {
+        return hop + " requires a Kerberos login (Negotiate): " +
+               kerberos_login_advice(url_part(hops.front().url, CURLUPART_HOST));
+      }
       if (!has_user) {
         return hop + " requires authentication" + offers +
                ": give --proxy-user, with the password in TUNNEL_AGENT_PROXY_PASSWORD or --proxy-password-file";

@@ -28,6 +28,11 @@ struct ProxySettings {
   long auth = CURLAUTH_ANY;     // schemes libcurl may use with hop 1
 };
 
+// The login libcurl offers proxy 1 (`hop1`, which may carry its own credentials in its URL): the
+// user and password given, or with none, the user's Kerberos ticket (Negotiate, as curl's
+// `--proxy-negotiate -U :`) when `proxy.auth` allows it. (http_exchange.cpp)
+void apply_proxy_login(CURL* easy, const ProxySettings& proxy, const ProxyHop& hop1);
+
 struct TlsSettings {
   std::string cacert, capath;   // trust for the endpoint (default: the system's)
   bool insecure = false;        // no verification of the endpoint (warned about at start)

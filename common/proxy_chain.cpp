@@ -1,5 +1,6 @@
 #include "common/proxy_chain.hpp"
 
+#include "common/negotiate.hpp"
 #include "common/url.hpp"
 
 #include "common/log.hpp"
@@ -12,8 +13,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -48,6 +53,22 @@ std::string base64(const std::string& in) {
     out += {table[v >> 18], table[(v >> 12) & 63], i + 1 < in.size() ? table[(v >> 6) & 63] : '=', '='};
   }
   return out;
+}
+
+// The value of header `name` in an answer's head (case-insensitive name), or "" when it has none.
+std::string header_value(const std::string& head, std::string_view name) {
+  for (size_t at = head.find("\r\n"); at != std::string::npos; at = head.find("\r\n", at + 2)) {
+    const size_t start = at + 2;
+    if (head.size() - start > name.size() && head[start + name.size()] == ':' &&
+        std::equal(name.begin(), name.end(), head.begin() + static_cast<long>(start),
+                   [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
+                                               std::tolower(static_cast<unsigned char>(b)); })) {
+      const size_t value = head.find_first_not_of(' ', start + name.size() + 1);
+      const size_t end = head.find("\r\n", start);
+      return value == std::string::npos || value >= end ? "" : head.substr(value, end - value);
+    }
+  }
+  return "";
 }
 
 }  // namespace
@@ -104,6 +125,7 @@ struct ProxyChain::Link {
   Phase phase = Phase::hop1;
   size_t next_hop = 1;  // the proxy our current CONNECT goes to (index into hops)
   std::string answer;   // that proxy's answer so far
+  bool sent_ticket = false;  // our CONNECT to that proxy carried a Kerberos token
   int open_handles = 0;
   bool dropped = false;
   std::array<char, 64 * 1024> from_curl{};
@@ -224,11 +246,7 @@ void ProxyChain::accept_link() {
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, link->hop->error);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &Hop::on_curl_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, link->hop.get());
-  curl_easy_setopt(e, CURLOPT_PROXYAUTH, options_.proxy.auth);
-  if (!options_.proxy.user.empty()) {
-    curl_easy_setopt(e, CURLOPT_PROXYUSERNAME, options_.proxy.user.c_str());
-    curl_easy_setopt(e, CURLOPT_PROXYPASSWORD, options_.proxy.password ? options_.proxy.password->c_str() : "");
-  }
+  apply_proxy_login(e, options_.proxy, hops[0]);
   if (driver_.start(e, link->hop.get()) != CURLM_OK) fail(*link, "cannot start a CONNECT through proxy 1");
 }
 
@@ -245,6 +263,11 @@ void ProxyChain::hop_done(Link& link, CURLcode result) {
       curl_easy_getinfo(hop.easy, CURLINFO_PROXYAUTH_AVAIL, &offered);
       const std::string offers = auth_list(offered).empty() ? "" : " (offers " + auth_list(offered) + ")";
       const bool has_user = !options_.proxy.user.empty() || !url_part(hops[0].url, CURLUPART_USER).empty();
+      if (!has_user && (offered & CURLAUTH_NEGOTIATE) != 0 && (options_.proxy.auth & CURLAUTH_NEGOTIATE) != 0) {
+        fail(link, name + " requires a Kerberos login (Negotiate): " +
+                       kerberos_login_advice(url_part(hops[0].url, CURLUPART_HOST)));
+        return;
+      }
       fail(link, has_user ? name + " refused the login (" + status + ")" + offers + ": check --proxy-user and the password"
                           : name + " requires authentication" + offers + ": give --proxy-user");
     } else if (code != 0 && code != 200) {
@@ -280,8 +303,20 @@ void ProxyChain::send_connect(Link& link) {
   const std::string target = link.next_hop + 1 < hops.size() ? hops[link.next_hop + 1].display : endpoint_;
   std::string request = fmt::format("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n", target);
   const std::string user = url_part(via.url, CURLUPART_USER, CURLU_URLDECODE);
+  link.sent_ticket = false;
   if (!user.empty()) {
     request += "Proxy-Authorization: Basic " + base64(user + ":" + url_part(via.url, CURLUPART_PASSWORD, CURLU_URLDECODE)) + "\r\n";
+  } else if (kerberos_hops_.count(link.next_hop) != 0) {
+    // This proxy asked for Kerberos before: the ticket goes with the first CONNECT.
+    const std::string host = url_part(via.url, CURLUPART_HOST);
+    const NegotiateToken token = negotiate_token(host);
+    if (!token.ok) {
+      fail(link, fmt::format("proxy {} ({}) requires a Kerberos login (Negotiate): {}", link.next_hop + 1, via.display,
+                             kerberos_login_advice(host)));
+      return;
+    }
+    request += "Proxy-Authorization: Negotiate " + base64(token.value) + "\r\n";
+    link.sent_ticket = true;
   }
   request += "\r\n";
   link.answer.clear();
@@ -310,6 +345,28 @@ void ProxyChain::on_connect_answer(Link& link, const char* data, size_t size) {
       at += 22;
       const std::string scheme = head.substr(at, head.find_first_of(" \r", at) - at);
       offers += (offers.empty() ? "" : ", ") + scheme;
+    }
+    const bool no_user = url_part(hops[link.next_hop].url, CURLUPART_USER).empty();
+    if (no_user && (options_.proxy.auth & CURLAUTH_NEGOTIATE) != 0 && offers.find("Negotiate") != std::string::npos) {
+      const std::string host = url_part(hops[link.next_hop].url, CURLUPART_HOST);
+      if (link.sent_ticket) {
+        fail(link, name + " requires a Kerberos login (Negotiate): " + kerberos_login_advice(host));
+        return;
+      }
+      // Log in with the user's ticket: again on this connection once the 407's body has been read
+      // past, or, if the proxy closes it, on the next connection, which sends the ticket at once.
+      kerberos_hops_.insert(link.next_hop);
+      const std::string length = header_value(head, "Content-Length");
+      const size_t body = length.empty() ? 0 : std::strtoull(length.c_str(), nullptr, 10);
+      const bool closes = header_value(head, "Connection").find("close") != std::string::npos ||
+                          header_value(head, "Proxy-Connection").find("close") != std::string::npos;
+      if (closes || body > kMaxConnectAnswer * 4) {
+        fail(link, name + " asked for a Kerberos login and closed the connection; the next one logs in at once");
+        return;
+      }
+      if (link.answer.size() < end + 4 + body) return;  // the rest of the body is still to come
+      send_connect(link);
+      return;
     }
     offers = offers.empty() ? "" : " (offers " + offers + ")";
     fail(link, url_part(hops[link.next_hop].url, CURLUPART_USER).empty()

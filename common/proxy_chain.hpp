@@ -2,7 +2,8 @@
 // reach the endpoint (docs/PROXIES.md).
 //  - Hop 1 is a libcurl CONNECT_ONLY transfer through proxy 1, so every login scheme libcurl knows
 //    works there; hops 2..N are CONNECTs the agent writes on that tunnel (Basic login from the
-//    proxy's URL). Everything runs on the event loop.
+//    proxy's URL, or with none there, Negotiate from the user's Kerberos ticket when the proxy asks
+//    for it). Everything runs on the event loop.
 //  - The endpoint's requests reach the finished chain through a relay: CURLOPT_CONNECT_TO sends
 //    libcurl's connections to a listener of the chain's own on 127.0.0.1, which splices each one to
 //    a new chain. (libcurl 7.88 cannot take an already-connected socket: curl issue #10626.) The
@@ -68,6 +69,7 @@ class ProxyChain {
   curl_slist* connect_to_list_ = nullptr;
   std::set<int> expected_ports_;  // local ports of the sockets libcurl opened towards the relay
   std::list<Link*> links_;        // live links; a dropped link deletes itself once its handles closed
+  std::set<size_t> kerberos_hops_;  // hops 2..N that asked for Kerberos: later CONNECTs send the ticket at once
   std::string last_error_;
   uint64_t last_error_ns_ = 0;
 };

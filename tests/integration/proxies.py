@@ -15,6 +15,7 @@ class ProxyProcess:
         self.dir = tempfile.mkdtemp(prefix=f"{name}-")
         os.chmod(self.dir, 0o777)  # both drop root privileges to their own user
         self.port = self.url = None  # chosen by start()
+        self.env = None  # more environment for the proxy and its helpers
         self.log_file = os.path.join(self.dir, f"{name}.log")
 
     def write_conf(self, name, lines):
@@ -24,7 +25,7 @@ class ProxyProcess:
 
     def run(self, args, what):
         self.args, self.what = args, what
-        self.proc = Process(args)
+        self.proc = Process(args, env=self.env)
         wait_listening(self.port, what, process=self.proc)
 
     def start(self, conf_name, lines_for, args, what):
@@ -34,11 +35,12 @@ class ProxyProcess:
             self.write_conf(conf_name, lines_for(port))
             for name in os.listdir(self.dir):
                 os.chmod(os.path.join(self.dir, name), 0o666)
-            return Process(args)
+            return Process(args, env=self.env)
 
         self.args, self.what = args, what
         self.port, self.proc = start_on_free_port(launch, lambda proc, port: wait_listening(port, what, process=proc))
         self.url = f"http://127.0.0.1:{self.port}"
+        self.host_url = f"http://localhost:{self.port}"  # by name, as a Kerberos service is known
 
     def restart(self):
         """Stops the proxy (its connections die with it) and starts it again on the same port."""
@@ -58,10 +60,12 @@ class ProxyProcess:
 
 
 class Squid(ProxyProcess):
-    """squid with no login, or with a Basic, Digest or NTLM (squid's fake NTLM helper) login.
+    """squid with no login, or with a Basic, Digest or NTLM (squid's fake NTLM helper) login, or a
+    Negotiate (Kerberos) login checked by squid's negotiate_kerberos_auth against `kdc` (a
+    kerberos.Kdc), as the service HTTP/localhost: reach it as `self.host_url`, by that name.
     `deny_port`: refuse CONNECT to that port (403)."""
 
-    def __init__(self, auth=None, users=None, deny_port=None):
+    def __init__(self, auth=None, users=None, deny_port=None, kdc=None):
         super().__init__("squid")
         lines = [
             f"pid_filename {self.dir}/squid.pid",
@@ -92,6 +96,13 @@ class Squid(ProxyProcess):
                     f.write(f"{user}:{password}\n")
             lines += [f"auth_param digest program /usr/lib/squid/digest_file_auth {self.dir}/digest",
                       "auth_param digest realm tunnel-test"]
+        elif auth == "negotiate":
+            keytab = os.path.join(self.dir, "proxy.keytab")
+            kdc.add_service("HTTP/localhost", keytab)
+            self.env = {**kdc.env, "KRB5_KTNAME": f"FILE:{keytab}"}
+            lines += [f"auth_param negotiate program /usr/lib/squid/negotiate_kerberos_auth -i "
+                      f"-s HTTP/localhost@{kdc.realm} -k {keytab}",
+                      "auth_param negotiate children 2", "auth_param negotiate keep_alive on"]
         elif auth == "ntlm":
             lines += ["auth_param ntlm program /usr/lib/squid/ntlm_fake_auth", "auth_param ntlm children 2"]
         if auth:
