@@ -54,16 +54,22 @@ class KerberosProxy(unittest.TestCase):
             read_until_closed(s)
         return agent.wait_for_line(r"session \d+ .*failed").string
 
-    def squid_logged_alice(self):
-        wait_until(lambda: f"CONNECT 127.0.0.1:{self.server_port} alice@{self.kdc.realm}" in self.squid.log(), 10,
-                   "squid to log alice's Kerberos login to the endpoint")
+    def alice_logins(self):
+        return self.squid.log().count(f"CONNECT 127.0.0.1:{self.server_port} alice@{self.kdc.realm}")
+
+    def squid_logged_alice(self, agent, before):
+        """squid logs a tunnel when it ends: the agent's kept-alive connections end when it stops."""
+        code, _ = agent.stop()
+        self.assertEqual(code, 0, agent.output())
+        wait_until(lambda: self.alice_logins() > before, 10, "squid to log alice's Kerberos login to the endpoint")
 
     def test_the_ticket_logs_in_with_no_user_and_no_password(self):
         for auth in ("any", "negotiate"):
             with self.subTest(auth=auth):
+                before = self.alice_logins()
                 agent, port = self.agent("--proxy", self.squid.host_url, "--proxy-auth", auth)
                 self.round_trip(port, 1 << 20)
-                self.squid_logged_alice()
+                self.squid_logged_alice(agent, before)
                 self.assertEqual(agent.count(r"warning|error"), 0, agent.output())
 
     def test_no_ticket_says_to_run_kinit_with_the_realm(self):
@@ -82,12 +88,13 @@ class KerberosProxy(unittest.TestCase):
     def test_hop_2_of_a_chain_logs_in_with_the_ticket(self):
         tiny = Tinyproxy()
         try:
+            before = self.alice_logins()
             agent, port = self.agent("--proxy", tiny.url, "--proxy", self.squid.host_url)
             # Several connections: the first learns that hop 2 wants Kerberos, later ones send the
             # ticket with their first CONNECT.
             for _ in range(3):
                 self.round_trip(port, 256 * 1024)
-            self.squid_logged_alice()
+            self.squid_logged_alice(agent, before)
             self.assertIn(f"CONNECT localhost:{self.squid.port}", tiny.log(), "hop 1 was asked to reach hop 2")
         finally:
             tiny.stop()
