@@ -787,9 +787,22 @@ std::string resolve_proxies(const Raw& raw, Source proxy_source, const EnvLookup
   auto env_text = [&](const char* name) { return env(name).value_or(""); };
   for (auto& forward : config.forwards) {
     ProxySettings& proxy = forward.proxy;
-    if (!raw.proxies.empty()) {
+    if (forward.own_no_proxy) {
+      proxy.bypassed = fmt::format("no-proxy in {}", forward.own_proxy_source);
+      continue;
+    }
+    if (!forward.own_proxies.empty()) {
+      for (const auto& proxy_url : forward.own_proxies) {
+        auto hop = parse_proxy(proxy_url, forward.own_proxy_source.c_str(), error);
+        if (!hop) return error;  // it names the table
+        proxy.hops.push_back(std::move(*hop));
+      }
+    } else if (!raw.proxies.empty()) {
+      const char* label = proxy_source == Source::environment ? "TUNNEL_AGENT_PROXY"
+                          : proxy_source == Source::file      ? "proxy in the config file"
+                                                              : "--proxy";
       for (const auto& proxy_url : raw.proxies) {
-        auto hop = parse_proxy(proxy_url, "--proxy", error);
+        auto hop = parse_proxy(proxy_url, label, error);
         if (!hop) return from("proxy", error);
         if (&forward == &config.forwards.front() && proxy_source == Source::command_line &&
             !url_part(proxy_url, CURLUPART_PASSWORD).empty()) {
@@ -931,6 +944,20 @@ std::string print_config(const Sources& sources, const CLI::App& app, const Raw&
   out += config.secret ? fmt::format("# secret: from {} (not shown)\n", config.secret_source)
                        : "# secret: none (--secret-file, TUNNEL_AGENT_SECRET or secret-file in the config file)\n";
   if (config.proxy.password) out += "# proxy password: given (not shown)\n";
+  // The path each forward's connections take, and who chose it.
+  for (size_t i = 0; i < config.forwards.size(); ++i) {
+    const Forward& forward = config.forwards[i];
+    const ProxySettings& proxy = forward.proxy;
+    std::vector<std::string> hops;
+    for (size_t h = 0; h < proxy.hops.size(); ++h) {
+      hops.push_back(fmt::format("proxy {} {} (from {})", h + 1, proxy.hops[h].display, proxy.hops[h].source));
+    }
+    const std::string path = !hops.empty()            ? fmt::format("{}", fmt::join(hops, ", then "))
+                             : !proxy.bypassed.empty() ? "direct: " + proxy.bypassed
+                                                       : std::string("direct (no proxy given or in the environment)");
+    out += fmt::format("# forward {} ({}:{} -> {}): {}\n", i + 1, forward.listen.host, forward.listen.port,
+                       forward.url, path);
+  }
   if (chosen.at("endpoints") == Source::file) {
     for (const FileForward& table : file->forwards) {
       out += fmt::format("\n[[forward]]                                  # {}\n", table.where);
@@ -940,6 +967,10 @@ std::string print_config(const Sources& sources, const CLI::App& app, const Raw&
       std::vector<std::string> headers;
       for (const auto& h : table.headers) headers.push_back(toml_string(mask_header(h)));
       if (!headers.empty()) out += fmt::format("header = [{}]\n", fmt::join(headers, ", "));
+      std::vector<std::string> proxies;
+      for (const auto& p : table.proxies) proxies.push_back(toml_string(mask_proxy(p)));
+      if (!proxies.empty()) out += fmt::format("proxy = [{}]\n", fmt::join(proxies, ", "));
+      if (table.no_proxy) out += "no-proxy = true\n";
     }
   }
   return out;
@@ -1115,6 +1146,9 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
         if (auto why = check_header(header); !why.empty()) return fail(fmt::format("{}: {}", table.where, why));
       }
       forward.headers = table.headers;
+      forward.own_proxies = table.proxies;
+      forward.own_no_proxy = table.no_proxy;
+      forward.own_proxy_source = fmt::format("[[forward]] at {}", table.where);
       config.forwards.push_back(std::move(forward));
     }
   }

@@ -30,6 +30,11 @@ struct Forward {
   std::string secret_source;
   std::vector<std::string> headers;
   std::string url_warning;  // what resolve_endpoint_url said of the URL as typed ("": nothing)
+  // A [[forward]] table's own proxy choice, which wins over --proxy and the environment for it:
+  // proxy URLs (a chain) or no proxy at all, and where that was said ("[[forward]] at FILE line N").
+  std::vector<std::string> own_proxies;
+  bool own_no_proxy = false;
+  std::string own_proxy_source;
 };
 
 struct Config {

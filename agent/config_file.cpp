@@ -66,19 +66,37 @@ std::optional<FileForward> read_forward_table(const std::string& path, const tom
         return std::nullopt;
       }
       forward.headers = std::move(*list);
+    } else if (name == "proxy") {
+      auto list = string_list(value);
+      if (!list || list->empty()) {
+        error = fmt::format("{}: proxy must be a proxy URL or an array of them (a chain, in order)", at);
+        return std::nullopt;
+      }
+      forward.proxies = std::move(*list);
+    } else if (name == "no-proxy") {
+      auto flag = value.value_exact<bool>();
+      if (!flag) {
+        error = fmt::format("{}: no-proxy must be true or false", at);
+        return std::nullopt;
+      }
+      forward.no_proxy = *flag;
     } else if (name == "secret") {
       error = fmt::format("{}: a config file takes no secret: put it in a file of its own and name that with "
                           "secret-file",
                           at);
       return std::nullopt;
     } else {
-      error = fmt::format("{}: unknown key '{}' in a [[forward]] table: it takes listen, url, secret-file and header",
+      error = fmt::format("{}: unknown key '{}' in a [[forward]] table: it takes listen, url, secret-file, header, proxy and no-proxy",
                           at, name);
       return std::nullopt;
     }
   }
   if (forward.url.empty()) {
     error = fmt::format("{}: this [[forward]] table has no url", forward.where);
+    return std::nullopt;
+  }
+  if (forward.no_proxy && !forward.proxies.empty()) {
+    error = fmt::format("{}: this [[forward]] table has both proxy and no-proxy: give one of them", forward.where);
     return std::nullopt;
   }
   return forward;

@@ -21,6 +21,8 @@ struct FileForward {
   std::string url;
   std::string secret_file;
   std::vector<std::string> headers;
+  std::vector<std::string> proxies;  // its own proxy (or chain), for this endpoint only
+  bool no_proxy = false;             // this endpoint is reached directly, whatever else says
   std::string where;  // "FILE line N", for messages
 };
 

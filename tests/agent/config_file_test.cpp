@@ -166,6 +166,77 @@ TEST_CASE("[[forward]] tables carry their own secret and headers") {
         a.http.sensitive_headers.end());
 }
 
+TEST_CASE("a [[forward]] table's own proxy wins over --proxy and the environment, for it alone") {
+  ConfigDir dir;
+  const std::string path = dir.write("c.toml",
+                                     "[[forward]]\n"
+                                     "listen = 8001\n"
+                                     "url = \"https://a.example\"\n"
+                                     "proxy = \"http://bob:hunter22@squid.corp:3128\"\n"
+                                     "[[forward]]\n"
+                                     "listen = 8002\n"
+                                     "url = \"https://b.example\"\n"
+                                     "no-proxy = true\n"
+                                     "[[forward]]\n"
+                                     "listen = 8003\n"
+                                     "url = \"https://c.example\"\n"
+                                     "proxy = [\"first:3128\", \"http://second:8080\"]\n"
+                                     "[[forward]]\n"
+                                     "listen = 8004\n"
+                                     "url = \"https://d.example\"\n");
+  Run run;
+  run.env["https_proxy"] = "http://env.proxy:3128";
+  auto r = run({"--config", path});
+  REQUIRE(r.config);
+  const auto& f = r.config->forwards;
+  REQUIRE(f.size() == 4);
+  REQUIRE(f[0].proxy.hops.size() == 1);
+  CHECK(f[0].proxy.hops[0].display == "squid.corp:3128");
+  CHECK(f[0].proxy.hops[0].source == "[[forward]] at config file " + path + " line 1");
+  CHECK(f[1].proxy.hops.empty());
+  CHECK(contains(f[1].proxy.bypassed, "no-proxy in [[forward]] at config file " + path + " line 5"));
+  REQUIRE(f[2].proxy.hops.size() == 2);  // a chain, in order
+  CHECK(f[2].proxy.hops[0].display == "first:3128");
+  CHECK(f[2].proxy.hops[1].display == "second:8080");
+  REQUIRE(f[3].proxy.hops.size() == 1);  // no table of its own: the environment
+  CHECK(f[3].proxy.hops[0].source == "https_proxy");
+
+  // --proxy on the command line is for the forwards without a proxy of their own.
+  r = run({"--config", path, "--proxy", "http://flag.proxy:3128"});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards[0].proxy.hops[0].display == "squid.corp:3128");
+  CHECK(r.config->forwards[1].proxy.hops.empty());
+  CHECK(r.config->forwards[3].proxy.hops[0].display == "flag.proxy:3128");
+
+  // --print-config says which path each forward takes and who chose it; the password stays out.
+  r = run({"--config", path, "--print-config"});
+  CHECK(contains(r.message, "# forward 1 (127.0.0.1:8001 -> https://a.example/.~~spring-boot!~/debug): proxy 1 "
+                            "squid.corp:3128 (from [[forward]] at config file " + path + " line 1)"));
+  CHECK(contains(r.message, "# forward 2 (127.0.0.1:8002 -> https://b.example/.~~spring-boot!~/debug): direct: "
+                            "no-proxy in [[forward]]"));
+  CHECK(contains(r.message, "then proxy 2 second:8080"));
+  CHECK(contains(r.message, "# forward 4 (127.0.0.1:8004 -> https://d.example/.~~spring-boot!~/debug): proxy 1 "
+                            "env.proxy:3128 (from https_proxy)"));
+  CHECK(contains(r.message, "no-proxy = true"));
+  CHECK_FALSE(contains(r.message, "hunter22"));
+
+  // The file's global proxy, and TUNNEL_AGENT_PROXY, are named as such.
+  const std::string global = dir.write("global.toml", "proxy = \"http://file.proxy:3128\"\nurl = \"https://e.example\"\n");
+  r = run({"--config", global});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards[0].proxy.hops[0].source == "proxy in the config file");
+  run.env["TUNNEL_AGENT_PROXY"] = "http://var.proxy:3128";
+  r = run({"--config", global});
+  REQUIRE(r.config);
+  CHECK(r.config->forwards[0].proxy.hops[0].source == "TUNNEL_AGENT_PROXY");
+  run.env.erase("TUNNEL_AGENT_PROXY");
+
+  // A bad proxy in a table is named with the table.
+  r = run({"--config", dir.write("bad.toml", "[[forward]]\nurl = \"http://h/x\"\nproxy = \"ftp://p:1\"\n")});
+  CHECK(r.exit_code == 2);
+  CHECK(contains(r.message, "unsupported proxy scheme 'ftp' from [[forward]] at config file"));
+}
+
 TEST_CASE("where the config file comes from") {
   ConfigDir dir;
   const std::string other = dir.write("other.toml", "retry-window = 3\n");
@@ -205,6 +276,9 @@ TEST_CASE("errors name the file and line, or the variable") {
                         Case{"[[forward]]\nlisten = 8001\n", "line 1: this [[forward]] table has no url"},
                         Case{"[[forward]]\nurl = \"http://h/x\"\nsecret = \"s\"\n", "line 3: a config file takes no secret"},
                         Case{"secret = \"s\"\n", "a config file takes no secret: put it in a file"},
+                        Case{"[[forward]]\nurl = \"http://h/x\"\nproxy = 3\n", "line 3: proxy must be a proxy URL"},
+                        Case{"[[forward]]\nurl = \"http://h/x\"\nproxy = \"p:1\"\nno-proxy = true\n",
+                             "line 1: this [[forward]] table has both proxy and no-proxy"},
                         Case{"help = true\n", "unknown key 'help'"}}) {
     CAPTURE(c.text);
     auto r = with_file(c.text);

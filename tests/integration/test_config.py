@@ -7,7 +7,8 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import AGENT, ENDPOINT_PATH, Process, Target, connect, exchange, start_server
+from harness import AGENT, ENDPOINT_PATH, Process, Target, connect, dead_port, exchange, start_server, wait_until
+from proxies import Squid
 
 
 class ConfigFile(unittest.TestCase):
@@ -55,6 +56,51 @@ class ConfigFile(unittest.TestCase):
         finally:
             code, _ = agent.stop()
         self.assertEqual(code, 0, agent.output())
+
+    def test_each_forward_through_its_own_proxy_or_none(self):
+        # Forward 0 through squid A, forward 1 through squid B, forward 2 direct although the
+        # environment names a proxy (a dead port: going through it would fail).
+        third_target = Target()
+        third, third_port = start_server(third_target.port, "--long-poll-ms", "1000")
+        self.servers.append(third)
+        self.targets.append(third_target)
+        squids = [Squid(), Squid()]
+        try:
+            direct_url = f"http://127.0.0.1:{third_port}{ENDPOINT_PATH}"
+            tables = [f'[[forward]]\nlisten = "127.0.0.1:0"\nurl = "{url}"\nsecret-file = "{secret}"\n'
+                      f'proxy = "{squid.url}"\n'
+                      for url, secret, squid in zip(self.urls, self.secret_files, squids)]
+            tables.append(f'[[forward]]\nlisten = "127.0.0.1:0"\nurl = "{direct_url}"\nno-proxy = true\n')
+            self.write("tunnel-agent/config.toml", "".join(tables))
+            env = {**self.env, "http_proxy": f"http://127.0.0.1:{dead_port()}", "all_proxy": "", "ALL_PROXY": ""}
+            printed = subprocess.run([AGENT, "--print-config"], capture_output=True, text=True, env={**os.environ, **env},
+                                     timeout=30).stdout
+            for i, squid in enumerate(squids):
+                self.assertRegex(printed, rf"# forward {i + 1} \(.*\): proxy 1 127\.0\.0\.1:{squid.port} "
+                                          rf"\(from \[\[forward\]\] at config file .*config\.toml line {1 + 5 * i}\)")
+            self.assertRegex(printed, r"# forward 3 \(.*\): direct: no-proxy in \[\[forward\]\]")
+            agent = Process([AGENT], env=env)
+            try:
+                for i, url in enumerate([*self.urls, direct_url]):
+                    m = agent.wait_for_line(rf"listening on 127\.0\.0\.1:(\d+), tunnelling to {re.escape(url)}")
+                    payload = f"through forward {i} ".encode() * 1000
+                    with connect(int(m.group(1))) as s:
+                        self.assertEqual(exchange(s, payload, timeout=30), payload)
+                self.assertEqual(agent.count(r"refused|failed"), 0, agent.output())
+                agent.wait_for_line(rf"direct to {re.escape(direct_url)}: no-proxy in \[\[forward\]\]")
+            finally:
+                code, _ = agent.stop()
+            self.assertEqual(code, 0, agent.output())
+            # Each squid carried its own forward's tunnel and not the other's.
+            for squid, url, other in ((squids[0], self.urls[0], self.urls[1]), (squids[1], self.urls[1], self.urls[0])):
+                port = url.split(":")[2].split("/")[0]
+                other_port = other.split(":")[2].split("/")[0]
+                wait_until(lambda: f"CONNECT 127.0.0.1:{port}" in squid.log(), 10, "squid to log its forward's tunnel")
+                self.assertNotIn(f"CONNECT 127.0.0.1:{other_port}", squid.log())
+                self.assertNotIn(f"127.0.0.1:{third_port}", squid.log())
+        finally:
+            for squid in squids:
+                squid.stop()
 
     def test_environment_overrides_the_file_and_print_config_says_so(self):
         # The file names server 0's secret; TUNNEL_AGENT_SECRET (the environment) wins over it.
