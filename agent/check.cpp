@@ -6,6 +6,7 @@
 #include "common/http_exchange.hpp"
 #include "common/jdwp_handshake.hpp"
 #include "common/proxy_chain.hpp"
+#include "common/tls_issuer.hpp"
 #include "common/url.hpp"
 
 #include <curl/curl.h>
@@ -90,6 +91,31 @@ std::string certificate_summary(CURL* easy) {
     text += days < 0 ? " (EXPIRED)" : fmt::format(" (in {:.0f} days)", days);
   }
   return text;
+}
+
+// Through a proxy, a certificate that only a CA given with --cacert/--capath makes trusted, not the
+// system's store, is what TLS inspection looks like: the proxy re-signs every site with its
+// company's CA. (An internal server with an internal CA looks the same; the line says both.)
+void report_inspection(Report& report, CURL* easy, const ProxyHop& hop1) {
+  curl_certinfo* info = nullptr;
+  if (curl_easy_getinfo(easy, CURLINFO_CERTINFO, &info) != CURLE_OK || info == nullptr || info->num_of_certs < 1) {
+    return;
+  }
+  std::vector<std::string> chain;
+  std::string issuer;
+  for (int i = 0; i < info->num_of_certs; ++i) {
+    for (curl_slist* item = info->certinfo[i]; item != nullptr; item = item->next) {
+      const std::string_view field(item->data);
+      if (field.substr(0, 5) == "Cert:") chain.emplace_back(field.substr(5));
+      if (i == 0 && field.substr(0, 7) == "Issuer:") issuer = std::string(field.substr(7));
+    }
+  }
+  if (chain.empty() || trusted_by_system_store(chain)) return;
+  report.info("TLS", fmt::format("TLS inspected by {}, or a server with a private CA: the certificate is trusted "
+                                 "only through --cacert/--capath, not by the system's store, and the path goes "
+                                 "through proxy 1 ({}); an inspecting proxy sees every byte of the tunnel, the "
+                                 "secret included",
+                                 issuer, hop1.display));
 }
 
 struct Probe final : Transfer {
@@ -317,6 +343,7 @@ int run_check(const Config& config) {
           if (https) {
             report.ok("TLS", fmt::format("{}; {}", x.tls_summary().empty() ? "TLS" : x.tls_summary(),
                                          certificate_summary(x.easy())));
+            if (!hops.empty() && !config.tls.insecure) report_inspection(report, x.easy(), hops.front());
           }
           const long status = x.status();
           const std::string status_line = status_text(status, x.reason());

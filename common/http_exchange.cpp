@@ -3,6 +3,7 @@
 #include "common/log.hpp"
 #include "common/negotiate.hpp"
 #include "common/proxy_chain.hpp"
+#include "common/tls_issuer.hpp"
 #include "common/url.hpp"
 
 #include <algorithm>
@@ -45,6 +46,7 @@ void apply_proxy(CURL* easy, const ProxySettings& proxy) {
 }
 
 void apply_tls(CURL* easy, const TlsSettings& tls) {
+  watch_untrusted_issuer(easy);
   if (!tls.cacert.empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, tls.cacert.c_str());
   if (!tls.capath.empty()) curl_easy_setopt(easy, CURLOPT_CAPATH, tls.capath.c_str());
   if (tls.insecure) {
@@ -440,9 +442,21 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
     case CURLE_PEER_FAILED_VERIFICATION: {
       long proxy_verify = 0;
       curl_easy_getinfo(easy_, CURLINFO_PROXY_SSL_VERIFYRESULT, &proxy_verify);
+      const std::string issuer = last_untrusted_issuer();
+      const std::string signer = issuer.empty() ? "" : " signed by \"" + issuer + "\"";
       if (!hops.empty() && proxy_verify != 0) {
         return "TLS to proxy 1 (https://" + hops.front().display + ", from " + hops.front().source +
-               "): certificate not trusted (" + detail + "); use --proxy-cacert with the CA that signed it";
+               "): its certificate" + signer + " is not trusted (" + detail +
+               "); use --proxy-cacert with the CA that signed it";
+      }
+      if (!issuer.empty()) {
+        // Behind a company gateway this is most often TLS inspection: the gateway re-signs every
+        // site with its own CA, which browsers trust from the company's settings and we do not.
+        return "TLS: the certificate " + endpoint + " presented is" + signer + ", which is not trusted here (" +
+               detail + "); if that is your company's TLS inspection" +
+               (hops.empty() ? "" : " (on the way through proxy 1, " + hops.front().display + ")") +
+               ", pass its CA certificate with --cacert FILE (or add it to the system's store); otherwise do not "
+               "trust it";
       }
       return "TLS: certificate not trusted (" + detail + "); use --cacert with the CA that signed it" +
              (hops.empty() ? "" : ", or --proxy-cacert for an https:// proxy");

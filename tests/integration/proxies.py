@@ -34,7 +34,8 @@ class ProxyProcess:
         def launch(port):
             self.write_conf(conf_name, lines_for(port))
             for name in os.listdir(self.dir):
-                os.chmod(os.path.join(self.dir, name), 0o666)
+                if os.path.isfile(os.path.join(self.dir, name)):
+                    os.chmod(os.path.join(self.dir, name), 0o666)
             return Process(args, env=self.env)
 
         self.args, self.what = args, what
@@ -63,9 +64,13 @@ class Squid(ProxyProcess):
     """squid with no login, or with a Basic, Digest or NTLM (squid's fake NTLM helper) login, or a
     Negotiate (Kerberos) login checked by squid's negotiate_kerberos_auth against `kdc` (a
     kerberos.Kdc), as the service HTTP/localhost: reach it as `self.host_url`, by that name.
-    `deny_port`: refuse CONNECT to that port (403)."""
+    `deny_port`: refuse CONNECT to that port (403).
+    `inspect_trusting` (a CA file): inspect TLS, as a company gateway does (ssl-bump, squid-openssl):
+    every CONNECT is answered by squid itself with a certificate for the host it asked for, minted
+    by squid's own CA (`self.inspect_ca`, CN "Example Corp TLS Inspection CA"), and squid makes its
+    own TLS connection onwards, trusting the servers that `inspect_trusting` signed."""
 
-    def __init__(self, auth=None, users=None, deny_port=None, kdc=None):
+    def __init__(self, auth=None, users=None, deny_port=None, kdc=None, inspect_trusting=None):
         super().__init__("squid")
         lines = [
             f"pid_filename {self.dir}/squid.pid",
@@ -109,8 +114,32 @@ class Squid(ProxyProcess):
             lines += ["acl logged_in proxy_auth REQUIRED", "http_access allow logged_in", "http_access deny all"]
         else:
             lines += ["http_access allow all"]
-        self.start("squid.conf", lambda port: [f"http_port 127.0.0.1:{port}", *lines],
+        port_options = ""
+        if inspect_trusting:
+            port_options = self._inspection(inspect_trusting, lines)
+        self.start("squid.conf", lambda port: [f"http_port 127.0.0.1:{port}{port_options}", *lines],
                    ["squid", "-N", "-f", os.path.join(self.dir, "squid.conf")], "squid")
+
+
+    INSPECT_CA_NAME = "Example Corp TLS Inspection CA"
+
+    def _inspection(self, upstream_ca, lines):
+        d = self.dir
+        self.inspect_ca = os.path.join(d, "inspect-ca.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "inspect-ca.key",
+                        "-out", "inspect-ca.pem", "-days", "2", "-subj", f"/O=Example Corp/CN={self.INSPECT_CA_NAME}",
+                        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+                       cwd=d, check=True, capture_output=True)
+        database = os.path.join(d, "ssl_db")
+        subprocess.run(["/usr/lib/squid/security_file_certgen", "-c", "-s", database, "-M", "4MB"], check=True,
+                       capture_output=True)
+        subprocess.run(["chown", "-R", "proxy:proxy", database], check=False, capture_output=True)
+        lines += [f"sslcrtd_program /usr/lib/squid/security_file_certgen -s {database} -M 4MB",
+                  "sslcrtd_children 2",
+                  f"tls_outgoing_options cafile={upstream_ca}",
+                  "acl step1 at_step SslBump1", "ssl_bump peek step1", "ssl_bump bump all"]
+        return (f" ssl-bump generate-host-certificates=on dynamic_cert_mem_cache_size=4MB "
+                f"tls-cert={d}/inspect-ca.pem tls-key={d}/inspect-ca.key")
 
 
 class Tinyproxy(ProxyProcess):
