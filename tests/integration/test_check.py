@@ -221,7 +221,8 @@ class Check(unittest.TestCase):
         try:
             code, out = check(front.url, env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 1, out)
-            self.assertRegex(out, r"FAIL +TLS +TLS: certificate not trusted .*use --cacert")
+            self.assertRegex(out, r'FAIL +TLS +TLS: the certificate .* is signed by "CN = tunnel-agent test ca", which is '
+                                 r'not trusted here .*--cacert FILE')
             code, out = check(front.url, "--cacert", pki.path("ca.pem"), env={"TUNNEL_AGENT_SECRET": "right"})
             self.assertEqual(code, 0, out)
             self.assertRegex(out, r"(?m)^ok +TLS +TLSv1\.[23] / \S+; ALPN h2; certificate CN = tunnel-agent test server, "

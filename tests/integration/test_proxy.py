@@ -319,7 +319,8 @@ class HttpsProxy(ProxyTest):
     def test_untrusted_proxy_certificate_names_the_proxy_and_proxy_insecure_warns(self):
         agent, port = self.agent("--proxy", self.front.url, "--proxy-cacert", self.pki.path("other-ca.pem"))
         line = self.failed_line(agent, port)
-        self.assertIn(f"TLS to proxy 1 (https://127.0.0.1:{self.front.port}, from --proxy): certificate not trusted", line)
+        self.assertIn(f"TLS to proxy 1 (https://127.0.0.1:{self.front.port}, from --proxy): its certificate signed by "
+                      f'"CN = tunnel-agent test ca" is not trusted', line)
         self.assertIn("use --proxy-cacert", line)
         agent.stop()
         agent, port = self.agent("--proxy", self.front.url, "--proxy-insecure")
