@@ -403,6 +403,13 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
                   "them")
       ->allow_extra_args(false)->type_name("URL");
   app->add_flag("--no-proxy", raw.no_proxy, "ignore the proxy environment variables: connect directly");
+  app->add_option("--pac", config.pac,
+                  "proxy auto-configuration script (PAC, wpad.dat) from a URL or a file: it picks the proxy for "
+                  "each endpoint, the next one when the first does not answer")
+      ->type_name("URL|FILE");
+  app->add_flag("--proxy-auto", config.proxy_auto,
+                "find the proxy as browsers do: the PAC script of --pac, else one found by WPAD "
+                "(http://wpad.DOMAIN/wpad.dat for the machine's DNS domains)");
   app->add_option("--proxy-user", config.proxy.user, "user name for the proxy's login")->type_name("NAME");
   app->add_option("--proxy-password-file", raw.proxy_password_file,
                   "file whose first line is the proxy password (else TUNNEL_AGENT_PROXY_PASSWORD)")
@@ -634,7 +641,7 @@ std::string env_name(const std::string& key) {
 // Settings that are replaced together: a source that gives one of them decides all of them.
 std::string group_of(const std::string& key) {
   if (key == "url" || key == "forward") return "endpoints";
-  if (key == "proxy" || key == "no-proxy") return "proxy";
+  if (key == "proxy" || key == "no-proxy" || key == "pac" || key == "proxy-auto") return "proxy";
   if (key == "quiet" || key == "verbose") return "verbosity";
   return key;
 }
@@ -784,11 +791,20 @@ std::string resolve_proxies(const Raw& raw, Source proxy_source, const EnvLookup
   if (raw.no_proxy && !raw.proxies.empty()) {
     return ("--proxy and --no-proxy contradict each other: give one of them");
   }
+  const bool automatic = config.proxy_auto || !config.pac.empty();
+  if (automatic && (!raw.proxies.empty() || raw.no_proxy)) {
+    return fmt::format("{} and {} contradict each other: give one of them",
+                       config.pac.empty() ? "--proxy-auto" : "--pac", raw.no_proxy ? "--no-proxy" : "--proxy");
+  }
   auto env_text = [&](const char* name) { return env(name).value_or(""); };
   for (auto& forward : config.forwards) {
     ProxySettings& proxy = forward.proxy;
     if (forward.own_no_proxy) {
       proxy.bypassed = fmt::format("no-proxy in {}", forward.own_proxy_source);
+      continue;
+    }
+    if (forward.own_proxies.empty() && automatic) {
+      forward.auto_proxy = true;  // the PAC script decides, once it is fetched (agent/proxy_auto.cpp)
       continue;
     }
     if (!forward.own_proxies.empty()) {

@@ -35,6 +35,9 @@ struct Forward {
   std::vector<std::string> own_proxies;
   bool own_no_proxy = false;
   std::string own_proxy_source;
+  // The proxy is chosen by the PAC script (--pac, --proxy-auto) once it has been fetched and run:
+  // agent/proxy_auto.cpp fills `proxy` before anything connects.
+  bool auto_proxy = false;
 };
 
 struct Config {
@@ -56,6 +59,8 @@ struct Config {
   long request_timeout_ms = 30000;
   long retry_window_ms = 25000;
   long stall_warning_ms = 10000;  // --stall-warning
+  std::string pac;          // --pac URL|FILE: the proxy auto-configuration script
+  bool proxy_auto = false;  // --proxy-auto: the PAC script from --pac, else found by WPAD
   ProxySettings proxy;  // the first forward's proxies (the shared login settings live here too)
   TlsSettings tls;
   std::vector<std::string> warnings;  // found while reading the settings; logged once logging is set up

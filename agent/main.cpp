@@ -1,5 +1,6 @@
 // tunnel-agent: local TCP listener -> HttpTunnelServer endpoint. Single thread, one libuv loop.
 #include "agent/config.hpp"
+#include "agent/proxy_auto.hpp"
 #include "agent/listener.hpp"
 #include "agent/check.hpp"
 #include "agent/session_marker.hpp"
@@ -79,13 +80,22 @@ int main(int argc, char** argv) {
     std::fputs(parsed.message.c_str(), parsed.exit_code == 0 ? stdout : stderr);
     return parsed.exit_code;
   }
-  const tunnel::Config& config = *parsed.config;
+  tunnel::Config& config = *parsed.config;
   tunnel::log::set_level(config.log_level);
   tunnel::log::set_format(config.log_format);
   for (const auto& warning : config.warnings) tunnel::log::warn("{}", warning);
   std::signal(SIGPIPE, SIG_IGN);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     tunnel::log::error("cannot initialise libcurl");
+    return 1;
+  }
+
+  // --pac, --proxy-auto: the script picks each forward's proxy, once, before anything connects.
+  const tunnel::AutoProxyResult automatic = tunnel::resolve_auto_proxies(config);
+  for (const auto& warning : automatic.warnings) tunnel::log::warn("{}", warning);
+  if (!automatic.error.empty()) {
+    tunnel::log::error("{}", automatic.error);
+    curl_global_cleanup();
     return 1;
   }
 

@@ -10,7 +10,7 @@ _tunnel_agent() {
     prev=${COMP_WORDS[COMP_CWORD-1]}
   fi
   local options="-h --help -V --version -L --forward --stdio --stdio-linger -l --listen --on-busy
-    -H --header --secret-header --secret-file -x --proxy --no-proxy --proxy-user --proxy-password-file
+    -H --header --secret-header --secret-file -x --proxy --no-proxy --pac --proxy-auto --proxy-user --proxy-password-file
     --proxy-auth --cacert --capath -k --insecure --cert --key --pinned-pubkey --proxy-cacert
     --proxy-insecure --connect-timeout --request-timeout --stall-warning --retry-window -v --verbose
     -q --quiet --no-status-line --stats-interval --log-format --config --no-config --print-config"
@@ -18,7 +18,7 @@ _tunnel_agent() {
     --on-busy) COMPREPLY=($(compgen -W "wait refuse" -- "$cur")); return ;;
     --proxy-auth) COMPREPLY=($(compgen -W "any basic digest ntlm negotiate" -- "$cur")); return ;;
     --log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
-    --secret-file | --proxy-password-file | --cacert | --cert | --key | --proxy-cacert | --config | --pinned-pubkey)
+    --secret-file | --pac | --proxy-password-file | --cacert | --cert | --key | --proxy-cacert | --config | --pinned-pubkey)
       COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     --capath) COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null; return ;;
     -H | --header)

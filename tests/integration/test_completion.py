@@ -56,7 +56,7 @@ class Completion(unittest.TestCase):
                 self.assertEqual(sorted(found - expected), [], "options the script offers that --help does not list")
 
     def test_bash_completes_options_values_and_commands(self):
-        self.assertEqual(complete("--proxy-a"), ["--proxy-auth"])
+        self.assertEqual(complete("--proxy-a"), ["--proxy-auto", "--proxy-auth"])
         self.assertEqual(sorted(complete("--on-busy", "")), ["refuse", "wait"])
         self.assertEqual(complete("--log-format", "j"), ["json"])
         self.assertEqual(complete("ch"), ["check"])

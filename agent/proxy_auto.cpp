@@ -1,0 +1,258 @@
+#include "agent/proxy_auto.hpp"
+
+#include "common/pac.hpp"
+#include "common/url.hpp"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace tunnel {
+namespace {
+
+constexpr size_t kMaxPacBytes = 1 << 20;
+constexpr long kFetchTimeoutMs = 10000;
+constexpr long kWpadTimeoutMs = 3000;
+
+struct CurlEasyFree {
+  void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
+};
+
+size_t collect_body(char* data, size_t size, size_t count, void* userp) {
+  auto* body = static_cast<std::string*>(userp);
+  if (body->size() + size * count > kMaxPacBytes) return 0;  // too big for a PAC script: fail
+  body->append(data, size * count);
+  return size * count;
+}
+
+// A PAC script from a URL, fetched directly (a PAC file is never fetched through a proxy: it is what
+// says which one to use). nullopt with the reason.
+std::optional<std::string> fetch(const std::string& url, const TlsSettings& tls, long timeout_ms, std::string& error) {
+  std::unique_ptr<CURL, CurlEasyFree> easy(curl_easy_init());
+  if (!easy) {
+    error = "out of memory";
+    return std::nullopt;
+  }
+  std::string body;
+  char curl_error[CURL_ERROR_SIZE] = {};
+  CURL* e = easy.get();
+  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, curl_error);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &collect_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "tunnel-agent/" TUNNEL_AGENT_VERSION);
+  if (!tls.cacert.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, tls.cacert.c_str());
+  if (!tls.capath.empty()) curl_easy_setopt(e, CURLOPT_CAPATH, tls.capath.c_str());
+  const CURLcode result = curl_easy_perform(e);
+  if (result != CURLE_OK) {
+    error = curl_error[0] != '\0' ? curl_error : curl_easy_strerror(result);
+    return std::nullopt;
+  }
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  if (status != 200) {
+    error = fmt::format("HTTP {}", status);
+    return std::nullopt;
+  }
+  return body;
+}
+
+std::optional<std::string> read_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = fmt::format("cannot read {}: {}", path, std::strerror(errno));
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// "" when something accepts a TCP connection at host:port within the timeout, else why not.
+std::string probe(const std::string& host_port, long timeout_ms) {
+  const size_t colon = host_port.rfind(':');
+  std::string host = colon == std::string::npos ? host_port : host_port.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "80" : host_port.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return fmt::format("cannot resolve {}: {}", host, gai_strerror(rc));
+  }
+  std::string why = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int rc = connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      rc = poll(&p, 1, static_cast<int>(timeout_ms));
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+        rc = 0;
+      } else {
+        why = rc == 0 ? fmt::format("no answer within {} ms", timeout_ms) : std::strerror(err != 0 ? err : errno);
+        rc = -1;
+      }
+    } else if (rc != 0) {
+      why = std::strerror(errno);
+    }
+    ::close(fd);
+    if (rc == 0) {
+      freeaddrinfo(found);
+      return "";
+    }
+  }
+  freeaddrinfo(found);
+  return why;
+}
+
+// The script, and where it came from ("PAC https://wpad/x.pac"), for every automatic forward.
+struct Script {
+  std::string text;
+  std::string source;
+};
+
+std::optional<Script> load_script(const Config& config, AutoProxyResult& result) {
+  std::string error;
+  if (!config.pac.empty()) {
+    const bool url = config.pac.rfind("http://", 0) == 0 || config.pac.rfind("https://", 0) == 0;
+    const std::string path = config.pac.rfind("file://", 0) == 0 ? config.pac.substr(7) : config.pac;
+    auto text = url ? fetch(config.pac, config.tls, kFetchTimeoutMs, error) : read_file(path, error);
+    if (!text) {
+      result.error = fmt::format("cannot get the PAC script {}: {}; check --pac", config.pac, error);
+      return std::nullopt;
+    }
+    return Script{*text, "PAC " + config.pac};
+  }
+  std::string resolv_conf, tried;
+  std::string ignored;
+  if (auto text = read_file("/etc/resolv.conf", ignored)) resolv_conf = *text;
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  for (const auto& url : wpad_urls(resolv_conf, host)) {
+    if (auto text = fetch(url, config.tls, kWpadTimeoutMs, error)) return Script{*text, "PAC " + url + " (WPAD)"};
+    tried += fmt::format("{}{} ({})", tried.empty() ? "" : ", ", url, error);
+  }
+  result.warnings.push_back(fmt::format("--proxy-auto: no PAC script found by WPAD ({}): going direct; give --pac "
+                                        "URL|FILE if your network publishes one",
+                                        tried.empty() ? "the machine has no DNS domain to look in" : "tried " + tried));
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<std::string> wpad_urls(const std::string& resolv_conf, const std::string& hostname) {
+  std::vector<std::string> domains;
+  std::istringstream lines(resolv_conf);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string keyword;
+    words >> keyword;
+    if (keyword != "search" && keyword != "domain") continue;
+    for (std::string domain; words >> domain;) domains.push_back(domain);
+  }
+  if (const size_t dot = hostname.find('.'); dot != std::string::npos) domains.push_back(hostname.substr(dot + 1));
+  std::vector<std::string> urls;
+  for (std::string domain : domains) {
+    while (!domain.empty() && domain.back() == '.') domain.pop_back();
+    // wpad.corp.example.com, wpad.example.com; never wpad.com, which anyone could own.
+    for (std::string d = domain; d.find('.') != std::string::npos; d = d.substr(d.find('.') + 1)) {
+      const std::string url = "http://wpad." + d + "/wpad.dat";
+      if (std::find(urls.begin(), urls.end(), url) == urls.end()) urls.push_back(url);
+    }
+  }
+  return urls;
+}
+
+AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms) {
+  AutoProxyResult result;
+  bool any = false;
+  for (const auto& forward : config.forwards) any = any || forward.auto_proxy;
+  if (!any) return result;
+  const std::optional<Script> script = load_script(config, result);
+  if (!result.error.empty()) return result;
+  for (auto& forward : config.forwards) {
+    if (!forward.auto_proxy) continue;
+    ProxySettings& proxy = forward.proxy;
+    if (!script) {
+      proxy.bypassed = "--proxy-auto found no PAC script";
+      continue;
+    }
+    std::string error;
+    const std::string host = url_part(forward.url, CURLUPART_HOST);
+    const auto answer = find_proxy_for_url(script->text, forward.url, host, error);
+    if (!answer) {
+      result.error = fmt::format("{}: {}", script->source, error);
+      return result;
+    }
+    std::vector<std::string> passed;  // choices not taken, and why
+    std::optional<ProxyHop> chosen;
+    std::optional<ProxyHop> first_proxy;
+    bool direct = false;
+    for (const PacEntry& entry : parse_pac_answer(*answer)) {
+      if (entry.kind == PacEntry::Kind::direct) {
+        direct = true;
+        break;
+      }
+      if (entry.kind == PacEntry::Kind::unsupported) {
+        passed.push_back(fmt::format("{}: not an HTTP proxy", entry.text));
+        continue;
+      }
+      const std::string source = fmt::format("{}, which answered \"{}\"", script->source, *answer);
+      auto hop = parse_proxy((entry.kind == PacEntry::Kind::https_proxy ? "https://" : "http://") + entry.host_port,
+                             source, error);
+      if (!hop) {
+        passed.push_back(fmt::format("{}: {}", entry.text, error));
+        continue;
+      }
+      if (!first_proxy) first_proxy = hop;
+      if (const std::string why = probe(entry.host_port, probe_timeout_ms); !why.empty()) {
+        passed.push_back(fmt::format("{}: {}", entry.host_port, why));
+        continue;
+      }
+      chosen = std::move(hop);
+      break;
+    }
+    const std::string not_taken = passed.empty() ? "" : fmt::format(" (not taken: {})", fmt::join(passed, "; "));
+    if (chosen) {
+      chosen->source += not_taken;  // the start line and check say it all
+      proxy.hops.push_back(std::move(*chosen));
+    } else if (direct) {
+      proxy.bypassed = fmt::format("{} answered \"{}\": DIRECT{}", script->source, *answer, not_taken);
+    } else if (first_proxy) {
+      // None answers now; the first may come back: the sessions say so if it does not.
+      result.warnings.push_back(fmt::format("{}: none of the proxies \"{}\" for {} answers{}; using {} anyway",
+                                            script->source, *answer, forward.url, not_taken, first_proxy->display));
+      proxy.hops.push_back(std::move(*first_proxy));
+    } else {
+      result.error = fmt::format("{} answered \"{}\" for {}: no HTTP proxy in it{}", script->source, *answer,
+                                 forward.url, not_taken);
+      return result;
+    }
+  }
+  // The first forward's proxies stand for the agent's (check, --stdio), login settings included.
+  if (!config.forwards.empty() && config.forwards.front().auto_proxy) config.proxy = config.forwards.front().proxy;
+  return result;
+}
+
+}  // namespace tunnel

@@ -1,0 +1,154 @@
+"""Proxy auto-configuration: a PAC script served over HTTP by a local server, or read from a file,
+run by the agent (pacparser) for each forward's URL; each forward goes through the squid the script
+picks for its host, the next choice when the first does not answer, or direct."""
+import http.server
+import os
+import re
+import socketserver
+import subprocess
+import tempfile
+import threading
+import unittest
+
+from harness import AGENT, ENDPOINT_PATH, Process, Target, connect, dead_port, exchange, start_server, wait_until
+from proxies import Squid
+from test_check import check
+
+NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
+                "no_proxy": "", "NO_PROXY": ""}
+
+
+class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+    def __init__(self, script):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler):
+                self.requests += 1
+                body = script.encode()
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/x-ns-proxy-autoconfig")
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args):
+                pass
+
+        self.requests = 0
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/proxy.pac"
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class Pac(unittest.TestCase):
+    def setUp(self):
+        self.stops = []
+        self.squids = [Squid(), Squid()]
+        self.stops += [s.stop for s in self.squids]
+        self.servers = []
+        for _ in range(2):
+            target = Target()
+            server, port = start_server(target.port, "--long-poll-ms", "1000")
+            self.stops += [target.close, server.stop]
+            self.servers.append(port)
+        self.dir = tempfile.mkdtemp(prefix="pac-")
+
+    def tearDown(self):
+        for stop in reversed(self.stops):
+            stop()
+
+    def script(self, by_host):
+        """FindProxyForURL answering `by_host[host]`, else DIRECT."""
+        cases = "".join(f"  if (host == '{host}') return '{answer}';\n" for host, answer in by_host.items())
+        return f"function FindProxyForURL(url, host) {{\n{cases}  return 'DIRECT';\n}}\n"
+
+    def run_agent(self, pac, urls):
+        args = [AGENT, "--pac", pac]
+        for url in urls:
+            args += ["-L", f"127.0.0.1:0={url}"]
+        agent = Process(args, env=NO_PROXY_ENV)
+        self.stops.append(agent.stop)
+        ports = []
+        for url in urls:
+            m = agent.wait_for_line(rf"listening on 127\.0\.0\.1:(\d+), tunnelling to {re.escape(url)}")
+            ports.append(int(m.group(1)))
+        return agent, ports
+
+    def echo(self, port, text):
+        payload = text.encode() * 2000
+        with connect(port) as s:
+            self.assertEqual(exchange(s, payload, timeout=30), payload)
+
+    def test_a_served_pac_picks_a_squid_per_host(self):
+        a, b = self.squids
+        urls = [f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}", f"http://localhost:{self.servers[1]}{ENDPOINT_PATH}"]
+        pac = PacServer(self.script({"127.0.0.1": f"PROXY 127.0.0.1:{a.port}", "localhost": f"PROXY 127.0.0.1:{b.port}"}))
+        self.stops.append(pac.stop)
+        agent, ports = self.run_agent(pac.url, urls)
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{a.port} \(from PAC {re.escape(pac.url)}, which answered "
+                            rf"\"PROXY 127\.0\.0\.1:{a.port}\"\)")
+        for i, port in enumerate(ports):
+            self.echo(port, f"forward {i} ")
+        code, _ = agent.stop()
+        self.assertEqual(code, 0, agent.output())
+        self.assertEqual(pac.requests, 1, "the script is fetched once")
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.servers[0]}" in a.log(), 10, "squid A to log forward 0")
+        wait_until(lambda: f"CONNECT localhost:{self.servers[1]}" in b.log(), 10, "squid B to log forward 1")
+        self.assertNotIn(f":{self.servers[1]}", a.log())
+        self.assertNotIn(f":{self.servers[0]}", b.log())
+
+    def test_a_pac_file_whose_first_proxy_is_down_falls_to_the_next_or_goes_direct(self):
+        b = self.squids[1]
+        down = dead_port()
+        path = os.path.join(self.dir, "proxy.pac")
+        with open(path, "w") as f:
+            f.write(self.script({"127.0.0.1": f"PROXY 127.0.0.1:{down}; PROXY 127.0.0.1:{b.port}; DIRECT",
+                                 "localhost": "DIRECT"}))
+        urls = [f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}", f"http://localhost:{self.servers[1]}{ENDPOINT_PATH}"]
+        agent, ports = self.run_agent(path, urls)
+        line = agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{b.port} \(from PAC {re.escape(path)}").string
+        self.assertIn(f"not taken: 127.0.0.1:{down}: Connection refused", line)
+        agent.wait_for_line(rf"direct to {re.escape(urls[1])}: PAC {re.escape(path)} answered \"DIRECT\"")
+        for i, port in enumerate(ports):
+            self.echo(port, f"forward {i} ")
+        code, _ = agent.stop()
+        self.assertEqual(code, 0, agent.output())
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.servers[0]}" in b.log(), 10, "squid B to log forward 0")
+        self.assertNotIn(f":{self.servers[1]}", b.log())
+
+    def test_check_says_which_proxy_the_pac_chose_and_why(self):
+        a = self.squids[0]
+        path = os.path.join(self.dir, "proxy.pac")
+        down = dead_port()
+        with open(path, "w") as f:
+            f.write(self.script({"127.0.0.1": f"PROXY 127.0.0.1:{down}; PROXY 127.0.0.1:{a.port}"}))
+        code, out = check(f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}", "--pac", path)
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, rf"ok +proxy 1 +127\.0\.0\.1:{a.port} \(from PAC {re.escape(path)}, which answered "
+                              rf"\"PROXY 127\.0\.0\.1:{down}; PROXY 127\.0\.0\.1:{a.port}\" \(not taken: "
+                              rf"127\.0\.0\.1:{down}: Connection refused\)\): CONNECT to 127\.0\.0\.1:{self.servers[0]} accepted")
+
+    def test_a_broken_pac_is_one_line_and_exit_1(self):
+        path = os.path.join(self.dir, "broken.pac")
+        with open(path, "w") as f:
+            f.write("function FindProxyForURL(url, host) { return ")
+        run = subprocess.run([AGENT, "--pac", path, f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}"],
+                             capture_output=True, text=True, timeout=30, env={**os.environ, **NO_PROXY_ENV})
+        self.assertEqual(run.returncode, 1, run.stderr)
+        errors = [l for l in run.stderr.splitlines() if " error: " in l]
+        self.assertEqual(len(errors), 1, run.stderr)
+        self.assertIn(f"PAC {path}: the PAC script does not parse", errors[0])
+        run = subprocess.run([AGENT, "--pac", "http://127.0.0.1:%d/none.pac" % dead_port(),
+                              f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}"],
+                             capture_output=True, text=True, timeout=30, env={**os.environ, **NO_PROXY_ENV})
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertRegex(run.stderr, r"error: cannot get the PAC script http://127\.0\.0\.1:\d+/none\.pac: .*; check --pac")
+
+
+if __name__ == "__main__":
+    unittest.main()
