@@ -968,7 +968,10 @@ std::string print_config(const Sources& sources, const CLI::App& app, const Raw&
     for (size_t h = 0; h < proxy.hops.size(); ++h) {
       hops.push_back(fmt::format("proxy {} {} (from {})", h + 1, proxy.hops[h].display, proxy.hops[h].source));
     }
-    const std::string path = !hops.empty()            ? fmt::format("{}", fmt::join(hops, ", then "))
+    const std::string chooser = config.pac.empty() ? std::string("the PAC script WPAD finds")
+                                                   : "the PAC script " + config.pac;
+    const std::string path = forward.auto_proxy       ? "chosen at start by " + chooser + " (check shows its choice)"
+                             : !hops.empty()            ? fmt::format("{}", fmt::join(hops, ", then "))
                              : !proxy.bypassed.empty() ? "direct: " + proxy.bypassed
                                                        : std::string("direct (no proxy given or in the environment)");
     out += fmt::format("# forward {} ({}:{} -> {}): {}\n", i + 1, forward.listen.host, forward.listen.port,

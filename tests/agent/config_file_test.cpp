@@ -231,6 +231,16 @@ TEST_CASE("a [[forward]] table's own proxy wins over --proxy and the environment
   CHECK(r.config->forwards[0].proxy.hops[0].source == "TUNNEL_AGENT_PROXY");
   run.env.erase("TUNNEL_AGENT_PROXY");
 
+  // --pac: the script decides at start, for the forwards without a proxy of their own.
+  r = run({"--config", path, "--pac", "/etc/proxy.pac", "--print-config"});
+  CHECK(contains(r.message, "# forward 4 (127.0.0.1:8004 -> https://d.example/.~~spring-boot!~/debug): chosen at "
+                            "start by the PAC script /etc/proxy.pac"));
+  CHECK(contains(r.message, "# forward 1 (127.0.0.1:8001 -> https://a.example/.~~spring-boot!~/debug): proxy 1 "
+                            "squid.corp:3128"));
+  r = run({"--config", path, "--pac", "/etc/proxy.pac", "--proxy", "http://p:1"});
+  CHECK(r.exit_code == 2);
+  CHECK(contains(r.message, "--pac and --proxy contradict each other"));
+
   // A bad proxy in a table is named with the table.
   r = run({"--config", dir.write("bad.toml", "[[forward]]\nurl = \"http://h/x\"\nproxy = \"ftp://p:1\"\n")});
   CHECK(r.exit_code == 2);
