@@ -70,7 +70,7 @@ class Nghttpx:
     def __init__(self, pki, backend_port, client_cert=False):
         def args(port):
             extra = ["--verify-client", f"--verify-client-cacert={pki.path('ca.pem')}"] if client_cert else []
-            return ["nghttpx", *extra, f"--frontend=127.0.0.1,{port}", f"--backend=127.0.0.1,{backend_port}",
+            return ["nghttpx", "--conf=/dev/null", *extra, f"--frontend=127.0.0.1,{port}", f"--backend=127.0.0.1,{backend_port}",
                     "--workers=1", "--no-ocsp", "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
                     f"--errorlog-file={pki.path('nghttpx.log')}", f"--accesslog-file={pki.path('access.log')}",
                     pki.path("server.key"), pki.path("server.pem")]
@@ -87,7 +87,7 @@ class NghttpxProxy:
 
     def __init__(self, pki, backend_proxy_port):
         def args(port):
-            return ["nghttpx", "--http2-proxy", f"--frontend=127.0.0.1,{port}",
+            return ["nghttpx", "--conf=/dev/null", "--http2-proxy", f"--frontend=127.0.0.1,{port}",
                     f"--backend=127.0.0.1,{backend_proxy_port}", "--workers=1", "--no-ocsp",
                     "--backend-read-timeout=120s", "--frontend-read-timeout=120s",
                     f"--errorlog-file={pki.path('nghttpx-proxy.log')}", pki.path("server.key"), pki.path("server.pem")]
