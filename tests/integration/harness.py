@@ -397,6 +397,18 @@ def jdwp_hello(sock):
     return answer
 
 
+# Every proxy variable the agent reads, emptied: a test's agent goes only where the test says.
+NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
+                "no_proxy": "", "NO_PROXY": "", "TUNNEL_AGENT_PROXY_PASSWORD": ""}
+
+
+def failed_line(agent, port):
+    """Connects to the agent's `port`, waits for the session to end, returns its "failed" line."""
+    with connect(port) as s:
+        read_until_closed(s)
+    return agent.wait_for_line(r"session \d+ .*failed").string
+
+
 def read_until_closed(sock, timeout=10):
     """Reads until the peer closes; returns what was read. Fails if it does not close in time."""
     sock.settimeout(timeout)

@@ -4,12 +4,10 @@ from a real kinit into a private credential cache. The agent is given no user an
 import os
 import unittest
 
-from harness import Target, connect, exchange, read_until_closed, sha256, start_agent, start_server, wait_until
+from harness import NO_PROXY_ENV, failed_line, Target, connect, exchange, sha256, start_agent, start_server, wait_until
 import kerberos
 from proxies import Squid, Tinyproxy
 
-NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
-                "no_proxy": "", "NO_PROXY": "", "TUNNEL_AGENT_PROXY_PASSWORD": ""}
 
 
 @unittest.skipIf(kerberos.available(), kerberos.available())
@@ -49,11 +47,6 @@ class KerberosProxy(unittest.TestCase):
         with connect(port) as s:
             self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
 
-    def failed_line(self, agent, port):
-        with connect(port) as s:
-            read_until_closed(s)
-        return agent.wait_for_line(r"session \d+ .*failed").string
-
     def alice_logins(self):
         return self.squid.log().count(f"CONNECT 127.0.0.1:{self.server_port} alice@{self.kdc.realm}")
 
@@ -74,7 +67,7 @@ class KerberosProxy(unittest.TestCase):
 
     def test_no_ticket_says_to_run_kinit_with_the_realm(self):
         agent, port = self.agent("--proxy", self.squid.host_url, cache=os.path.join(self.kdc.dir, "no-such-cache"))
-        line = self.failed_line(agent, port)
+        line = failed_line(agent, port)
         self.assertIn(f"proxy 1 (localhost:{self.squid.port}) requires a Kerberos login (Negotiate): "
                       "there is no Kerberos ticket to log in with", line)
         self.assertIn(f"run kinit USER@{self.kdc.realm}", line)
@@ -82,7 +75,7 @@ class KerberosProxy(unittest.TestCase):
     def test_a_proxy_reached_by_a_name_kerberos_does_not_know_is_named(self):
         # Its service is HTTP/localhost; by its address, the KDC has no such service.
         agent, port = self.agent("--proxy", self.squid.url)
-        line = self.failed_line(agent, port)
+        line = failed_line(agent, port)
         self.assertIn(f"Kerberos cannot log alice@{self.kdc.realm} in to HTTP@127.0.0.1", line)
 
     def test_hop_2_of_a_chain_logs_in_with_the_ticket(self):
@@ -104,7 +97,7 @@ class KerberosProxy(unittest.TestCase):
         try:
             agent, port = self.agent("--proxy", tiny.url, "--proxy", self.squid.host_url,
                                      cache=os.path.join(self.kdc.dir, "no-such-cache"))
-            line = self.failed_line(agent, port)
+            line = failed_line(agent, port)
             self.assertIn(f"proxy 2 (localhost:{self.squid.port}) requires a Kerberos login (Negotiate): "
                           f"there is no Kerberos ticket to log in with", line)
             self.assertIn(f"run kinit USER@{self.kdc.realm}", line)

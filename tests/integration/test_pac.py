@@ -10,12 +10,9 @@ import tempfile
 import threading
 import unittest
 
-from harness import AGENT, ENDPOINT_PATH, Process, Target, connect, dead_port, exchange, start_server, wait_until
+from harness import NO_PROXY_ENV, AGENT, ENDPOINT_PATH, Process, Target, connect, dead_port, exchange, start_server, wait_until
 from proxies import Squid
 from test_check import check
-
-NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
-                "no_proxy": "", "NO_PROXY": ""}
 
 
 class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):

@@ -5,7 +5,7 @@ import signal
 import tempfile
 import unittest
 
-from harness import Target, connect, exchange, dead_port, read_until_closed, sha256, start_agent, start_server, \
+from harness import NO_PROXY_ENV, Target, failed_line, connect, exchange, dead_port, read_until_closed, sha256, start_agent, start_server, \
     wait_until
 from proxies import Squid, Tinyproxy
 from tls import NghttpxProxy, Pki
@@ -31,9 +31,7 @@ class ProxyTest(unittest.TestCase):
         return proxy
 
     def agent(self, *args, env=None):
-        base = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
-                "no_proxy": "", "NO_PROXY": "", "TUNNEL_AGENT_PROXY_PASSWORD": ""}
-        base.update(env or {})
+        base = {**NO_PROXY_ENV, **(env or {})}
         agent, port = start_agent(self.server_port, *args, env=base)
         self.agents.append(agent)
         return agent, port
@@ -44,9 +42,7 @@ class ProxyTest(unittest.TestCase):
             self.assertEqual(sha256(exchange(s, payload)), sha256(payload))
 
     def failed_line(self, agent, port):
-        with connect(port) as s:
-            read_until_closed(s)
-        return agent.wait_for_line(r"session \d+ .*failed").string
+        return failed_line(agent, port)
 
 
 class SquidRestart(ProxyTest):

@@ -5,15 +5,12 @@ import os
 import shutil
 import unittest
 
-from harness import Target, connect, exchange, read_until_closed, sha256, start_agent, start_debuggee, start_server, \
+from harness import NO_PROXY_ENV, failed_line, Target, connect, exchange, sha256, start_agent, start_debuggee, start_server, \
     wait_until
 from proxies import Squid
 from test_check import check
 from test_jdwp import jdb_threads
 from tls import Nghttpx, Pki
-
-NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
-                "no_proxy": "", "NO_PROXY": ""}
 
 
 class TlsInspection(unittest.TestCase):
@@ -53,9 +50,7 @@ class TlsInspection(unittest.TestCase):
         self.stops.append(target.close)
         squid, url = self.path_to(target.port)
         agent, port = self.agent(squid, url, "--cacert", self.pki.path("ca.pem"))  # the endpoint's own CA
-        with connect(port) as s:
-            read_until_closed(s)
-        line = agent.wait_for_line(r"session 1 .*failed").string
+        line = failed_line(agent, port)
         self.assertIn(f'signed by "O = Example Corp, CN = {Squid.INSPECT_CA_NAME}", which is not trusted here', line)
         self.assertIn("if that is your company's TLS inspection (on the way through proxy 1, "
                       f"127.0.0.1:{squid.port}), pass its CA certificate with --cacert FILE", line)
