@@ -18,10 +18,13 @@ from test_check import check
 class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
-    def __init__(self, script):
+    def __init__(self, script, port=0, path="/proxy.pac"):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(handler):
                 self.requests += 1
+                if handler.path != path:
+                    handler.send_error(404)
+                    return
                 body = script.encode()
                 handler.send_response(200)
                 handler.send_header("Content-Type", "application/x-ns-proxy-autoconfig")
@@ -33,9 +36,9 @@ class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 pass
 
         self.requests = 0
-        super().__init__(("127.0.0.1", 0), Handler)
+        super().__init__(("127.0.0.1", port), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}/proxy.pac"
+        self.url = f"http://127.0.0.1:{self.server_address[1]}{path}"
 
     def stop(self):
         self.shutdown()
