@@ -607,6 +607,13 @@ std::string TunnelSession::stall_text() const {
     text += fmt::format("; the JVM has not answered JDWP command {}, sent {:.1f} s ago",
                         JdwpPackets::describe(*command), seconds_since(command->sent_ns));
   }
+  if (held_lost_ns_ != 0 && held_lost_ns_ > download_.last_payload_ns()) {
+    // Nothing tells whether the server answered it before the releases reached it: only a later
+    // payload's x-seq would show the gap, and none has come.
+    text += fmt::format("; {} lost its connection {:.1f} s ago while the server held it: if the server answered it "
+                        "with the target's bytes, they are gone and this stream cannot go on (reconnect the client)",
+                        held_lost_what_, seconds_since(held_lost_ns_));
+  }
   return text + "; the server may have lost a request body, or the target hangs";
 }
 
@@ -638,7 +645,9 @@ void TunnelSession::wait_for_answer(uint64_t since_ns) {
 void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
-  if (!self->download_.any_payload()) return;  // a target that never talks (an upload): silence is normal
+  // A target that never talks (an upload): silence is normal, unless its first answer may have
+  // gone with a dead connection.
+  if (!self->download_.any_payload() && self->held_lost_ns_ == 0) return;
   // The input ended after the target's last payload, with POSTs kept as suspects: the linger sends
   // them once more and ends the session. Silence is the expected end here, not a stall (an 8 MiB
   // --stdio echo came back whole and then failed: the resent suspects were held by the server for a
@@ -674,7 +683,10 @@ void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
 }
 
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
-  if (!disconnect_) disconnect_ = std::make_unique<Request>(*this, settings_.http, chain_);
+  if (!disconnect_) {
+    disconnect_ = std::make_unique<Request>(*this, settings_.http, chain_);
+    disconnect_->exchange.send_once(false);  // nothing is held for it: libcurl may send it again
+  }
   Request* r = disconnect_.get();
   build_headers(r->headers, settings_, Kind::disconnect, 0);
   r->exchange.prepare_post(nullptr, 0, r->headers.list());
@@ -792,12 +804,6 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
     note_post_reached(r.exchange.delivered_or_sent_ns(), r.body_size());
   }
   log_exchange(r, result);
-  if (r.exchange.attempts() > 1 && r.kind != Kind::disconnect) {
-    // libcurl sent it again on a fresh connection: the copy on the dead one may still be held.
-    log::debug("session {}: libcurl sent that request {} times (its connection had died)", id_, r.exchange.attempts());
-    ++retries_;
-    recovery_.note_failure(true);
-  }
   if (result == CURLE_OK) {
     // The round trip: an answer that was neither a long poll (a 204 waited for the server's timeout)
     // nor a release (a 429 waited for a newer request to arrive). Not the TCP handshake: a proxy or gateway that terminates TCP near
@@ -836,8 +842,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
         server_refused_ns_ == 0) {
       server_refused_ns_ = uv_hrtime();  // the server itself was not listening: it may come back restarted
     }
-    // Once sent, it may be held (even when it ends in a failed connect: libcurl sends a request
-    // again on a fresh connection when the reused one turns out dead, and reports how that went).
+    // Once sent, it may be held. (libcurl never sends it twice: see HttpExchange::send_once.)
     retry_after_failure(r, r.exchange.describe_failure(result), r.exchange.attempts() > 0);
     return;
   }
@@ -946,7 +951,9 @@ std::string TunnelSession::fatal_transfer_error(const Request& r, CURLcode resul
   long connect_code = 0;
   curl_easy_getinfo(x.easy(), CURLINFO_HTTP_CONNECTCODE, &connect_code);
   bool transient = false;
-  if (connect_code != 0 && connect_code != 200) {
+  if (x.resend_refused()) {
+    transient = true;  // its connection died: the session sends it again, after the releases
+  } else if (connect_code != 0 && connect_code != 200) {
     transient = served_ && (connect_code == 502 || connect_code == 503 || connect_code == 504);
   } else {
     switch (result) {
@@ -997,6 +1004,10 @@ void TunnelSession::retry_after_failure(Request& r, const std::string& why, bool
   log::warn("session {}: {}{}: {}; trying again in {} ms", id_, what,
             r.kind == Kind::post ? fmt::format(" x-seq {}", r.post->seq) : std::string(), why, verdict.delay_ms);
   if (r.kind == Kind::post) r.post->resend = true;
+  if (maybe_held) {
+    held_lost_ns_ = now;
+    held_lost_what_ = r.kind == Kind::post ? fmt::format("POST x-seq {}", r.post->seq) : std::string("a GET");
+  }
   recovery_.note_failure(maybe_held);
   hold_off_until_ns_ = std::max(hold_off_until_ns_, now + verdict.delay_ms * 1000000);
   pump();

@@ -126,6 +126,7 @@ class TunnelSession {
     Request(TunnelSession& s, const HttpOptions& options, ProxyChain* chain) : session(s), exchange(options) {
       exchange.watch_header(std::string(protocol::kSeqHeader));
       if (chain != nullptr) exchange.use_chain(*chain);
+      exchange.send_once();  // the session sends it again itself, after the releases
     }
     void on_transfer_done(CURLcode result) noexcept override { session.on_request_done(*this, result); }
 
@@ -284,6 +285,10 @@ class TunnelSession {
   // The server itself refused a connection after serving this session, and no payload came since
   // (0: not so): a stall now means it restarted, and the session ends saying so.
   uint64_t server_refused_ns_ = 0;
+  // The last request that died while the server may have held it, and when (0: none): the server
+  // may have answered it with the target's bytes, which went with its connection.
+  uint64_t held_lost_ns_ = 0;
+  std::string held_lost_what_;
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
   // answered as a suspect, cleared by any other payload (0: nothing waits).
   uint64_t waiting_since_ns_ = 0;

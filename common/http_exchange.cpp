@@ -202,6 +202,7 @@ void HttpExchange::use_chain(ProxyChain& chain) {
 
 void HttpExchange::reset_answer() {
   attempts_ = 0;
+  resend_refused_ = false;
   excess_ = false;
   watched_value_.clear();
   watched_seen_ = false;
@@ -288,6 +289,10 @@ long HttpExchange::status() const {
 // body leaves now, with the head.
 int HttpExchange::on_curl_prereq(void* userp, char*, char*, int, int) noexcept {
   auto* self = static_cast<HttpExchange*>(userp);
+  if (self->send_once_ && self->attempts_ > 0) {
+    self->resend_refused_ = true;
+    return CURL_PREREQFUNC_ABORT;
+  }
   ++self->attempts_;
   if (self->inline_body_) self->body_sent_ns_ = uv_hrtime();
   return CURL_PREREQFUNC_OK;
@@ -396,6 +401,10 @@ std::string describe_curl_error(CURLcode code, const char* detail) {
 }
 
 std::string HttpExchange::describe_failure(CURLcode result) const {
+  if (resend_refused_) {
+    return "the connection to " + host_port(options_.url) +
+           " broke before any answer to a request sent on it (the server may hold that request)";
+  }
   if (chain_ != nullptr) {
     // A request through a chain fails as a broken connection; the hop that failed says why.
     std::string hop_error = chain_->recent_error();

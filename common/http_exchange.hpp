@@ -118,6 +118,12 @@ class HttpExchange {
   // How many times libcurl sent this request: more than once when it found a reused connection dead
   // before any answer and tried again on a fresh one, on its own.
   int attempts() const { return attempts_; }
+  // Each request goes once: when libcurl would send it again on a fresh connection (the reused one
+  // died before any answer), the transfer fails instead (CURLE_ABORTED_BY_CALLBACK, resend_refused()).
+  // A tunnel request may be held by the server for the dead connection, and a copy sent at once,
+  // before anything releases that one, lets the server answer the target's next bytes into it.
+  void send_once(bool once = true) { send_once_ = once; }
+  bool resend_refused() const { return resend_refused_; }
   const char* error_detail() const { return error_buffer_; }
   // One line for a failed or refused exchange: what failed, where (which proxy hop, TLS or the
   // endpoint) and what to try.
@@ -156,6 +162,8 @@ class HttpExchange {
   uint64_t delivered_ns_ = 0;
   uint64_t undelivered_seen_ns_ = 0;  // when bytes of the body were last seen unacknowledged
   int attempts_ = 0;
+  bool send_once_ = false;
+  bool resend_refused_ = false;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };
 

@@ -117,6 +117,8 @@ enum class Fault {
   // connection dies (it notices only when it writes the answer, which is then lost).
   cut_post,      // hold the POST, read half its body, then close: the body is never applied
   drop_held,     // hold the request (its body read), then close without answering
+  drop_held_get, // drop-held on a request without a body only (counted over those): no target data is
+                 // on its way for it, unlike a POST whose target answers it at once
   late,          // hold it, but never for target data, and answer no sooner than --late-ms
   status_500,    // answer 500 without handling the request
   status_429,    // answer 429 at once without handling the request, as a gateway that rate-limits
@@ -138,10 +140,14 @@ enum class Fault {
   seq_negative,  // x-seq: -<n>
   seq_missing,   // no x-seq header
   seq_restart,   // x-seq starts again at 1 here, as after a new target connection (the stream broke)
+  drop_answer,   // the held request's connection dies just as the payload goes out on it: the payload
+                 // is answered into a dead connection and lost, and the client sees only the broken
+                 // connection (the reference's race with a dying connection, made to happen)
 };
 
 constexpr std::pair<const char*, Fault> kFaultNames[] = {
     {"drop-request", Fault::drop_request}, {"cut-post", Fault::cut_post},   {"drop-held", Fault::drop_held},
+    {"drop-held-get", Fault::drop_held_get}, {"drop-answer", Fault::drop_answer},
     {"late", Fault::late},                 {"500", Fault::status_500},      {"429", Fault::status_429},      {"204", Fault::status_204},      {"502", Fault::status_502},
     {"504", Fault::status_504},            {"lose-body", Fault::lose_body},
     {"cut-body", Fault::cut_body},   {"cl-long", Fault::cl_long},
@@ -208,21 +214,28 @@ class Faults {
   // Payload faults count payloads; cut-post and lose-body count POSTs with a body; the rest count
   // requests.
   static bool counts_posts(Fault fault) { return fault == Fault::cut_post || fault == Fault::lose_body; }
+  static bool counts_gets(Fault fault) { return fault == Fault::drop_held_get; }
 
   std::optional<Fault> draw(bool payload, bool post_with_body) {
     std::lock_guard lock(mutex_);
     const uint64_t n = payload ? ++payloads_ : ++requests_;
     const uint64_t nth_post = post_with_body ? ++posts_ : 0;
+    const uint64_t nth_get = !payload && !post_with_body ? ++gets_ : 0;
     for (const FaultRule& rule : rules_) {
       if (is_payload_fault(rule.fault) != payload) continue;
       if (counts_posts(rule.fault) && !post_with_body) continue;
-      const uint64_t counter = counts_posts(rule.fault) ? nth_post : n;
+      if (counts_gets(rule.fault) && (payload || post_with_body)) continue;
+      const uint64_t counter = counts_posts(rule.fault) ? nth_post : counts_gets(rule.fault) ? nth_get : n;
       const bool hit = rule.nth != 0 ? (rule.onwards ? counter >= rule.nth : counter == rule.nth)
                                      : std::uniform_real_distribution<double>(0, 1)(rng_) < rule.rate;
       if (hit) {
         log_line(std::string("fault: ") + fault_name(rule.fault) + " on " +
-                 (payload ? "payload " : counts_posts(rule.fault) ? "POST " : "request ") + std::to_string(counter));
-        return rule.fault;
+                 (payload                      ? "payload "
+                     : counts_posts(rule.fault) ? "POST "
+                     : counts_gets(rule.fault)  ? "request without a body "
+                                                : "request ") +
+                 std::to_string(counter));
+        return rule.fault == Fault::drop_held_get ? Fault::drop_held : rule.fault;
       }
     }
     return std::nullopt;
@@ -234,6 +247,7 @@ class Faults {
   uint64_t requests_ = 0;
   uint64_t payloads_ = 0;
   uint64_t posts_ = 0;
+  uint64_t gets_ = 0;
 };
 
 struct Options {
@@ -844,6 +858,12 @@ class Server {
       std::optional<Reply> reply = handle(conn, req, *length, fault, forwarding.thread);
       if (!reply) return;  // drop-held, or the connection broke: it goes without an answer
       reply->close = reply->close || close;
+      if (reply->fault == Fault::drop_answer) {
+        conn.kill();
+        log_line("fault met: drop-answer: payload x-seq " + reply->seq.value_or("?") +
+                 " answered into a dead connection: lost");
+        return;
+      }
       if (reply->status == 200 && conn.peer_gone()) {
         // What the original does too, silently: the payload is gone with the connection.
         log_line("payload x-seq " + reply->seq.value_or("?") + " answered into a dead connection: lost");
@@ -1048,7 +1068,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> fault_texts;
   uint64_t seed = 1;
   std::string fault_help = "inject a fault: NAME:RATE (each request or payload with probability RATE) or NAME@N "
-                           "(the Nth request or payload; cut-post and lose-body count POSTs with a body), NAME@N+ (the Nth and "
+                           "(the Nth request or payload; cut-post and lose-body count POSTs with a body, drop-held-get requests without one), NAME@N+ (the Nth and "
                            "all after it); repeatable. NAME is one of:";
   for (const auto& [name, value] : kFaultNames) fault_help += std::string(" ") + name;
   CLI::App app{"tunnel-test-server: a faithful HttpTunnelServer (Spring Boot DevTools) for tests"};
