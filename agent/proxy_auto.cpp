@@ -138,8 +138,10 @@ std::optional<Script> load_script(const Config& config, AutoProxyResult& result)
     const bool url = config.pac.rfind("http://", 0) == 0 || config.pac.rfind("https://", 0) == 0;
     const std::string path = config.pac.rfind("file://", 0) == 0 ? config.pac.substr(7) : config.pac;
     auto text = url ? fetch(config.pac, config.tls, kFetchTimeoutMs, error) : read_file(path, error);
-    if (!text) {
-      result.error = fmt::format("cannot get the PAC script {}: {}; check --pac", config.pac, error);
+    if (text) error = not_a_pac_script(*text);
+    if (!text || !error.empty()) {
+      result.error = fmt::format("cannot get the PAC script {}: {}; check --pac", config.pac,
+                                 text ? (url ? "HTTP 200 but " : "") + error : error);
       return std::nullopt;
     }
     return Script{*text, "PAC " + config.pac};
@@ -150,7 +152,12 @@ std::optional<Script> load_script(const Config& config, AutoProxyResult& result)
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   for (const auto& url : wpad_urls(resolv_conf, host)) {
-    if (auto text = fetch(url, config.tls, kWpadTimeoutMs, error)) return Script{*text, "PAC " + url + " (WPAD)"};
+    // Like a browser, an answer that is no script (a captive portal's page) is a miss: on to the next.
+    if (auto text = fetch(url, config.tls, kWpadTimeoutMs, error)) {
+      error = not_a_pac_script(*text);
+      if (error.empty()) return Script{*text, "PAC " + url + " (WPAD)"};
+      error = "HTTP 200 but " + error;
+    }
     tried += fmt::format("{}{} ({})", tried.empty() ? "" : ", ", url, error);
   }
   result.warnings.push_back(fmt::format("--proxy-auto: no PAC script found by WPAD ({}): going direct; give --pac "

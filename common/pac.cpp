@@ -68,6 +68,14 @@ std::vector<PacEntry> parse_pac_answer(const std::string& answer) {
   return entries;
 }
 
+std::string not_a_pac_script(const std::string& text) {
+  if (text.find("FindProxyForURL") != std::string::npos) return {};
+  const size_t start = text.find_first_not_of(" \t\r\n");
+  if (start == std::string::npos) return "an empty answer, not a PAC script";
+  if (text[start] == '<') return "an HTML page, not a PAC script (a login or error page?)";
+  return "not a PAC script (it defines no FindProxyForURL)";
+}
+
 std::optional<std::string> find_proxy_for_url(const std::string& script, const std::string& url,
                                               const std::string& host, std::string& error) {
   engine_said().clear();

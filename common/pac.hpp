@@ -20,6 +20,11 @@ struct PacEntry {
 // "PROXY a:3128; HTTPS b:443; DIRECT" -> its entries. Empty or blank text means DIRECT.
 std::vector<PacEntry> parse_pac_answer(const std::string& answer);
 
+// Empty when `text` can be a PAC script (it names FindProxyForURL); else what it looks like
+// instead, for a message: a captive portal or a web server's error page answers 200 with HTML, and a
+// browser takes such an answer for no script at all.
+std::string not_a_pac_script(const std::string& text);
+
 // Runs FindProxyForURL(url, host) of `script`. nullopt with what the engine said when the script
 // does not parse or does not answer.
 std::optional<std::string> find_proxy_for_url(const std::string& script, const std::string& url,

@@ -50,3 +50,11 @@ TEST_CASE("a PAC script runs per URL and host, and its errors are said") {
   CHECK_FALSE(find_proxy_for_url("var x = 1;", "http://h/", "h", error));
   CHECK(error.rfind("the PAC script's FindProxyForURL gave no answer", 0) == 0);
 }
+
+TEST_CASE("an answer that is no PAC script says what it looks like") {
+  CHECK(not_a_pac_script("function FindProxyForURL(url, host) { return 'DIRECT'; }").empty());
+  CHECK(not_a_pac_script("\n  <!DOCTYPE html><html><body>Sign in to the guest network</body></html>") ==
+        "an HTML page, not a PAC script (a login or error page?)");
+  CHECK(not_a_pac_script(" \r\n") == "an empty answer, not a PAC script");
+  CHECK(not_a_pac_script("var proxy = 'PROXY p:3128';") == "not a PAC script (it defines no FindProxyForURL)");
+}

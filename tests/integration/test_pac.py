@@ -18,7 +18,8 @@ from test_check import check
 class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
-    def __init__(self, script, port=0, path="/proxy.pac"):
+    def __init__(self, script, port=0, path="/proxy.pac", host="127.0.0.1",
+                 content_type="application/x-ns-proxy-autoconfig"):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(handler):
                 self.requests += 1
@@ -27,7 +28,7 @@ class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                     return
                 body = script.encode()
                 handler.send_response(200)
-                handler.send_header("Content-Type", "application/x-ns-proxy-autoconfig")
+                handler.send_header("Content-Type", content_type)
                 handler.send_header("Content-Length", str(len(body)))
                 handler.end_headers()
                 handler.wfile.write(body)
@@ -36,9 +37,9 @@ class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 pass
 
         self.requests = 0
-        super().__init__(("127.0.0.1", port), Handler)
+        super().__init__((host, port), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server_address[1]}{path}"
+        self.url = f"http://{host}:{self.server_address[1]}{path}"
 
     def stop(self):
         self.shutdown()
@@ -148,6 +149,16 @@ class Pac(unittest.TestCase):
                              capture_output=True, text=True, timeout=30, env={**os.environ, **NO_PROXY_ENV})
         self.assertEqual(run.returncode, 1, run.stderr)
         self.assertRegex(run.stderr, r"error: cannot get the PAC script http://127\.0\.0\.1:\d+/none\.pac: .*; check --pac")
+        # A captive portal or a web server's error page: 200 with HTML, which is no script.
+        portal = PacServer("<!DOCTYPE html><html><body>Sign in to continue</body></html>\n", content_type="text/html")
+        try:
+            run = subprocess.run([AGENT, "--pac", portal.url, f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}"],
+                                 capture_output=True, text=True, timeout=30, env={**os.environ, **NO_PROXY_ENV})
+        finally:
+            portal.stop()
+        self.assertEqual(run.returncode, 1, run.stderr)
+        self.assertIn(f"error: cannot get the PAC script {portal.url}: HTTP 200 but an HTML page, not a PAC script "
+                      "(a login or error page?); check --pac", run.stderr)
 
 
 if __name__ == "__main__":

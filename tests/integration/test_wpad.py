@@ -25,7 +25,8 @@ class Wpad(unittest.TestCase):
             f.write(f"search {DOMAIN}\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         with open(os.path.join(self.etc, "hosts"), "w") as f:
             # Only the parent domain's wpad host exists, so the agent must fall from the first name to it.
-            f.write("127.0.0.1 localhost wpad.tunnel.test\n::1 localhost\n")
+            # wpad.DOMAIN is another loopback address, where a case may put a captive portal.
+            f.write(f"127.0.0.1 localhost wpad.tunnel.test\n127.0.0.2 wpad.{DOMAIN}\n::1 localhost\n")
         subprocess.run(["ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up"], check=True)
 
     def tearDown(self):

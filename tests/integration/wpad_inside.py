@@ -51,6 +51,26 @@ class WpadInside(unittest.TestCase):
         self.assertEqual(pac.requests, 1, "the script is fetched once, from the one wpad host that exists")
         wait_until(lambda: f"CONNECT 127.0.0.1:{self.server_port}" in squid.log(), 10, "squid to log the tunnel")
 
+    def test_a_captive_portal_at_the_first_wpad_host_is_passed_over_for_the_parent_domains_script(self):
+        # wpad.DOMAIN answers every path with a 200 HTML page, as a guest network's portal does.
+        portal = PacServer("<html><body>Sign in to the guest network</body></html>\n", port=80, path="/wpad.dat",
+                           host="127.0.0.2", content_type="text/html")
+        self.stops.append(portal.stop)
+        squid = Squid()
+        self.stops.append(squid.stop)
+        pac = PacServer(f"function FindProxyForURL(url, host) {{ return 'PROXY 127.0.0.1:{squid.port}'; }}\n",
+                        port=80, path="/wpad.dat")
+        self.stops.append(pac.stop)
+        agent, port = self.run_agent()
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{squid.port} \(from PAC http://wpad\.tunnel\.test/wpad\.dat "
+                            rf"\(WPAD\)")
+        self.echo(port)
+        code, _ = agent.stop()
+        self.assertEqual(code, 0, agent.output())
+        self.assertEqual(portal.requests, 1, "the portal was asked first")
+        self.assertEqual(pac.requests, 1)
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.server_port}" in squid.log(), 10, "squid to log the tunnel")
+
     def test_no_wpad_server_is_said_with_what_was_tried_and_the_agent_goes_direct(self):
         agent, port = self.run_agent()
         line = agent.wait_for_line(r"--proxy-auto: no PAC script found by WPAD \(tried .*\): going direct").string
