@@ -645,9 +645,17 @@ void TunnelSession::wait_for_answer(uint64_t since_ns) {
 void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   if ((self->state_ != State::open && self->state_ != State::draining) || self->waiting_since_ns_ == 0) return;
-  // A target that never talks (an upload): silence is normal, unless its first answer may have
-  // gone with a dead connection.
-  if (!self->download_.any_payload() && self->held_lost_ns_ == 0) return;
+  if (!self->download_.any_payload()) {
+    // A target that never talks (an upload): silence is normal. But its first answer may have gone
+    // with a dead connection: said once, without resends (nothing says a body was lost, and each
+    // resend the server had costs a reorder slot for good: one per stall time, for ever, to a sink).
+    if (self->held_lost_ns_ == 0 || self->held_lost_warned_) return;
+    self->held_lost_warned_ = true;
+    log::warn("session {}: what the local client sent has waited {:.0f} s for an answer: {}", self->id_,
+              std::max(seconds_since(self->waiting_since_ns_), static_cast<double>(self->settings_.stall_warning_ms) / 1000),
+              self->stall_text());
+    return;
+  }
   // The input ended after the target's last payload, with POSTs kept as suspects: the linger sends
   // them once more and ends the session. Silence is the expected end here, not a stall (an 8 MiB
   // --stdio echo came back whole and then failed: the resent suspects were held by the server for a

@@ -289,6 +289,7 @@ class TunnelSession {
   // may have answered it with the target's bytes, which went with its connection.
   uint64_t held_lost_ns_ = 0;
   std::string held_lost_what_;
+  bool held_lost_warned_ = false;  // said so while nothing had come from the target
   // Since when bytes handed to the target wait for a sign of life from it: set by a POST sent or
   // answered as a suspect, cleared by any other payload (0: nothing waits).
   uint64_t waiting_since_ns_ = 0;

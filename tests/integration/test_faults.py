@@ -247,6 +247,7 @@ class FirstAnswerLost(FaultTestCase):
                 received.extend(data)
         self.assertEqual(bytes(received), b"", "bytes after the hole were delivered")
         self.agent.wait_for_line(r"session 1 \(.*\) failed after .*x-seq", 10)
+        self.assertEqual(self.agent.count(r"sending x-seq .* again"), 0, "no resend: nothing says a body was lost")
 
 
 class LateAnswers(FaultTestCase):
