@@ -216,7 +216,10 @@ AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms) {
     std::optional<ProxyHop> chosen;
     std::optional<ProxyHop> first_proxy;
     bool direct = false;
-    for (const PacEntry& entry : parse_pac_answer(*answer)) {
+    const std::vector<PacEntry> entries = parse_pac_answer(*answer);
+    size_t taken = entries.size();  // the entry hop 1 comes from
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const PacEntry& entry = entries[i];
       if (entry.kind == PacEntry::Kind::direct) {
         direct = true;
         break;
@@ -232,18 +235,39 @@ AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms) {
         passed.push_back(fmt::format("{}: {}", entry.text, error));
         continue;
       }
-      if (!first_proxy) first_proxy = hop;
+      if (!first_proxy) {
+        first_proxy = hop;
+        taken = i;
+      }
       if (const std::string why = probe(entry.host_port, probe_timeout_ms); !why.empty()) {
         passed.push_back(fmt::format("{}: {}", entry.host_port, why));
         continue;
       }
       chosen = std::move(hop);
+      taken = i;
       break;
+    }
+    // What a session takes when hop 1 refuses it: the choices after hop 1's, up to DIRECT.
+    std::vector<std::optional<ProxyHop>> next;
+    for (size_t i = taken + 1; (chosen || first_proxy) && i < entries.size(); ++i) {
+      const PacEntry& entry = entries[i];
+      if (entry.kind == PacEntry::Kind::direct) {
+        next.emplace_back(std::nullopt);
+        break;
+      }
+      if (entry.kind == PacEntry::Kind::unsupported) continue;
+      const std::string source = fmt::format("{}, which answered \"{}\"", script->source, *answer);
+      std::string ignored;
+      if (auto hop = parse_proxy((entry.kind == PacEntry::Kind::https_proxy ? "https://" : "http://") + entry.host_port,
+                                 source, ignored)) {
+        next.emplace_back(std::move(*hop));
+      }
     }
     const std::string not_taken = passed.empty() ? "" : fmt::format(" (not taken: {})", fmt::join(passed, "; "));
     if (chosen) {
       chosen->source += not_taken;  // the start line and check say it all
       proxy.hops.push_back(std::move(*chosen));
+      proxy.pac_next = std::move(next);
     } else if (direct) {
       proxy.bypassed = fmt::format("{} answered \"{}\": DIRECT{}", script->source, *answer, not_taken);
     } else if (first_proxy) {
@@ -251,6 +275,7 @@ AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms) {
       result.warnings.push_back(fmt::format("{}: none of the proxies \"{}\" for {} answers{}; using {} anyway",
                                             script->source, *answer, forward.url, not_taken, first_proxy->display));
       proxy.hops.push_back(std::move(*first_proxy));
+      proxy.pac_next = std::move(next);
     } else {
       result.error = fmt::format("{} answered \"{}\" for {}: no HTTP proxy in it{}", script->source, *answer,
                                  forward.url, not_taken);

@@ -24,6 +24,7 @@ TunnelSession::TunnelSession(uv_loop_t* loop, CurlUvDriver& driver, const Sessio
     : loop_(loop),
       driver_(driver),
       settings_(settings),
+      http_(settings.http),
       chain_(chain),
       client_(std::move(client)),
       id_(std::move(id)),
@@ -57,7 +58,7 @@ TunnelSession::~TunnelSession() {
 }
 
 void TunnelSession::start(uint64_t hold_off_ms, const std::string& early, bool early_eof) {
-  log::info("session {}: opened for local client {} (endpoint {})", id_, peer_, settings_.http.url);
+  log::info("session {}: opened for local client {} (endpoint {})", id_, peer_, http_.url);
   if (hold_off_ms > 0) {
     log::info("session {}: the target was not running or not reachable at the last attempt; asking the server "
               "again in {:.1f} s",
@@ -279,8 +280,30 @@ TunnelSession::Request& TunnelSession::idle_request() {
   for (auto& r : pool_) {
     if (!r->busy) return *r;
   }
-  pool_.push_back(std::make_unique<Request>(*this, settings_.http, chain_));
+  pool_.push_back(std::make_unique<Request>(*this, http_, chain_));
+  pool_.back()->proxy_choice = proxy_choice_;
   return *pool_.back();
+}
+
+// Before any answer, proxy 1 could not be reached: when a PAC script named further choices, the
+// next one is taken (for this session: the next session tries the script's first again). True
+// when it was; the failed request goes again by it.
+bool TunnelSession::take_next_pac_choice(Request& r, CURLcode result) {
+  if (served_ || chain_ != nullptr || http_.proxy.pac_next.empty() || !r.exchange.failed_at_proxy_1(result)) {
+    return false;
+  }
+  const std::string why = r.exchange.describe_failure(result);
+  std::optional<ProxyHop> next = std::move(http_.proxy.pac_next.front());
+  http_.proxy.pac_next.erase(http_.proxy.pac_next.begin());
+  if (next) {
+    http_.proxy.hops.assign(1, std::move(*next));
+  } else {
+    http_.proxy.hops.clear();
+  }
+  ++proxy_choice_;
+  log::warn("session {}: {}; taking the PAC script's next choice: {}", id_, why,
+            http_.proxy.hops.empty() ? std::string("DIRECT") : "proxy " + http_.proxy.hops.front().display);
+  return true;
 }
 
 // Sends what the planner says, one request at a time, until it says nothing; first, after any
@@ -462,7 +485,7 @@ size_t TunnelSession::post_cap() const {
   // Through proxies a big body reaches the server long after libcurl handed it over (each hop
   // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
   // with the request head arrives with it.
-  if (chain_ != nullptr || !settings_.http.proxy.hops.empty() || behind_front_) {
+  if (chain_ != nullptr || !http_.proxy.hops.empty() || behind_front_) {
     return std::min(cap, HttpExchange::kInlineBodyMax);
   }
   return cap;
@@ -506,7 +529,7 @@ void TunnelSession::send_post(Post& post) {
 // (nghttpx) keeps its own connections to the server, and closing one would end every stream on it.
 bool TunnelSession::close_after_post(size_t body_size) const {
   if (body_size <= HttpExchange::kInlineBodyMax || behind_front_) return false;
-  return settings_.http.url.rfind("http://", 0) == 0 || served_;  // https: known once answers came
+  return http_.url.rfind("http://", 0) == 0 || served_;  // https: known once answers came
 }
 
 bool TunnelSession::target_idle() const {
@@ -692,7 +715,7 @@ void TunnelSession::on_uv_stall_timeout(uv_timer_t* timer) noexcept {
 
 void TunnelSession::send_disconnect(uint64_t timeout_ms) {
   if (!disconnect_) {
-    disconnect_ = std::make_unique<Request>(*this, settings_.http, chain_);
+    disconnect_ = std::make_unique<Request>(*this, http_, chain_);
     disconnect_->exchange.send_once(false);  // nothing is held for it: libcurl may send it again
   }
   Request* r = disconnect_.get();
@@ -706,6 +729,10 @@ void TunnelSession::send_disconnect(uint64_t timeout_ms) {
 }
 
 bool TunnelSession::send(Request& r, Kind kind) {
+  if (r.proxy_choice != proxy_choice_) {
+    r.exchange.reapply_proxy();
+    r.proxy_choice = proxy_choice_;
+  }
   r.kind = kind;
   r.started_ns = uv_hrtime();
   r.others_at_start = static_cast<size_t>(
@@ -840,13 +867,24 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
 
   if (result != CURLE_OK) {
     if (state_ == State::disconnecting) return;
+    if (r.proxy_choice != proxy_choice_ && (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_PROXY)) {
+      // Sent by a choice already left behind: it goes again by the new one.
+      if (r.kind == Kind::post) r.post->resend = true;
+      pump();
+      return;
+    }
+    if (take_next_pac_choice(r, result)) {
+      if (r.kind == Kind::post) r.post->resend = true;
+      pump();
+      return;
+    }
     std::string fatal = fatal_transfer_error(r, result);
     if (!fatal.empty()) {
       // A lost or impossible payload: the server is there, so it is told to drop the target.
       finish(std::move(fatal), true, served_ || r.exchange.status() == 200);
       return;
     }
-    if (result == CURLE_COULDNT_CONNECT && served_ && chain_ == nullptr && settings_.http.proxy.hops.empty() &&
+    if (result == CURLE_COULDNT_CONNECT && served_ && chain_ == nullptr && http_.proxy.hops.empty() &&
         server_refused_ns_ == 0) {
       server_refused_ns_ = uv_hrtime();  // the server itself was not listening: it may come back restarted
     }
@@ -932,7 +970,7 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
         return;
       }
       finish(fmt::format("unexpected answer from {}: HTTP {}: not a tunnel response (check the URL's path)",
-                         settings_.http.url, status_text(status, r.exchange.reason())),
+                         http_.url, status_text(status, r.exchange.reason())),
              true, false);
       return;
   }
@@ -1158,7 +1196,7 @@ void TunnelSession::on_payload(Request& r) {
 void TunnelSession::on_uv_gap_timeout(uv_timer_t* timer) noexcept {
   auto* self = static_cast<TunnelSession*>(timer->data);
   const uint64_t now = uv_hrtime();
-  const uint64_t limit_ns = static_cast<uint64_t>(self->settings_.http.request_timeout_ms) * 1000000;
+  const uint64_t limit_ns = static_cast<uint64_t>(self->http_.request_timeout_ms) * 1000000;
   for (const auto& r : self->pool_) {
     const uint64_t since = self->download_.gap_since_ns();
     if (r->busy && r->started_ns < since && now - since < limit_ns) {

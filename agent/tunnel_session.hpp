@@ -140,6 +140,7 @@ class TunnelSession {
     bool release = false;  // sent to make the server release a request held for a dead connection
     bool busy = false;
     size_t others_at_start = 0;  // requests of the session out when it was sent
+    int proxy_choice = 0;        // the session's PAC choice when its proxy was last set
     size_t body_size() const { return kind == Kind::post && post != nullptr ? post->body.size() : 0; }
   };
   struct LocalWrite {
@@ -207,10 +208,13 @@ class TunnelSession {
   void finish(std::string why, bool error, bool disconnect_first);
   void close_local(bool flush);
   void log_exchange(const Request& request, CURLcode result) const;
+  bool take_next_pac_choice(Request& r, CURLcode result);
 
   uv_loop_t* loop_;
   CurlUvDriver& driver_;
   const SessionSettings& settings_;
+  HttpOptions http_;  // settings_.http, with the PAC choice this session is on (its requests refer to it)
+  int proxy_choice_ = 0;  // how many PAC choices it left behind
   ProxyChain* chain_;
   LocalEnd client_;
   int client_handles_open_ = 0;  // closing the local end: handles whose close has not come back yet

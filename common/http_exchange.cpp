@@ -400,6 +400,22 @@ std::string describe_curl_error(CURLcode code, const char* detail) {
   return text;
 }
 
+bool HttpExchange::failed_at_proxy_1(CURLcode result) const {
+  const auto& hops = options_.proxy.hops;
+  if (hops.empty()) return false;
+  long connect_code = 0;
+  curl_easy_getinfo(easy_, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+  if (connect_code != 0) return false;  // it answered CONNECT
+  if (result == CURLE_COULDNT_RESOLVE_PROXY) return true;
+  // libcurl names what it failed to reach ("Failed to connect to HOST port N"): the proxy, or the
+  // endpoint itself when no_proxy let it go direct. (CURLINFO_PRIMARY_PORT is not set then.)
+  return result == CURLE_COULDNT_CONNECT &&
+         describe_curl_error(result, error_buffer_).find(" port " + std::to_string(hops.front().port) + " ") !=
+             std::string::npos;
+}
+
+void HttpExchange::reapply_proxy() { apply_proxy(easy_, options_.proxy); }
+
 std::string HttpExchange::describe_failure(CURLcode result) const {
   if (resend_refused_) {
     return "the connection to " + host_port(options_.url) +
@@ -440,10 +456,7 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
       return "cannot resolve the host of proxy 1 (" + hops.front().display + ", from " + hops.front().source +
              "): " + detail;
     case CURLE_COULDNT_CONNECT:
-      // libcurl names what it failed to reach ("Failed to connect to HOST port N"): the proxy, or the
-      // endpoint itself when no_proxy let it go direct. (CURLINFO_PRIMARY_PORT is not set then.)
-      if (!hops.empty() && connect_code == 0 &&
-          detail.find(" port " + std::to_string(hops.front().port) + " ") != std::string::npos) {
+      if (failed_at_proxy_1(result)) {
         return "cannot connect to proxy 1 (" + hops.front().display + ", from " + hops.front().source + "): " +
                detail + "; check the proxy address, or --no-proxy to go direct";
       }

@@ -128,6 +128,10 @@ class HttpExchange {
   // One line for a failed or refused exchange: what failed, where (which proxy hop, TLS or the
   // endpoint) and what to try.
   std::string describe_failure(CURLcode result) const;
+  // The failure was reaching proxy 1 itself (its name or its port), not anything behind it.
+  bool failed_at_proxy_1(CURLcode result) const;
+  // Sets the proxy again from the options (which changed since: a PAC's next choice).
+  void reapply_proxy();
 
  private:
   void reset_answer();

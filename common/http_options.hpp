@@ -26,6 +26,9 @@ struct ProxySettings {
   std::string user;             // for hop 1, unless its URL carries credentials
   std::optional<std::string> password;
   long auth = CURLAUTH_ANY;     // schemes libcurl may use with hop 1
+  // From a PAC script (--proxy-auto, --pac): its answer's further choices after hop 1, in order
+  // (nullopt: DIRECT), taken by a session whose proxy refuses connections before any answer.
+  std::vector<std::optional<ProxyHop>> pac_next;
 };
 
 // The login libcurl offers proxy 1 (`hop1`, which may carry its own credentials in its URL): the

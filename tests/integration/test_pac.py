@@ -122,6 +122,31 @@ class Pac(unittest.TestCase):
         wait_until(lambda: f"CONNECT 127.0.0.1:{self.servers[0]}" in b.log(), 10, "squid B to log forward 0")
         self.assertNotIn(f":{self.servers[1]}", b.log())
 
+    def test_a_proxy_that_goes_down_while_the_agent_runs_gives_way_to_the_next_pac_choice(self):
+        a, b = self.squids
+        path = os.path.join(self.dir, "proxy.pac")
+        with open(path, "w") as f:
+            f.write(self.script({"127.0.0.1": f"PROXY 127.0.0.1:{a.port}; PROXY 127.0.0.1:{b.port}; DIRECT"}))
+        url = f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}"
+        agent, (port,) = self.run_agent(path, [url])
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{a.port} \(from PAC")
+        self.echo(port, "through A ")
+        agent.wait_for_line(r"session 1 \(.*\) closed after")
+        a.proc.stop()  # A goes down: session 2 takes B, and says so
+        self.echo(port, "through B ")
+        agent.wait_for_line(rf"session 2: cannot connect to proxy 1 \(127\.0\.0\.1:{a.port}, .*; taking the PAC "
+                            rf"script's next choice: proxy 127\.0\.0\.1:{b.port}$")
+        agent.wait_for_line(r"session 2 \(.*\) closed after")
+        b.proc.stop()  # B too: session 3 goes direct, the script's last choice
+        # squid writes a CONNECT to its log when the tunnel closes: here, when squid stops.
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.servers[0]}" in b.log(), 10, "squid B to log session 2")
+        self.echo(port, "direct ")
+        agent.wait_for_line(rf"session 3: cannot connect to proxy 1 \(127\.0\.0\.1:{b.port}, .*; taking the PAC "
+                            rf"script's next choice: DIRECT$")
+        code, _ = agent.stop()
+        self.assertEqual(code, 0, agent.output())
+        self.assertEqual(agent.count(r"error"), 0, agent.output())
+
     def test_check_says_which_proxy_the_pac_chose_and_why(self):
         a = self.squids[0]
         path = os.path.join(self.dir, "proxy.pac")
