@@ -247,7 +247,12 @@ class FirstAnswerLost(FaultTestCase):
                 received.extend(data)
         self.assertEqual(bytes(received), b"", "bytes after the hole were delivered")
         self.agent.wait_for_line(r"session 1 \(.*\) failed after .*x-seq", 10)
-        self.assertEqual(self.agent.count(r"sending x-seq .* again"), 0, "no resend: nothing says a body was lost")
+        # x-seq 1 is never sent again: nothing says the server lost its body, and a resend it had
+        # would cost a reorder slot for good. (x-seq 2, answered with the echo before its body was
+        # surely read, may go again as a suspect once payload 2 came: that is the suspects' rule, and
+        # under load it does; CI saw it.)
+        self.assertNotIn("again", line.string, "the warning before any payload resends nothing")
+        self.assertEqual(self.agent.count(r"sending x-seq 1\b"), 0, "x-seq 1 was sent again:\n" + self.agent.output())
 
 
 class LateAnswers(FaultTestCase):
