@@ -5,6 +5,7 @@
 #include "common/curl_uv_driver.hpp"
 #include "common/http_exchange.hpp"
 #include "common/jdwp_handshake.hpp"
+#include "common/platform.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/tls_issuer.hpp"
 #include "common/url.hpp"
@@ -84,10 +85,10 @@ std::string certificate_summary(CURL* easy) {
   }
   std::string text = fmt::format("certificate {}, issued by {}, expires {}", subject, issuer, expires);
   // "Nov 23 21:19:30 2026 GMT" (OpenSSL) or "2026-11-23 21:19:30 GMT": how far off.
-  std::tm when{};
-  if (strptime(expires.c_str(), "%b %d %H:%M:%S %Y", &when) != nullptr ||
-      strptime(expires.c_str(), "%Y-%m-%d %H:%M:%S", &when) != nullptr) {
-    const double days = std::difftime(timegm(&when), std::time(nullptr)) / 86400;
+  auto when = platform::parse_utc(expires, "%b %d %H:%M:%S %Y");
+  if (!when) when = platform::parse_utc(expires, "%Y-%m-%d %H:%M:%S");
+  if (when) {
+    const double days = std::difftime(*when, std::time(nullptr)) / 86400;
     text += days < 0 ? " (EXPIRED)" : fmt::format(" (in {:.0f} days)", days);
   }
   return text;

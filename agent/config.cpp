@@ -1,6 +1,7 @@
 #include "agent/config.hpp"
 
 #include "agent/config_file.hpp"
+#include "common/platform.hpp"
 #include "common/url.hpp"
 
 #include <CLI/CLI.hpp>
@@ -9,8 +10,6 @@
 #include <uv.h>
 
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -84,10 +83,9 @@ std::optional<std::string> read_secret_file(const std::string& path, const char*
                         path, kMaxSecretFile >> 10, what, what);
     return std::nullopt;
   }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    warnings.push_back(fmt::format("the {} file {} can be read by other users (mode {:04o}): chmod 600 {}", what,
-                                   path, st.st_mode & 07777, path));
+  if (const std::string how = platform::readable_by_others(path); !how.empty()) {
+    warnings.push_back(fmt::format("the {} file {} can be read by other users ({}): {}", what, path, how,
+                                   platform::make_private_command(path)));
   }
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) {
@@ -128,10 +126,9 @@ std::optional<std::vector<std::string>> read_header_file(const std::string& path
     error = fmt::format("the header file {} holds more than {} KiB: not a header file", path, kMaxHeaderFile >> 10);
     return std::nullopt;
   }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    warnings.push_back(fmt::format("the header file {} can be read by other users (mode {:04o}): chmod 600 {}", path,
-                                   st.st_mode & 07777, path));
+  if (const std::string how = platform::readable_by_others(path); !how.empty()) {
+    warnings.push_back(fmt::format("the header file {} can be read by other users ({}): {}", path, how,
+                                   platform::make_private_command(path)));
   }
   std::vector<std::string> headers;
   std::istringstream lines(text);
@@ -687,13 +684,7 @@ std::string mask_header(const std::string& header) { return header.substr(0, hea
 
 }  // namespace
 
-std::optional<std::string> default_config_path(const GetEnv& getenv) {
-  const char* xdg = getenv("XDG_CONFIG_HOME");
-  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/tunnel-agent/config.toml";
-  const char* home = getenv("HOME");
-  if (home != nullptr && home[0] != '\0') return std::string(home) + "/.config/tunnel-agent/config.toml";
-  return std::nullopt;
-}
+std::optional<std::string> default_config_path(const GetEnv& getenv) { return platform::default_config_path(getenv); }
 
 namespace {
 
@@ -760,7 +751,7 @@ std::string read_config_file(const Raw& cli, const OptionKinds& kinds, const Env
   } else if (auto from_env = env("TUNNEL_AGENT_CONFIG"); from_env && !from_env->empty() && !cli.no_config) {
     path = *from_env;
   } else if (auto fallback = default_config_path(getenv); fallback && !cli.no_config) {
-    if (access(fallback->c_str(), F_OK) == 0) path = fallback;
+    if (platform::file_exists(*fallback)) path = fallback;
     else note = fmt::format("none ({} does not exist)", *fallback);
   } else {
     note = cli.no_config ? "none (--no-config)" : "none";

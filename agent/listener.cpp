@@ -1,8 +1,8 @@
 #include "agent/listener.hpp"
 
-#include <sys/resource.h>
 
 #include "common/log.hpp"
+#include "common/platform.hpp"
 #include "common/url.hpp"
 
 #include <fmt/format.h>
@@ -96,17 +96,17 @@ bool Listener::is_loopback(const sockaddr_storage& addr) {
 // Out of file descriptors, libuv closes the connections waiting to be accepted without a word (its
 // EMFILE trick), and libcurl can open no socket: said once, while some are left, with the remedy.
 void Listener::warn_if_few_descriptors(UvHandle<uv_any_handle>& client) {
-  uv_os_fd_t fd = -1;
-  if (warned_descriptors_ || uv_fileno(client.as_handle(), &fd) != 0) return;
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
-  const auto left = static_cast<long long>(limit.rlim_cur) - fd;
-  if (left > static_cast<long long>(limit.rlim_cur / 8) && left > 16) return;
+  if (warned_descriptors_) return;
+  const auto fd = platform::descriptor_number(client.as_handle());
+  const auto limit = platform::descriptor_limit();
+  if (!fd || !limit) return;
+  const auto left = *limit - *fd;
+  if (left > *limit / 8 && left > 16) return;
   warned_descriptors_ = true;
   log::warn("file descriptors are running out (this connection got number {} of at most {}): further local "
             "connections will be closed unanswered and requests will fail; close idle connections, or raise "
             "the limit (ulimit -n; the agent already raised its soft limit to the hard one)",
-            fd, static_cast<long long>(limit.rlim_cur));
+            *fd, *limit);
 }
 
 // Called by libuv when a local client connects.

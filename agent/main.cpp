@@ -8,13 +8,13 @@
 #include "agent/status_display.hpp"
 #include "common/curl_uv_driver.hpp"
 #include "common/log.hpp"
+#include "common/platform.hpp"
 #include "common/url.hpp"
 #include "common/uv_handle.hpp"
 
 #include <curl/curl.h>
 #include <uv.h>
 
-#include <sys/resource.h>
 
 #include <csignal>
 #include <cstdio>
@@ -36,17 +36,17 @@ struct App {
   bool stopping = false;
 };
 
-// Called by libuv on SIGINT or SIGTERM.
+// Called by libuv on SIGINT or the platform's other stop signal (SIGTERM, Ctrl-Break).
 void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
   auto* app = static_cast<App*>(handle->data);
   if (app->stopping) {
-    tunnel::log::warn("second {}: exiting at once", signum == SIGINT ? "Ctrl-C" : "SIGTERM");
+    tunnel::log::warn("second {}: exiting at once", signum == SIGINT ? "Ctrl-C" : tunnel::platform::stop_signal_name());
     std::_Exit(130);
   }
   app->stopping = true;
   app->status->close();  // the live lines go first: what follows is the log of the shutdown
   tunnel::log::info("stopping ({}): closing the listener and ending live sessions",
-                    signum == SIGINT ? "Ctrl-C" : "SIGTERM");
+                    signum == SIGINT ? "Ctrl-C" : tunnel::platform::stop_signal_name());
   if (app->stdio_session != nullptr) app->stdio_session->stop();  // its end closes the rest
   for (auto& listener : *app->listeners) {
     listener->stop([app] {
@@ -61,14 +61,8 @@ void on_uv_signal(uv_signal_t* handle, int signum) noexcept {
 // Each session takes a local socket and one or two HTTP connections: the soft limit on file
 // descriptors (often 1024) goes up to the hard one, which an unprivileged process may do.
 void raise_descriptor_limit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
-  const rlim_t before = limit.rlim_cur;
-  limit.rlim_cur = limit.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    tunnel::log::debug("file descriptors: soft limit raised from {} to {}", static_cast<unsigned long long>(before),
-                       limit.rlim_max == RLIM_INFINITY ? std::string("unlimited")
-                                                       : std::to_string(static_cast<unsigned long long>(limit.rlim_max)));
+  if (const auto raised = tunnel::platform::raise_descriptor_limit()) {
+    tunnel::log::debug("file descriptors: soft limit raised {}", *raised);
   }
 }
 
@@ -84,7 +78,7 @@ int main(int argc, char** argv) {
   tunnel::log::set_level(config.log_level);
   tunnel::log::set_format(config.log_format);
   for (const auto& warning : config.warnings) tunnel::log::warn("{}", warning);
-  std::signal(SIGPIPE, SIG_IGN);
+  tunnel::platform::ignore_broken_pipes();
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     tunnel::log::error("cannot initialise libcurl");
     return 1;
@@ -155,7 +149,7 @@ int main(int argc, char** argv) {
     uv_signal_start(app.sigint.get(), &on_uv_signal, SIGINT);
     app.sigterm.init(&loop, uv_signal_init);
     app.sigterm.get()->data = &app;
-    uv_signal_start(app.sigterm.get(), &on_uv_signal, SIGTERM);
+    uv_signal_start(app.sigterm.get(), &on_uv_signal, tunnel::platform::stop_signal());
     // The live status line only where a person watches: a terminal, text logs, not --stdio (whose
     // stderr is often the terminal of the ssh session it carries).
     const bool live_line = config.status_line && !config.stdio && config.log_format == tunnel::log::Format::text &&

@@ -1,16 +1,13 @@
 #include "agent/proxy_auto.hpp"
 
 #include "common/pac.hpp"
+#include "common/platform.hpp"
 #include "common/url.hpp"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <uv.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -85,47 +82,6 @@ std::optional<std::string> read_file(const std::string& path, std::string& error
   return text.str();
 }
 
-// "" when something accepts a TCP connection at host:port within the timeout, else why not.
-std::string probe(const std::string& host_port, long timeout_ms) {
-  const size_t colon = host_port.rfind(':');
-  std::string host = colon == std::string::npos ? host_port : host_port.substr(0, colon);
-  const std::string port = colon == std::string::npos ? "80" : host_port.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return fmt::format("cannot resolve {}: {}", host, gai_strerror(rc));
-  }
-  std::string why = "no address";
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    int rc = connect(fd, a->ai_addr, a->ai_addrlen);
-    if (rc != 0 && errno == EINPROGRESS) {
-      pollfd p{fd, POLLOUT, 0};
-      rc = poll(&p, 1, static_cast<int>(timeout_ms));
-      int err = 0;
-      socklen_t len = sizeof err;
-      if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-        rc = 0;
-      } else {
-        why = rc == 0 ? fmt::format("no answer within {} ms", timeout_ms) : std::strerror(err != 0 ? err : errno);
-        rc = -1;
-      }
-    } else if (rc != 0) {
-      why = std::strerror(errno);
-    }
-    ::close(fd);
-    if (rc == 0) {
-      freeaddrinfo(found);
-      return "";
-    }
-  }
-  freeaddrinfo(found);
-  return why;
-}
-
 // The script, and where it came from ("PAC https://wpad/x.pac"), for every automatic forward.
 struct Script {
   std::string text;
@@ -150,7 +106,8 @@ std::optional<Script> load_script(const Config& config, AutoProxyResult& result)
   std::string ignored;
   if (auto text = read_file("/etc/resolv.conf", ignored)) resolv_conf = *text;
   char host[256] = {};
-  gethostname(host, sizeof host - 1);
+  size_t host_size = sizeof host;
+  if (uv_os_gethostname(host, &host_size) != 0) host[0] = '\0';
   for (const auto& url : wpad_urls(resolv_conf, host)) {
     // Like a browser, an answer that is no script (a captive portal's page) is a miss: on to the next.
     if (auto text = fetch(url, config.tls, kWpadTimeoutMs, error)) {
@@ -239,7 +196,7 @@ AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms) {
         first_proxy = hop;
         taken = i;
       }
-      if (const std::string why = probe(entry.host_port, probe_timeout_ms); !why.empty()) {
+      if (const std::string why = platform::tcp_probe(entry.host_port, probe_timeout_ms); !why.empty()) {
         passed.push_back(fmt::format("{}: {}", entry.host_port, why));
         continue;
       }

@@ -1,9 +1,8 @@
 #include "agent/status_display.hpp"
 
 #include "common/log.hpp"
+#include "common/platform.hpp"
 
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -13,16 +12,11 @@ namespace tunnel {
 namespace {
 constexpr uint64_t kRedrawMs = 1000;
 
-size_t terminal_columns() {
-  winsize size{};
-  if (ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
-  return 80;
-}
 }  // namespace
 
 bool StatusDisplay::stderr_is_terminal() {
   const char* term = std::getenv("TERM");
-  return isatty(STDERR_FILENO) == 1 && term != nullptr && term[0] != '\0' && std::strcmp(term, "dumb") != 0;
+  return uv_guess_handle(2) == UV_TTY && term != nullptr && term[0] != '\0' && std::strcmp(term, "dumb") != 0;
 }
 
 StatusDisplay::StatusDisplay(uv_loop_t* loop, Snapshot snapshot, bool live_line, uint64_t interval_ms)
@@ -37,9 +31,11 @@ StatusDisplay::StatusDisplay(uv_loop_t* loop, Snapshot snapshot, bool live_line,
     interval_timer_.get()->data = this;
     uv_timer_start(interval_timer_.get(), &StatusDisplay::on_uv_interval, interval_ms, interval_ms);
   }
-  sigusr1_.init(loop, uv_signal_init);
-  sigusr1_.get()->data = this;
-  uv_signal_start(sigusr1_.get(), &StatusDisplay::on_uv_sigusr1, SIGUSR1);
+  if (const auto status_signal = platform::status_signal()) {
+    sigusr1_.init(loop, uv_signal_init);
+    sigusr1_.get()->data = this;
+    uv_signal_start(sigusr1_.get(), &StatusDisplay::on_uv_sigusr1, *status_signal);
+  }
 }
 
 void StatusDisplay::close() {
@@ -55,7 +51,7 @@ void StatusDisplay::log_lines() const {
 }
 
 void StatusDisplay::redraw() {
-  const size_t columns = terminal_columns();
+  const size_t columns = platform::terminal_columns();
   std::string lines;
   for (const auto& forward : snapshot_()) {
     std::string line = format_status(forward);

@@ -1,33 +1,28 @@
 #include "common/file_bridge.hpp"
 
+#include "common/platform.hpp"
+
 #include <fmt/format.h>
 
-#include <sys/socket.h>
-#include <unistd.h>
 
 namespace tunnel {
 
 bool FileBridge::start(uv_loop_t* loop, int fd, Direction direction, const char* name, OnError on_error,
                        UvHandle<uv_any_handle>& stream_end, std::string& error) {
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-    error = fmt::format("cannot use {} (a file): no socket pair: {}", name, uv_strerror(uv_translate_sys_error(errno)));
+  uv_os_sock_t pair[2];
+  if (const int rc = uv_socketpair(SOCK_STREAM, 0, pair, UV_NONBLOCK_PIPE, UV_NONBLOCK_PIPE); rc != 0) {
+    error = fmt::format("cannot use {} (a file): no socket pair: {}", name, uv_strerror(rc));
     return false;
   }
-  auto open_pipe = [loop](UvHandle<uv_any_handle>& handle, int sock) {
-    int rc = handle.init(loop, [](uv_loop_t* l, uv_any_handle* h) { return uv_pipe_init(l, &h->pipe, 0); });
-    if (rc == 0) rc = uv_pipe_open(&handle.get()->pipe, sock);
-    return rc;
-  };
   auto* bridge = new FileBridge(loop, fd, direction, name, std::move(on_error));
-  int rc = open_pipe(stream_end, pair[0]);
-  if (rc == 0) rc = open_pipe(bridge->pipe_, pair[1]);
+  int rc = platform::open_socket_stream(loop, stream_end, pair[0]);
+  if (rc == 0) rc = platform::open_socket_stream(loop, bridge->pipe_, pair[1]);
   if (rc != 0) {
     error = fmt::format("cannot use {} (a file): {}", name, uv_strerror(rc));
     stream_end.close();
     bridge->pipe_.close();
-    ::close(pair[0]);
-    ::close(pair[1]);
+    platform::close_socket(pair[0]);
+    platform::close_socket(pair[1]);
     delete bridge;
     return false;
   }

@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "common/negotiate.hpp"
+#include "common/platform.hpp"
 #include "common/proxy_chain.hpp"
 #include "common/tls_issuer.hpp"
 #include "common/url.hpp"
@@ -11,8 +12,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <uv.h>
 #include <new>
 
@@ -265,8 +264,9 @@ bool HttpExchange::end_verified() const {
 
 uint64_t HttpExchange::delivered_ns(uint64_t now, curl_socket_t sock) {
   if (delivered_ns_ != 0 || body_sent_ns_ == 0) return delivered_ns_;
-  int unacked = 0;
-  if (sock == CURL_SOCKET_BAD || ioctl(sock, SIOCOUTQ, &unacked) != 0) return 0;  // no socket to ask now
+  if (sock == CURL_SOCKET_BAD) return 0;  // no socket to ask now
+  // A system that cannot tell (Windows) goes by libcurl's hand-over: read as soon as it is sent.
+  const long unacked = platform::unacknowledged_bytes(sock).value_or(0);
   if (unacked == 0) {
     // Seen now, delivered some time since it was last seen undelivered (or since libcurl let go of
     // it). Seen only after the answer came, that is the time to go by: "now" would make a body the

@@ -1,5 +1,7 @@
 #include "common/log.hpp"
 
+#include "common/platform.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -75,23 +77,23 @@ void write(Level level, std::string_view message) {
   timeval tv{};
   gettimeofday(&tv, nullptr);
   if (g_format == Format::json) {
-    tm utc{};
-    gmtime_r(&tv.tv_sec, &utc);
+    const std::tm utc = platform::utc_time(tv.tv_sec);
     char stamp[40];
     const size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
     std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", static_cast<long>(tv.tv_usec / 1000));
     const std::string line = json_line(stamp, level, message) + "\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);  // Windows' C runtime buffers stderr when it is a pipe
     return;
   }
-  tm local{};
-  localtime_r(&tv.tv_sec, &local);
+  const std::tm local = platform::local_time(tv.tv_sec);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &local);
   // One write per line (and footer) so that lines from one process never interleave mid-line.
   const std::string out = fmt::format("{}{}.{:03} tunnel-agent {}: {}\n{}", erase_footer(), stamp,
                                       static_cast<long>(tv.tv_usec / 1000), level_name(level), text_safe(message), g_footer);
   std::fwrite(out.data(), 1, out.size(), stderr);
+  std::fflush(stderr);
 }
 
 void set_footer(std::string lines) {
@@ -99,6 +101,7 @@ void set_footer(std::string lines) {
   g_footer = std::move(lines);
   g_footer_rows = static_cast<size_t>(std::count(g_footer.begin(), g_footer.end(), '\n'));
   std::fwrite(out.data(), 1, out.size(), stderr);
+  std::fflush(stderr);
 }
 
 }  // namespace tunnel::log

@@ -1,6 +1,8 @@
 #include "common/pac.hpp"
 
+#ifdef TUNNEL_HAVE_PACPARSER
 #include <pacparser.h>
+#endif
 
 #include <algorithm>
 #include <cctype>
@@ -22,6 +24,7 @@ std::string upper(std::string s) {
   return s;
 }
 
+#ifdef TUNNEL_HAVE_PACPARSER
 // What pacparser prints (syntax errors, exceptions) goes here instead of stderr.
 std::string& engine_said() {
   static std::string text;
@@ -37,6 +40,8 @@ int collect(const char* format, va_list args) {
   if (!said.empty()) said += ' ';
   return n;
 }
+
+#endif
 
 }  // namespace
 
@@ -76,6 +81,7 @@ std::string not_a_pac_script(const std::string& text) {
   return "not a PAC script (it defines no FindProxyForURL)";
 }
 
+#ifdef TUNNEL_HAVE_PACPARSER
 std::optional<std::string> find_proxy_for_url(const std::string& script, const std::string& url,
                                               const std::string& host, std::string& error) {
   engine_said().clear();
@@ -95,5 +101,14 @@ std::optional<std::string> find_proxy_for_url(const std::string& script, const s
   pacparser_cleanup();
   return answer;
 }
+
+#else
+// A build without pacparser (the Windows one) runs no script: --pac and --proxy-auto say so.
+std::optional<std::string> find_proxy_for_url(const std::string&, const std::string&, const std::string&,
+                                              std::string& error) {
+  error = "this build of tunnel-agent runs no PAC scripts (it has no pacparser); name the proxy with --proxy";
+  return std::nullopt;
+}
+#endif
 
 }  // namespace tunnel

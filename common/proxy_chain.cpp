@@ -1,17 +1,13 @@
 #include "common/proxy_chain.hpp"
 
 #include "common/negotiate.hpp"
+#include "common/platform.hpp"
 #include "common/url.hpp"
 
 #include "common/log.hpp"
 
 #include <fmt/format.h>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -78,14 +74,14 @@ struct ProxyChain::Hop final : Transfer {
   explicit Hop(Link& l) : link(l), easy(curl_easy_init()) {}
   ~Hop() override {
     curl_easy_cleanup(easy);
-    if (tunnel_fd >= 0) ::close(tunnel_fd);
+    if (tunnel_fd != CURL_SOCKET_BAD) platform::close_socket(tunnel_fd);
   }
   void on_transfer_finishing(CURL* e, CURLcode result) noexcept override {
     if (result != CURLE_OK) return;
     curl_socket_t active = CURL_SOCKET_BAD;
     curl_easy_getinfo(e, CURLINFO_ACTIVESOCKET, &active);
     // Our own descriptor for the tunnel: libcurl keeps, and later closes, its copy.
-    tunnel_fd = active == CURL_SOCKET_BAD ? -1 : ::fcntl(active, F_DUPFD_CLOEXEC, 0);
+    tunnel_fd = active == CURL_SOCKET_BAD ? CURL_SOCKET_BAD : platform::duplicate_socket(active);
   }
   void on_transfer_done(CURLcode result) noexcept override;
   // Called by libcurl with each header line of proxy 1's answer to CONNECT.
@@ -103,7 +99,7 @@ struct ProxyChain::Hop final : Transfer {
 
   Link& link;
   CURL* easy;
-  int tunnel_fd = -1;
+  curl_socket_t tunnel_fd = CURL_SOCKET_BAD;
   std::string reason;
   char error[CURL_ERROR_SIZE] = {};
 };
@@ -188,18 +184,9 @@ void ProxyChain::attach(CURL* easy) {
 // Called by libcurl for a socket towards the relay: bound here, so the relay knows it is ours.
 curl_socket_t ProxyChain::on_curl_opensocket(void* clientp, curlsocktype, curl_sockaddr* address) noexcept {
   auto* self = static_cast<ProxyChain*>(clientp);
-  const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
-  if (fd < 0) return CURL_SOCKET_BAD;
-  sockaddr_in local{};
-  local.sin_family = AF_INET;
-  local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof local;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
-    ::close(fd);
-    return CURL_SOCKET_BAD;
-  }
-  self->expected_ports_.insert(ntohs(local.sin_port));
+  unsigned port = 0;
+  const curl_socket_t fd = platform::open_loopback_socket(address->family, address->socktype, address->protocol, port);
+  if (fd != CURL_SOCKET_BAD) self->expected_ports_.insert(port);
   return fd;
 }
 
@@ -254,7 +241,7 @@ void ProxyChain::hop_done(Link& link, CURLcode result) {
   Hop& hop = *link.hop;
   const auto& hops = options_.proxy.hops;
   const std::string name = fmt::format("proxy 1 ({})", hops[0].display);
-  if (result != CURLE_OK || hop.tunnel_fd < 0) {
+  if (result != CURLE_OK || hop.tunnel_fd == CURL_SOCKET_BAD) {
     long code = 0;
     curl_easy_getinfo(hop.easy, CURLINFO_HTTP_CONNECTCODE, &code);
     const std::string status = hop.reason.empty() ? std::to_string(code) : std::to_string(code) + " " + hop.reason;
@@ -277,15 +264,15 @@ void ProxyChain::hop_done(Link& link, CURLcode result) {
     }
     return;
   }
-  const int fd = std::exchange(hop.tunnel_fd, -1);
+  const curl_socket_t fd = std::exchange(hop.tunnel_fd, CURL_SOCKET_BAD);
   if (link.chain_side.init(loop_, uv_tcp_init) != 0) {
-    ::close(fd);
+    platform::close_socket(fd);
     fail(link, "cannot set up the proxy chain's connection");
     return;
   }
   ++link.open_handles;
   if (uv_tcp_open(link.chain_side.get(), fd) != 0) {
-    ::close(fd);
+    platform::close_socket(fd);
     fail(link, "cannot set up the proxy chain's connection");
     return;
   }

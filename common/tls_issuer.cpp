@@ -1,11 +1,15 @@
 #include "common/tls_issuer.hpp"
 
+#ifdef TUNNEL_HAVE_OPENSSL
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#endif
 
 namespace tunnel {
+
+#ifdef TUNNEL_HAVE_OPENSSL
 namespace {
 
 std::string& untrusted() {
@@ -78,5 +82,13 @@ bool trusted_by_system_store(const std::vector<std::string>& pem_chain) {
   for (X509* cert : certs) X509_free(cert);
   return trusted;
 }
+
+#else
+// A libcurl without OpenSSL (Schannel on Windows) has no context to watch: the agent's TLS error
+// line then names no issuer, and check cannot ask the system store a second time.
+void watch_untrusted_issuer(CURL*) {}
+std::string last_untrusted_issuer() { return {}; }
+bool trusted_by_system_store(const std::vector<std::string>&) { return false; }
+#endif
 
 }  // namespace tunnel

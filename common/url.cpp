@@ -1,6 +1,6 @@
 #include "common/url.hpp"
 
-#include <arpa/inet.h>
+#include <uv.h>
 
 #include <algorithm>
 #include <cctype>
@@ -40,7 +40,7 @@ std::string lower_host(std::string_view text) {
 
 std::optional<uint32_t> ipv4(const std::string& text) {
   in_addr addr{};
-  if (inet_pton(AF_INET, text.c_str(), &addr) != 1) return std::nullopt;
+  if (uv_inet_pton(AF_INET, text.c_str(), &addr) != 0) return std::nullopt;
   return ntohl(addr.s_addr);
 }
 

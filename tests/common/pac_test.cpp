@@ -30,6 +30,7 @@ TEST_CASE("a PAC answer is its entries in order, DIRECT included") {
   CHECK(parse_pac_answer("proxy lower:3128")[0].host_port == "lower:3128");
 }
 
+#ifdef TUNNEL_HAVE_PACPARSER
 TEST_CASE("a PAC script runs per URL and host, and its errors are said") {
   const std::string script =
       "function FindProxyForURL(url, host) {\n"
@@ -50,6 +51,14 @@ TEST_CASE("a PAC script runs per URL and host, and its errors are said") {
   CHECK_FALSE(find_proxy_for_url("var x = 1;", "http://h/", "h", error));
   CHECK(error.rfind("the PAC script's FindProxyForURL gave no answer", 0) == 0);
 }
+#else
+TEST_CASE("a build without a PAC engine says so, and names the way around it") {
+  std::string error;
+  CHECK_FALSE(find_proxy_for_url("function FindProxyForURL(url, host) { return 'DIRECT'; }", "http://h/", "h", error));
+  CHECK(error.find("runs no PAC scripts") != std::string::npos);
+  CHECK(error.find("--proxy") != std::string::npos);
+}
+#endif
 
 TEST_CASE("an answer that is no PAC script says what it looks like") {
   CHECK(not_a_pac_script("function FindProxyForURL(url, host) { return 'DIRECT'; }").empty());

@@ -1,0 +1,89 @@
+"""The Windows agent (build-windows/tunnel-agent.exe) under Wine, against our Linux test server on
+loopback: run by tests/windows/run, with TUNNEL_AGENT=tests/windows/wine-agent. The integration
+classes that run 'as is' with the Windows agent are named in tests/windows/run; these are the
+Windows-only checks."""
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+LINUX_AGENT = os.environ.get("TUNNEL_LINUX_AGENT", "")  # read first: the harness clears TUNNEL_* names
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
+from harness import AGENT, Target, connect, start_agent, start_server  # noqa: E402
+
+
+def echo_seconds(agent_path, size):
+    """Seconds for `size` random bytes to go through agent_path and come back byte-exact."""
+    import harness
+    saved = harness.AGENT
+    harness.AGENT = agent_path
+    target = Target()
+    server, server_port = start_server(target.port, "--long-poll-ms", "2000")
+    agent, port = start_agent(server_port)
+    try:
+        payload = os.urandom(size)
+        start = time.monotonic()
+        with connect(port) as s:
+            s.settimeout(60)
+            received = bytearray()
+            sent = 0
+            while sent < len(payload) or len(received) < len(payload):
+                if sent < len(payload):
+                    sent += s.send(payload[sent:sent + 65536])
+                s.setblocking(sent >= len(payload))
+                try:
+                    data = s.recv(1 << 20)
+                except BlockingIOError:
+                    continue
+                finally:
+                    s.setblocking(True)
+                    s.settimeout(60)
+                if not data:
+                    break
+                received.extend(data)
+        took = time.monotonic() - start
+        if hashlib.sha256(received).digest() != hashlib.sha256(payload).digest():
+            raise AssertionError(f"{agent_path}: the echo of {size} bytes came back as {len(received)} other bytes")
+        code, _ = agent.stop()
+        if code != 0:
+            raise AssertionError(f"{agent_path} exited {code}:\n{agent.output()}")
+        return took
+    finally:
+        harness.AGENT = saved
+        server.stop()
+        target.close()
+
+
+class WindowsAgent(unittest.TestCase):
+    def run_exe(self, *args):
+        return subprocess.run([AGENT, *args], capture_output=True, text=True, timeout=60)
+
+    def test_version_names_schannel_and_help_lists_the_options(self):
+        start = time.monotonic()
+        version = self.run_exe("--version")
+        print(f"\nwindows: tunnel-agent.exe --version under Wine took {time.monotonic() - start:.2f} s", file=sys.stderr)
+        self.assertEqual(version.returncode, 0, version.stderr)
+        self.assertRegex(version.stdout, r"^tunnel-agent \d+\.\d+\.\d+ \(libcurl/[\d.]+ Schannel\)")
+        usage = self.run_exe("--help")
+        self.assertEqual(usage.returncode, 0, usage.stderr)
+        for option in ("--listen", "--proxy", "--cacert", "--stdio", "--secret-file"):
+            self.assertIn(option, usage.stdout)
+
+    def test_the_config_file_is_looked_for_under_appdata(self):
+        shown = self.run_exe("--print-config", "http://127.0.0.1:1/")
+        self.assertEqual(shown.returncode, 0, shown.stderr)
+        self.assertRegex(shown.stdout, r"config file: none \(C:\\users\\[^\\]+\\AppData\\Roaming\\tunnel-agent\\config\.toml")
+
+    def test_a_4_mib_echo_is_byte_exact_beside_the_linux_agent(self):
+        size = 4 << 20
+        windows = echo_seconds(AGENT, size)
+        line = f"windows: 4 MiB echo through tunnel-agent.exe under Wine: {windows:.2f} s"
+        if LINUX_AGENT:
+            line += f"; through the Linux agent, same run: {echo_seconds(LINUX_AGENT, size):.2f} s"
+        print("\n" + line, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
