@@ -102,10 +102,12 @@ class RecoverableFaults(FaultTestCase):
         with connect(self.port) as s:
             got = echo_what_arrives(s, payload, timeout=300)
         self.assertEqual(sha256(got), sha256(payload[:len(got)]), "the bytes that arrived are not the stream's prefix")
-        self.assertGreater(self.server.count(r"fault met: cut-post:"), 0, "the agent never met a cut-post fault")
         self.assertGreater(self.server.count(r"fault met: drop-held:"), 0, "the agent never met a drop-held fault")
         dead = re.findall(r"payload x-seq (\d+) answered into a dead connection", self.server.output())
         if len(got) == len(payload):
+            # A whole stream met both faults. (One cut short by an early dead payload may end before
+            # any cut-post fault is drawn: CI's ASan run saw it.)
+            self.assertGreater(self.server.count(r"fault met: cut-post:"), 0, "the agent never met a cut-post fault")
             self.assertEqual(dead, [], self.server.output())
             self.agent.wait_for_line(r"session 1 \(.*\) closed after .* exchanges retried")
         else:
