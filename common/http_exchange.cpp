@@ -416,10 +416,22 @@ bool HttpExchange::failed_at_proxy_1(CURLcode result) const {
 
 void HttpExchange::reapply_proxy() { apply_proxy(easy_, options_.proxy); }
 
+namespace {
+constexpr const char* kClientCertificateHint =
+    "if the server requires a TLS client certificate, give --cert and --key";
+}
+
+// With TLS 1.3 a server that wants a client certificate says so only after the handshake, and
+// libcurl sees a connection that broke before any answer.
+bool HttpExchange::wants_client_certificate_hint() const {
+  return options_.url.rfind("https://", 0) == 0 && options_.tls.cert.empty() && status() == 0;
+}
+
 std::string HttpExchange::describe_failure(CURLcode result) const {
   if (resend_refused_) {
     return "the connection to " + host_port(options_.url) +
-           " broke before any answer to a request sent on it (the server may hold that request)";
+           " broke before any answer to a request sent on it (the server may hold that request)" +
+           (wants_client_certificate_hint() ? std::string("; ") + kClientCertificateHint : std::string());
   }
   if (chain_ != nullptr) {
     // A request through a chain fails as a broken connection; the hop that failed says why.
@@ -498,12 +510,8 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
   std::string hint = hint_for(result);
   const bool broke = result == CURLE_HTTP2 || result == CURLE_SEND_ERROR || result == CURLE_RECV_ERROR ||
                      result == CURLE_GOT_NOTHING;
-  if (broke && options_.url.rfind("https://", 0) == 0 && options_.tls.cert.empty() && status() == 0) {
-    // With TLS 1.3 a server that wants a client certificate says so only after the handshake, and
-    // libcurl sees a broken connection.
-    hint = "the connection broke before any answer: if the server requires a TLS client certificate, give --cert "
-           "and --key";
-  }
+  if (broke && wants_client_certificate_hint()) hint = std::string("the connection broke before any answer: ") +
+                                                        kClientCertificateHint;
   return "HTTP request to " + options_.url + " failed: " + detail + (hint.empty() ? "" : "; " + hint);
 }
 

@@ -130,6 +130,7 @@ class HttpExchange {
   std::string describe_failure(CURLcode result) const;
   // The failure was reaching proxy 1 itself (its name or its port), not anything behind it.
   bool failed_at_proxy_1(CURLcode result) const;
+  bool wants_client_certificate_hint() const;
   // Sets the proxy again from the options (which changed since: a PAC's next choice).
   void reapply_proxy();
 
