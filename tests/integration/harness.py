@@ -20,7 +20,7 @@ SERVER = os.environ.get("TUNNEL_TEST_SERVER", "")
 
 # The agent reads TUNNEL_* variables and $XDG_CONFIG_HOME/tunnel-agent/config.toml: keep the
 # developer's own settings out of the tests.
-for _name in [n for n in os.environ if n.startswith("TUNNEL_") and n not in ("TUNNEL_AGENT", "TUNNEL_TEST_SERVER")]:
+for _name in [n for n in os.environ if n.startswith("TUNNEL_") and n not in ("TUNNEL_AGENT", "TUNNEL_TEST_SERVER", "TUNNEL_TEST_TLS_HOST")]:
     del os.environ[_name]
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="tunnel-test-config-")
 atexit.register(shutil.rmtree, os.environ["XDG_CONFIG_HOME"], True)

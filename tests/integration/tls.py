@@ -75,7 +75,10 @@ class Nghttpx:
                     f"--errorlog-file={pki.path('nghttpx.log')}", f"--accesslog-file={pki.path('access.log')}",
                     pki.path("server.key"), pki.path("server.pem")]
         self.port, self.proc = start_nghttpx(args, pki.path("nghttpx.log"))
-        self.url = f"https://127.0.0.1:{self.port}/.~~spring-boot!~/debug"
+        # The name the agent verifies: tests/windows/run sets localhost, since the Schannel of
+        # Debian's curl (7.88) matches a certificate's DNS names only, never an IP address.
+        host = os.environ.get("TUNNEL_TEST_TLS_HOST", "127.0.0.1")
+        self.url = f"https://{host}:{self.port}/.~~spring-boot!~/debug"
 
     def stop(self):
         self.proc.stop()

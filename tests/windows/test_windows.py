@@ -76,6 +76,40 @@ class WindowsAgent(unittest.TestCase):
         self.assertEqual(shown.returncode, 0, shown.stderr)
         self.assertRegex(shown.stdout, r"config file: none \(C:\\users\\[^\\]+\\AppData\\Roaming\\tunnel-agent\\config\.toml")
 
+    def test_what_schannel_cannot_take_is_refused_at_start_with_what_to_give(self):
+        # Schannel has no CA directory and no PEM key: refused before any session (a --capath
+        # session used to hang with its local connection open).
+        capath = self.run_exe("--capath", "C:\\windows", "https://localhost:1/")
+        self.assertEqual(capath.returncode, 2, capath.stderr)
+        self.assertIn("--capath is not supported on Windows: give the CA certificate file with --cacert", capath.stderr)
+        key = self.run_exe("--cert", "C:\\windows\\win.ini", "--key", "C:\\windows\\win.ini", "https://localhost:1/")
+        self.assertEqual(key.returncode, 2, key.stderr)
+        self.assertIn("--key is not supported on Windows: give --cert a PKCS#12 file", key.stderr)
+
+    def test_an_ip_address_url_names_what_schannel_wants_instead(self):
+        # Schannel (curl 7.88) matches only a certificate's DNS names: the certificate names
+        # 127.0.0.1 too, yet an IP-address URL fails, and the line says to use the host name.
+        from harness import read_until_closed
+        from tls import Nghttpx, Pki
+        target = Target()
+        server, server_port = start_server(target.port, "--long-poll-ms", "2000")
+        pki = Pki()
+        front = Nghttpx(pki, server_port)
+        agent, port = start_agent(0, "--cacert", pki.path("ca.pem"), url=front.url.replace("localhost", "127.0.0.1"),
+                                  env={"https_proxy": "", "all_proxy": ""})
+        try:
+            with connect(port) as s:
+                read_until_closed(s)
+            line = agent.wait_for_line(r"session 1 .*failed").string
+            self.assertIn(f"TLS: the certificate 127.0.0.1:{front.port} presented does not name that host", line)
+            self.assertIn("use the host name the certificate was made for in the URL, not an IP address", line)
+        finally:
+            agent.stop()
+            front.stop()
+            server.stop()
+            target.close()
+            pki.remove()
+
     def test_a_4_mib_echo_is_byte_exact_beside_the_linux_agent(self):
         size = 4 << 20
         windows = echo_seconds(AGENT, size)
