@@ -1232,6 +1232,18 @@ ParseResult parse_command_line(int argc, const char* const* argv, const GetEnv& 
   }
   if (auto why = resolve_proxies(raw, chosen.at("proxy"), env, from, config); !why.empty()) return fail(why);
   if (!config.tls.key.empty() && config.tls.cert.empty()) return fail("--key needs --cert");
+#ifdef _WIN32
+  // Schannel (libcurl's TLS on Windows) takes neither a directory of CA files nor a PEM key: said
+  // here, not as a session that fails (--capath was silently ignored, and the session hung).
+  if (!config.tls.capath.empty()) {
+    return fail("--capath is not supported on Windows: give the CA certificate file with --cacert, or add the CA "
+                "to the Windows certificate store");
+  }
+  if (!config.tls.key.empty()) {
+    return fail("--key is not supported on Windows: give --cert a PKCS#12 file (.pfx or .p12) holding the "
+                "certificate and its key");
+  }
+#endif
   config.on_busy = raw.on_busy == "refuse" ? BusyPolicy::refuse : BusyPolicy::wait;
   if (raw.quiet && raw.verbose > 0) return fail("-q and -v contradict each other: give one of them");
   // --stdio is quiet unless asked (-v): as an ssh ProxyCommand its stderr is the user's terminal, and

@@ -478,6 +478,12 @@ std::string HttpExchange::describe_failure(CURLcode result) const {
       curl_easy_getinfo(easy_, CURLINFO_PROXY_SSL_VERIFYRESULT, &proxy_verify);
       const std::string issuer = last_untrusted_issuer();
       const std::string signer = issuer.empty() ? "" : " signed by \"" + issuer + "\"";
+      if (detail.find("failed to match connection hostname") != std::string::npos) {
+        // Schannel (Windows): the name in the URL is not among the certificate's DNS names, and an
+        // IP address never is (Debian's curl 7.88 does not match IP addresses under Schannel).
+        return "TLS: the certificate " + endpoint + " presented does not name that host (" + detail +
+               "); use the host name the certificate was made for in the URL, not an IP address";
+      }
       if (!hops.empty() && proxy_verify != 0) {
         return "TLS to proxy 1 (https://" + hops.front().display + ", from " + hops.front().source +
                "): its certificate" + signer + " is not trusted (" + detail +
