@@ -47,6 +47,7 @@ class UploadStream {
   // no answer, so its next payload answers this POST.
   Post& cut(size_t cap, bool target_idle);
   uint64_t next_seq() const { return next_seq_; }
+  uint64_t posted_offset() const { return posted_offset_; }  // bytes of the client's stream cut into POSTs
   uint64_t last_seq() const { return next_seq_ - 1; }  // 0: none sent
   // The lowest x-seq to be sent again and not in flight, or null.
   Post* next_resend();

@@ -84,3 +84,18 @@ TEST_CASE("a debugger that says goodbye (Dispose, Exit) is remembered: the JVM's
   q.from_client(exit.data(), exit.size(), 100);
   CHECK(q.goodbye() == JdwpPackets::Goodbye::exit);
 }
+
+TEST_CASE("the JVM owes answers only to the commands it was sent, not to one still waiting to go") {
+  JdwpPackets p;
+  const std::string first = kHello + command(1, 1, 1);
+  const std::string second = command(2, 11, 1, std::string(8, 'x'));
+  p.from_client(first.data(), first.size(), 100);
+  CHECK(p.awaiting_reply_within(first.size()));        // command 1 was sent and is not answered
+  CHECK_FALSE(p.awaiting_reply_within(first.size() - 1));  // ... not yet sent whole: owes nothing
+  const std::string answers = kHello + reply(1);
+  p.from_target(answers.data(), answers.size());
+  p.from_client(second.data(), second.size(), 200);
+  CHECK(p.awaiting_reply());                            // command 2 has no reply yet
+  CHECK_FALSE(p.awaiting_reply_within(first.size()));   // but it has not been sent: nothing owed
+  CHECK(p.awaiting_reply_within(first.size() + second.size()));
+}
