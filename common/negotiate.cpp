@@ -4,6 +4,13 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_krb5.h>
 #include <krb5.h>
+#elif defined(_WIN32)
+#define SECURITY_WIN32
+#include <windows.h>
+#include <security.h>
+
+#include <cstdio>
+#include <vector>
 #endif
 
 namespace tunnel {
@@ -143,7 +150,104 @@ std::string kerberos_principal() {
   return principal;
 }
 
-#else  // built without GSS-API
+#elif defined(_WIN32)  // Windows: SSPI's Negotiate package, the logged-in user's own login
+namespace {
+
+std::string sspi_text(SECURITY_STATUS status) {
+  char code[16];
+  std::snprintf(code, sizeof code, "0x%08lx", static_cast<unsigned long>(status));
+  switch (status) {
+    case SEC_E_NO_CREDENTIALS: return std::string("SSPI: no credentials to log in with, ") + code;
+    case SEC_E_TARGET_UNKNOWN: return std::string("SSPI: the proxy's name is not known to Kerberos, ") + code;
+    case SEC_E_LOGON_DENIED: return std::string("SSPI: the login was denied, ") + code;
+    case SEC_E_NO_AUTHENTICATING_AUTHORITY: return std::string("SSPI: no domain controller could be reached, ") + code;
+    default: return std::string("SSPI error ") + code;
+  }
+}
+
+struct Credential {
+  CredHandle handle{};
+  bool held = false;
+  ~Credential() {
+    if (held) FreeCredentialsHandle(&handle);
+  }
+};
+struct Context {
+  CtxtHandle handle{};
+  bool held = false;
+  ~Context() {
+    if (held) DeleteSecurityContext(&handle);
+  }
+};
+
+char kPackage[] = "Negotiate";
+
+bool acquire(Credential& credential, std::string& why) {
+  TimeStamp expiry;
+  const SECURITY_STATUS status = AcquireCredentialsHandleA(nullptr, kPackage, SECPKG_CRED_OUTBOUND, nullptr, nullptr,
+                                                           nullptr, nullptr, &credential.handle, &expiry);
+  if (status != SEC_E_OK) {
+    why = sspi_text(status);
+    return false;
+  }
+  credential.held = true;
+  return true;
+}
+
+}  // namespace
+
+bool kerberos_supported() { return true; }
+
+NegotiateToken negotiate_token(const std::string& host) {
+  Credential credential;
+  std::string why;
+  if (!acquire(credential, why)) return {false, why};
+  unsigned long max_token = 48 * 1024;
+  if (SecPkgInfoA* info = nullptr; QuerySecurityPackageInfoA(kPackage, &info) == SEC_E_OK) {
+    max_token = info->cbMaxToken;
+    FreeContextBuffer(info);
+  }
+  std::vector<char> token(max_token);
+  SecBuffer buffer{max_token, SECBUFFER_TOKEN, token.data()};
+  SecBufferDesc out{SECBUFFER_VERSION, 1, &buffer};
+  std::string service = "HTTP/" + host;
+  Context context;
+  unsigned long attributes = 0;
+  TimeStamp expiry;
+  const SECURITY_STATUS status = InitializeSecurityContextA(&credential.handle, nullptr, service.data(), 0, 0,
+                                                            SECURITY_NATIVE_DREP, nullptr, 0, &context.handle, &out,
+                                                            &attributes, &expiry);
+  if (status != SEC_E_OK && status != SEC_I_CONTINUE_NEEDED) return {false, sspi_text(status)};
+  context.held = true;
+  return {true, std::string(token.data(), buffer.cbBuffer)};
+}
+
+std::string kerberos_principal() {
+  Credential credential;
+  std::string why;
+  if (!acquire(credential, why)) return "";
+  SecPkgCredentials_NamesA names{};
+  if (QueryCredentialsAttributesA(&credential.handle, SECPKG_CRED_ATTR_NAMES, &names) != SEC_E_OK ||
+      names.sUserName == nullptr) {
+    return "";
+  }
+  std::string principal = names.sUserName;
+  FreeContextBuffer(names.sUserName);
+  return principal;
+}
+
+std::string kerberos_login_advice(const std::string& host) {
+  const NegotiateToken token = negotiate_token(host);
+  if (!token.ok) {
+    return "Windows could not make a Kerberos login for HTTP/" + host + " (" + token.value +
+           "): log in to Windows with a domain account the proxy accepts (klist shows its tickets) and try again";
+  }
+  const std::string principal = kerberos_principal();
+  return "it refused the Windows login" + (principal.empty() ? "" : " of " + principal) + " for HTTP/" + host +
+         ": check that the proxy is known to Kerberos by that name, or give --proxy-user for another login";
+}
+
+#else  // built without GSS-API or SSPI
 
 bool kerberos_supported() { return false; }
 NegotiateToken negotiate_token(const std::string&) { return {false, "this build has no Kerberos (GSS-API)"}; }

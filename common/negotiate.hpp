@@ -1,5 +1,6 @@
 // Kerberos logins to a proxy (HTTP Negotiate, SPNEGO) from the user's own ticket, through GSS-API:
-// what `kinit` (or a domain login) left in the credential cache. No password is read or kept.
+// what `kinit` (or a domain login) left in the credential cache; on Windows through SSPI's
+// Negotiate package, as the logged-in user. No password is read or kept.
 //  - Hop 1 of every path is libcurl's, which does Negotiate itself; the agent's own CONNECTs to
 //    hops 2..N of a chain take their token from negotiate_token().
 //  - kerberos_login_advice() turns a failed login into words: no ticket (run kinit, and the realm

@@ -119,5 +119,39 @@ class WindowsAgent(unittest.TestCase):
         print("\n" + line, file=sys.stderr)
 
 
+import test_kerberos  # noqa: E402  (as a module: only its subclass below is collected here)
+
+
+class KerberosThroughSspi(test_kerberos.KerberosProxy):
+    """The Kerberos tests of the Linux agent, through the .exe: Windows' SSPI (Negotiate) makes the
+    login, for hop 1 (libcurl) and hop 2 (the agent's own CONNECT), from the ticket Wine's
+    kerberos.dll finds in the test's credential cache. The login tests are inherited; a failed
+    login is worded by SSPI, not GSS-API, and so is checked here."""
+
+    def no_login_line(self, agent, port, hop, host):
+        line = test_kerberos.failed_line(agent, port)
+        self.assertIn(f"proxy {hop} ({host}:{self.squid.port}) requires a Kerberos login (Negotiate): Windows could "
+                      f"not make a Kerberos login for HTTP/{host} (SSPI: ", line)
+        self.assertIn("log in to Windows with a domain account the proxy accepts", line)
+
+    def test_no_ticket_says_to_run_kinit_with_the_realm(self):
+        agent, port = self.agent("--proxy", self.squid.host_url, cache=os.path.join(self.kdc.dir, "no-such-cache"))
+        self.no_login_line(agent, port, 1, "localhost")
+
+    def test_a_proxy_reached_by_a_name_kerberos_does_not_know_is_named(self):
+        agent, port = self.agent("--proxy", self.squid.url)
+        self.no_login_line(agent, port, 1, "127.0.0.1")
+
+    def test_hop_2_without_a_ticket_says_to_run_kinit(self):
+        from proxies import Tinyproxy
+        tiny = Tinyproxy()
+        try:
+            agent, port = self.agent("--proxy", tiny.url, "--proxy", self.squid.host_url,
+                                     cache=os.path.join(self.kdc.dir, "no-such-cache"))
+            self.no_login_line(agent, port, 2, "localhost")
+        finally:
+            tiny.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
