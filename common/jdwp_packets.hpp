@@ -40,14 +40,14 @@ class JdwpPackets {
 
   // False once either stream is found not to be JDWP (then nothing here means anything).
   bool active() const { return client_.jdwp && target_.jdwp; }
-  // Commands sent and not answered yet.
-  bool awaiting_reply() const { return active() && !pending_.empty(); }
   // Commands that ended within the first `offset` bytes of the client's stream (the bytes the JVM
   // has been sent) and have no answer yet: what the JVM owes. A command still waiting to be sent
   // is owed nothing for.
   bool awaiting_reply_within(uint64_t offset) const {
     return active() && !pending_.empty() && pending_.begin()->second.end <= offset;
   }
+  // Commands read from the client, sent or not, without an answer yet.
+  bool awaiting_reply() const { return awaiting_reply_within(UINT64_MAX); }
   const Command* oldest_unanswered() const { return pending_.empty() ? nullptr : &pending_.begin()->second; }
   uint64_t received_up_to() const { return received_up_to_; }
 
