@@ -405,8 +405,9 @@ std::unique_ptr<CLI::App> make_app(Raw& raw) {
                   "each endpoint, the next one when the first does not answer")
       ->type_name("URL|FILE");
   app->add_flag("--proxy-auto", config.proxy_auto,
-                "find the proxy as browsers do: the PAC script of --pac, else one found by WPAD "
-                "(http://wpad.DOMAIN/wpad.dat for the machine's DNS domains)");
+                "find the proxy as browsers do: the PAC script of --pac, else the desktop's proxy settings "
+                "(GNOME, KDE), else a PAC script found by WPAD (http://wpad.DOMAIN/wpad.dat for the machine's "
+                "DNS domains)");
   app->add_option("--proxy-user", config.proxy.user, "user name for the proxy's login")->type_name("NAME");
   app->add_option("--proxy-password-file", raw.proxy_password_file,
                   "file whose first line is the proxy password (else TUNNEL_AGENT_PROXY_PASSWORD)")
@@ -959,7 +960,7 @@ std::string print_config(const Sources& sources, const CLI::App& app, const Raw&
     for (size_t h = 0; h < proxy.hops.size(); ++h) {
       hops.push_back(fmt::format("proxy {} {} (from {})", h + 1, proxy.hops[h].display, proxy.hops[h].source));
     }
-    const std::string chooser = config.pac.empty() ? std::string("the PAC script WPAD finds")
+    const std::string chooser = config.pac.empty() ? std::string("the desktop's proxy settings, else the PAC script WPAD finds")
                                                    : "the PAC script " + config.pac;
     const std::string path = forward.auto_proxy       ? "chosen at start by " + chooser + " (check shows its choice)"
                              : !hops.empty()            ? fmt::format("{}", fmt::join(hops, ", then "))

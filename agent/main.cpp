@@ -85,7 +85,10 @@ int main(int argc, char** argv) {
   }
 
   // --pac, --proxy-auto: the script picks each forward's proxy, once, before anything connects.
-  const tunnel::AutoProxyResult automatic = tunnel::resolve_auto_proxies(config);
+  const tunnel::AutoProxyResult automatic = tunnel::resolve_auto_proxies(config, [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    return value ? std::optional<std::string>(value) : std::nullopt;
+  });
   for (const auto& warning : automatic.warnings) tunnel::log::warn("{}", warning);
   if (!automatic.error.empty()) {
     tunnel::log::error("{}", automatic.error);

@@ -1,5 +1,6 @@
 #include "agent/proxy_auto.hpp"
 
+#include "agent/desktop_proxy.hpp"
 #include "common/pac.hpp"
 #include "common/platform.hpp"
 #include "common/url.hpp"
@@ -88,19 +89,24 @@ struct Script {
   std::string source;
 };
 
-std::optional<Script> load_script(const Config& config, AutoProxyResult& result) {
+// The script at `pac` (a URL, a file:// URL or a path; "": look for it by WPAD). `origin` says who
+// gave it ("" for --pac, else the desktop's settings).
+std::optional<Script> load_script(const std::string& pac, const std::string& origin, const Config& config,
+                                  AutoProxyResult& result) {
   std::string error;
-  if (!config.pac.empty()) {
-    const bool url = config.pac.rfind("http://", 0) == 0 || config.pac.rfind("https://", 0) == 0;
-    const std::string path = config.pac.rfind("file://", 0) == 0 ? config.pac.substr(7) : config.pac;
-    auto text = url ? fetch(config.pac, config.tls, kFetchTimeoutMs, error) : read_file(path, error);
+  if (!pac.empty()) {
+    const bool url = pac.rfind("http://", 0) == 0 || pac.rfind("https://", 0) == 0;
+    const std::string path = pac.rfind("file://", 0) == 0 ? pac.substr(7) : pac;
+    auto text = url ? fetch(pac, config.tls, kFetchTimeoutMs, error) : read_file(path, error);
     if (text) error = not_a_pac_script(*text);
     if (!text || !error.empty()) {
-      result.error = fmt::format("cannot get the PAC script {}: {}; check --pac", config.pac,
-                                 text ? (url ? "HTTP 200 but " : "") + error : error);
+      result.error = fmt::format("cannot get the PAC script {}{}: {}; check {}", pac,
+                                 origin.empty() ? "" : " (from " + origin + ")",
+                                 text ? (url ? "HTTP 200 but " : "") + error : error,
+                                 origin.empty() ? "--pac" : "the proxy settings of your desktop, or give --pac");
       return std::nullopt;
     }
-    return Script{*text, "PAC " + config.pac};
+    return Script{*text, "PAC " + pac + (origin.empty() ? "" : " (from " + origin + ")")};
   }
   std::string resolv_conf, tried;
   std::string ignored;
@@ -121,6 +127,33 @@ std::optional<Script> load_script(const Config& config, AutoProxyResult& result)
                                         "URL|FILE if your network publishes one",
                                         tried.empty() ? "the machine has no DNS domain to look in" : "tried " + tried));
   return std::nullopt;
+}
+
+// The desktop says "no proxy", or names them: each automatic forward takes the one for its scheme.
+void use_desktop_proxies(const DesktopProxy& desktop, Config& config, AutoProxyResult& result) {
+  for (auto& forward : config.forwards) {
+    if (!forward.auto_proxy) continue;
+    ProxySettings& proxy = forward.proxy;
+    if (desktop.mode == DesktopProxy::Mode::none) {
+      proxy.bypassed = desktop.source + " say no proxy";
+      continue;
+    }
+    std::string why_direct, error;
+    const std::string host = url_part(forward.url, CURLUPART_HOST);
+    const std::string chosen = desktop_proxy_for(desktop, url_part(forward.url, CURLUPART_SCHEME), host, why_direct);
+    if (chosen.empty()) {
+      proxy.bypassed = why_direct;
+      continue;
+    }
+    auto hop = parse_proxy("http://" + chosen, desktop.source, error);
+    if (!hop) {
+      result.error = fmt::format("{}: {}; fix the proxy in the settings of your desktop, or give --proxy", desktop.source,
+                                 error);
+      return;
+    }
+    proxy.hops.push_back(std::move(*hop));
+  }
+  if (!config.forwards.empty() && config.forwards.front().auto_proxy) config.proxy = config.forwards.front().proxy;
 }
 
 }  // namespace
@@ -148,12 +181,20 @@ std::vector<std::string> wpad_urls(const std::string& resolv_conf, const std::st
   return urls;
 }
 
-AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms) {
+AutoProxyResult resolve_auto_proxies(Config& config, const EnvFunction& env, long probe_timeout_ms) {
   AutoProxyResult result;
   bool any = false;
   for (const auto& forward : config.forwards) any = any || forward.auto_proxy;
   if (!any) return result;
-  const std::optional<Script> script = load_script(config, result);
+  // --pac first; else what the desktop's proxy settings say; else WPAD.
+  const DesktopProxy desktop = config.pac.empty() ? read_desktop_proxy(env) : DesktopProxy{};
+  if (desktop.mode == DesktopProxy::Mode::none || desktop.mode == DesktopProxy::Mode::manual) {
+    use_desktop_proxies(desktop, config, result);
+    return result;
+  }
+  const std::optional<Script> script =
+      desktop.mode == DesktopProxy::Mode::pac ? load_script(desktop.pac_url, desktop.source, config, result)
+                                              : load_script(config.pac, "", config, result);
   if (!result.error.empty()) return result;
   for (auto& forward : config.forwards) {
     if (!forward.auto_proxy) continue;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "agent/config.hpp"
+#include "agent/desktop_proxy.hpp"
 
 #include <string>
 #include <vector>
@@ -22,9 +23,11 @@ struct AutoProxyResult {
   std::vector<std::string> warnings;  // choices that did not answer, SOCKS entries skipped, ...
 };
 
-// Fills `proxy.hops` of every forward with auto_proxy set; a hop's source says which script chose
-// it, its whole answer, and the choices before it that did not answer. DIRECT sets `bypassed`. `probe_timeout_ms` bounds each TCP
-// probe of a PAC choice.
-AutoProxyResult resolve_auto_proxies(Config& config, long probe_timeout_ms = 2000);
+// Fills `proxy.hops` of every forward with auto_proxy set: from --pac's script; else from the
+// desktop's proxy settings (agent/desktop_proxy.hpp; `env` gives XDG_CURRENT_DESKTOP and the
+// rest), a proxy they name or their PAC script; else from the script WPAD finds. A hop's source
+// says who chose it: the settings, or the script, its whole answer, and the choices before it that
+// did not answer. DIRECT sets `bypassed`. `probe_timeout_ms` bounds each TCP probe of a PAC choice.
+AutoProxyResult resolve_auto_proxies(Config& config, const EnvFunction& env, long probe_timeout_ms = 2000);
 
 }  // namespace tunnel

@@ -398,8 +398,9 @@ def jdwp_hello(sock):
 
 
 # Every proxy variable the agent reads, emptied: a test's agent goes only where the test says.
+# No proxy from the environment, nor from a desktop's settings (--proxy-auto reads them on a desktop).
 NO_PROXY_ENV = {"http_proxy": "", "https_proxy": "", "all_proxy": "", "HTTPS_PROXY": "", "ALL_PROXY": "",
-                "no_proxy": "", "NO_PROXY": "", "TUNNEL_AGENT_PROXY_PASSWORD": ""}
+                "no_proxy": "", "NO_PROXY": "", "TUNNEL_AGENT_PROXY_PASSWORD": "", "XDG_CURRENT_DESKTOP": ""}
 
 
 def failed_line(agent, port):

@@ -1,9 +1,12 @@
 """Proxy auto-configuration: a PAC script served over HTTP by a local server, or read from a file,
 run by the agent (pacparser) for each forward's URL; each forward goes through the squid the script
-picks for its host, the next choice when the first does not answer, or direct."""
+picks for its host, the next choice when the first does not answer, or direct. And the desktop's
+proxy settings: GNOME's, read through GSettings (its keyfile backend, in a private config
+directory: a desktop keeps them in dconf, through the same API), and KDE's kioslaverc."""
 import http.server
 import os
 import re
+import shutil
 import socketserver
 import subprocess
 import tempfile
@@ -63,7 +66,8 @@ class Pac(unittest.TestCase):
         for stop in reversed(self.stops):
             stop()
 
-    def script(self, by_host):
+    @staticmethod
+    def script(by_host):
         """FindProxyForURL answering `by_host[host]`, else DIRECT."""
         cases = "".join(f"  if (host == '{host}') return '{answer}';\n" for host, answer in by_host.items())
         return f"function FindProxyForURL(url, host) {{\n{cases}  return 'DIRECT';\n}}\n"
@@ -188,3 +192,117 @@ class Pac(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DesktopSettings(unittest.TestCase):
+    """--proxy-auto on a desktop follows the proxy settings the user made there."""
+
+    def setUp(self):
+        self.stops = []
+        self.squids = [Squid(), Squid()]
+        self.stops += [s.stop for s in self.squids]
+        self.servers = []
+        for _ in range(2):
+            target = Target()
+            server, port = start_server(target.port, "--long-poll-ms", "1000")
+            self.stops += [target.close, server.stop]
+            self.servers.append(port)
+        self.dir = tempfile.mkdtemp(prefix="desktop-")
+        self.stops.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        self.urls = [f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}",
+                     f"http://localhost:{self.servers[1]}{ENDPOINT_PATH}"]
+
+    def tearDown(self):
+        for stop in reversed(self.stops):
+            stop()
+
+    def gnome(self, groups):
+        """GNOME's keys, as GSettings' keyfile backend keeps them: {"system/proxy": {"mode": "'manual'"}}."""
+        os.makedirs(os.path.join(self.dir, "glib-2.0", "settings"), exist_ok=True)
+        with open(os.path.join(self.dir, "glib-2.0", "settings", "keyfile"), "w") as f:
+            for group, keys in groups.items():
+                f.write(f"[{group}]\n" + "".join(f"{k}={v}\n" for k, v in keys.items()) + "\n")
+        return {"XDG_CURRENT_DESKTOP": "ubuntu:GNOME", "GSETTINGS_BACKEND": "keyfile", "XDG_CONFIG_HOME": self.dir}
+
+    def run_agent(self, env, *extra):
+        args = [AGENT, "--proxy-auto", *extra]
+        for url in self.urls:
+            args += ["-L", f"127.0.0.1:0={url}"]
+        agent = Process(args, env={**NO_PROXY_ENV, **env})
+        self.stops.append(agent.stop)
+        ports = []
+        for url in self.urls:
+            m = agent.wait_for_line(rf"listening on 127\.0\.0\.1:(\d+), tunnelling to {re.escape(url)}")
+            ports.append(int(m.group(1)))
+        return agent, ports
+
+    def echo_all(self, agent, ports):
+        for i, port in enumerate(ports):
+            payload = f"forward {i} ".encode() * 2000
+            with connect(port) as s:
+                self.assertEqual(exchange(s, payload, timeout=30), payload)
+        code, _ = agent.stop()
+        self.assertEqual(code, 0, agent.output())
+
+    def test_gnome_manual_names_the_proxy_and_its_exceptions_go_direct(self):
+        a = self.squids[0]
+        agent, ports = self.run_agent(self.gnome({
+            "system/proxy": {"mode": "'manual'", "ignore-hosts": "['localhost', '*.internal']"},
+            "system/proxy/http": {"host": "'127.0.0.1'", "port": str(a.port)}}))
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{a.port} \(from GNOME's proxy settings \(org\.gnome\.system\.proxy\)\)")
+        agent.wait_for_line(rf"direct to {re.escape(self.urls[1])}: localhost is in the exceptions of GNOME's proxy "
+                            rf"settings \(org\.gnome\.system\.proxy\) \(\"localhost\"\)")
+        self.echo_all(agent, ports)
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.servers[0]}" in a.log(), 10, "squid to log forward 0")
+        self.assertNotIn(f":{self.servers[1]}", a.log())
+
+    def test_gnome_default_exceptions_keep_loopback_direct(self):
+        # ignore-hosts left unset: GNOME's default (localhost, 127.0.0.0/8, ::1) applies.
+        a = self.squids[0]
+        agent, ports = self.run_agent(self.gnome({
+            "system/proxy": {"mode": "'manual'"}, "system/proxy/http": {"host": "'127.0.0.1'", "port": str(a.port)}}))
+        agent.wait_for_line(rf"direct to {re.escape(self.urls[0])}: 127\.0\.0\.1 is in the exceptions of GNOME's "
+                            rf"proxy settings \(org\.gnome\.system\.proxy\) \(\"127\.0\.0\.0/8\"\)")
+        self.echo_all(agent, ports)
+        self.assertNotIn("CONNECT", a.log())
+
+    def test_gnome_none_goes_direct_and_auto_runs_the_script_it_names(self):
+        agent, ports = self.run_agent(self.gnome({"system/proxy": {"mode": "'none'"}}))
+        agent.wait_for_line(rf"direct to {re.escape(self.urls[0])}: GNOME's proxy settings \(org\.gnome\.system\.proxy\) "
+                            rf"say no proxy")
+        self.echo_all(agent, ports)
+
+        a, b = self.squids
+        pac = PacServer(Pac.script({"127.0.0.1": f"PROXY 127.0.0.1:{a.port}",
+                                          "localhost": f"PROXY 127.0.0.1:{b.port}"}))
+        self.stops.append(pac.stop)
+        agent, ports = self.run_agent(self.gnome({"system/proxy": {"mode": "'auto'", "autoconfig-url": f"'{pac.url}'"}}))
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{a.port} \(from PAC {re.escape(pac.url)} \(from GNOME's proxy "
+                            rf"settings \(org\.gnome\.system\.proxy\)\), which answered")
+        self.echo_all(agent, ports)
+        wait_until(lambda: f"CONNECT localhost:{self.servers[1]}" in b.log(), 10, "squid B to log forward 1")
+        self.assertNotIn(f":{self.servers[1]}", a.log())
+
+    def test_pac_given_on_the_command_line_wins_over_the_desktop(self):
+        a, b = self.squids
+        path = os.path.join(self.dir, "proxy.pac")
+        with open(path, "w") as f:
+            f.write(Pac.script({"127.0.0.1": f"PROXY 127.0.0.1:{b.port}"}))
+        agent, ports = self.run_agent(self.gnome({
+            "system/proxy": {"mode": "'manual'", "ignore-hosts": "@as []"},
+            "system/proxy/http": {"host": "'127.0.0.1'", "port": str(a.port)}}), "--pac", path)
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{b.port} \(from PAC {re.escape(path)}, which answered")
+        self.echo_all(agent, ports)
+        self.assertNotIn("CONNECT", a.log())
+
+    def test_kde_manual_from_kioslaverc(self):
+        b = self.squids[1]
+        with open(os.path.join(self.dir, "kioslaverc"), "w") as f:
+            f.write(f"[Proxy Settings]\nNoProxyFor=.example.org\nProxyType=1\nhttpProxy=http://127.0.0.1 {b.port}\n"
+                    f"httpsProxy=\n")
+        agent, ports = self.run_agent({"XDG_CURRENT_DESKTOP": "KDE", "XDG_CONFIG_HOME": self.dir})
+        rc = re.escape(os.path.join(self.dir, "kioslaverc"))
+        agent.wait_for_line(rf"proxy 1: 127\.0\.0\.1:{b.port} \(from KDE's proxy settings \({rc}\)\)")
+        self.echo_all(agent, ports)
+        wait_until(lambda: f"CONNECT localhost:{self.servers[1]}" in b.log(), 10, "squid to log forward 1")
+        wait_until(lambda: f"CONNECT 127.0.0.1:{self.servers[0]}" in b.log(), 10, "squid to log forward 0")
