@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 from harness import free_port, live_output, start_agent, start_server, wait_listening  # noqa: E402  (the tests' helpers: free ports, deadlines)
 from link import Link  # noqa: E402
+from proxies import Squid  # noqa: E402
 
 CHUNK = 1 << 20
 
@@ -240,10 +241,13 @@ class Agent:
     """tunnel-agent + tunnel-test-server in front of one target (the tests' launchers: ports from the
     programs themselves, output kept for a failure report)."""
 
-    def __init__(self, agent, server, target_port, long_poll_ms=10000, link=None):
+    def __init__(self, agent, server, target_port, long_poll_ms=10000, link=None, proxy=None):
         self.server, server_port = start_server(target_port, "--long-poll-ms", str(long_poll_ms))
         self.link = Link(server_port, *link, handshake=True) if link else None
-        self.agent, self.port = start_agent(self.link.port if link else server_port, env={"http_proxy": ""})
+        # proxy: a squid on this side of the link (a company's proxy sits by the laptop, the link
+        # is the way from it to the server), which the agent goes through.
+        extra = ("--proxy", proxy.url) if proxy else ()
+        self.agent, self.port = start_agent(self.link.port if link else server_port, *extra, env={"http_proxy": ""})
         self.pid = self.agent.proc.pid
 
     def stop(self):
@@ -254,26 +258,89 @@ class Agent:
 
 
 class Direct:
-    """Direct TCP across the emulated link: the limit."""
+    """Direct TCP across the emulated link: the limit. With `proxy` (a Squid), the TCP stream goes
+    through it by CONNECT, as any client behind that proxy would reach the target."""
 
-    def __init__(self, target_port, link):
+    def __init__(self, target_port, link, proxy=None):
         self.link = Link(target_port, *link, handshake=True)
-        self.port, self.pid = self.link.port, None
+        self.pid = None
+        self.relay = ConnectRelay(proxy, self.link.port) if proxy else None
+        self.port = self.relay.port if proxy else self.link.port
 
     def stop(self):
+        if self.relay:
+            self.relay.close()
         self.link.close()
+
+
+class ConnectRelay:
+    """Listens on 127.0.0.1:0 (`port`); each connection is carried through `proxy` by a CONNECT to
+    127.0.0.1:`target_port`, bytes relayed both ways once the proxy answers 200."""
+
+    def __init__(self, proxy, target_port):
+        self.proxy, self.target_port = proxy, target_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client):
+        try:
+            up = socket.create_connection(("127.0.0.1", self.proxy.port))
+            for s in (client, up):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            target = f"127.0.0.1:{self.target_port}"
+            up.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = up.recv(4096)
+                if not chunk:
+                    raise OSError("the proxy closed the connection before it answered CONNECT")
+                head += chunk
+            head, rest = head.split(b"\r\n\r\n", 1)
+            if b" 200" not in head.split(b"\r\n", 1)[0]:
+                raise OSError(f"the proxy refused CONNECT: {head.splitlines()[0]!r}")
+            if rest:
+                client.sendall(rest)
+        except OSError:
+            client.close()
+            return
+
+        def pump(src, dst):
+            try:
+                while data := src.recv(1 << 16):
+                    dst.sendall(data)
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        threading.Thread(target=pump, args=(up, client), daemon=True).start()
+        pump(client, up)
+
+    def close(self):
+        self.sock.close()
 
 
 class Htc:
     """GNU httptunnel: htc (client) -> hts (server) -> target."""
 
-    def __init__(self, target_port, link=None):
+    def __init__(self, target_port, link=None, proxy=None):
         hts_port, self.port = free_port(), free_port()
         self.hts = subprocess.Popen(["hts", "-w", "-F", f"127.0.0.1:{target_port}", str(hts_port)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(hts_port, "hts")
         self.link = Link(hts_port, *link, handshake=True) if link else None
-        self.htc = subprocess.Popen(["htc", "-w", "-F", str(self.port), f"127.0.0.1:{self.link.port if link else hts_port}"],
+        through = ("-P", f"127.0.0.1:{proxy.port}") if proxy else ()
+        self.htc = subprocess.Popen(["htc", "-w", *through, "-F", str(self.port),
+                                     f"127.0.0.1:{self.link.port if link else hts_port}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(self.port, "htc")
         self.pid = self.htc.pid
@@ -397,7 +464,7 @@ def measure_link(name, make, targets, size, stats, jvm_port=None):
     stats[name] = out
 
 
-def link_table(profile, stats):
+def link_table(title, stats):
     d, a, h = stats["direct"], stats["agent"], stats.get("htc")
 
     def ratio(x, y):
@@ -417,7 +484,7 @@ def link_table(profile, stats):
                                       ("jdb session (ms)", "jdb_session", "median_ms", 1)):
         dv, av, hv = get(d, figure, key, scale), get(a, figure, key, scale), get(h, figure, key, scale)
         rows.append((label, dv, av, hv, ratio(av, dv) if dv != "-" and av != "-" else "-"))
-    out = [f"across a link of {profile[0]} ms each way, {profile[1]} Mbit/s each way",
+    out = [title,
            f"| {'measure':34} | {'direct TCP':>10} | {'tunnel-agent':>12} | {'htc/hts':>8} | {'agent/direct':>12} |",
            f"|{'-' * 36}|{'-' * 11}:|{'-' * 13}:|{'-' * 9}:|{'-' * 13}:|"]
     for name, dv, av, hv, r in rows:
@@ -439,19 +506,32 @@ def run_links(args, targets, stats):
 
 
 def run_link(args, targets, stats, text, jvm_port):
-    delay, mbit = (float(x) for x in text.split(":"))
+    """One profile, DELAY_MS:MBIT[:squid]: with squid, every client (direct TCP by CONNECT, the
+    agent, htc) goes through one squid on this side of the link."""
+    delay, mbit, *via = text.split(":")
+    delay, mbit = float(delay), float(mbit)
     profile = (delay, mbit)
     key = f"link_{text}"
     stats[key] = {}
     size = args.link_size_mib << 20
-    print(f"across a link of {delay:g} ms each way, {mbit:g} Mbit/s", file=sys.stderr)
-    measure_link("direct", lambda port: Direct(port, profile), targets, size, stats[key], jvm_port)
-    measure_link("agent", lambda port: Agent(args.agent, args.server, port, link=profile), targets, size, stats[key],
-                 jvm_port)
-    if shutil.which("htc") and shutil.which("hts"):
-        measure_link("htc", lambda port: Htc(port, link=profile), targets, size, stats[key], jvm_port)
+    title = f"across a link of {delay:g} ms each way, {mbit:g} Mbit/s each way"
+    if via:
+        if via != ["squid"]:
+            raise SystemExit(f"bench: --link {text}: the only proxy the benchmark knows is squid (DELAY_MS:MBIT:squid)")
+        title += ", through squid (CONNECT) on this side of the link"
+    print(title, file=sys.stderr)
+    proxy = Squid() if via else None
+    try:
+        measure_link("direct", lambda port: Direct(port, profile, proxy=proxy), targets, size, stats[key], jvm_port)
+        measure_link("agent", lambda port: Agent(args.agent, args.server, port, link=profile, proxy=proxy), targets,
+                     size, stats[key], jvm_port)
+        if shutil.which("htc") and shutil.which("hts"):
+            measure_link("htc", lambda port: Htc(port, link=profile, proxy=proxy), targets, size, stats[key], jvm_port)
+    finally:
+        if proxy:
+            proxy.stop()
     stats[key]["size_bytes"] = size
-    return link_table((f"{delay:g}", f"{mbit:g}"), stats[key])
+    return link_table(title, stats[key])
 
 
 def idle(agent_path, server_path, targets, seconds):
@@ -480,13 +560,15 @@ def main():
     ap.add_argument("--out", default="build/bench/latest.json")
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--idle-seconds", type=float, default=60)
-    ap.add_argument("--link", action="append", help="DELAY_MS:MBIT, one way each (default: 20:100 and 5:1000)")
+    ap.add_argument("--link", action="append",
+                    help="DELAY_MS:MBIT, one way each, or DELAY_MS:MBIT:squid through a squid on this side of the "
+                         "link (default: 20:100, 20:100:squid and 5:1000)")
     ap.add_argument("--link-size-mib", type=int, default=8)
     ap.add_argument("--no-link", action="store_true", help="loopback only")
     ap.add_argument("--link-only", action="store_true", help="the link tables only")
     args = ap.parse_args()
     if args.link is None:
-        args.link = [] if args.no_link else ["20:100", "5:1000"]
+        args.link = [] if args.no_link else ["20:100", "20:100:squid", "5:1000"]
     harness.AGENT, harness.SERVER = args.agent, args.server
     try:
         run(args)
