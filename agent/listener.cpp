@@ -38,6 +38,8 @@ Listener::Listener(uv_loop_t* loop, CurlUvDriver& driver, EndpointLocks& locks, 
       settings_(std::move(settings)) {
   endpoint_key_ = EndpointLocks::key(settings_.http.url);
   if (settings_.http.proxy.hops.size() > 1) chain_ = std::make_unique<ProxyChain>(loop_, driver_, settings_.http);
+  reap_timer_.init(loop_, uv_timer_init);
+  reap_timer_.get()->data = this;
 }
 
 Listener::~Listener() { locks_.forget(this); }
@@ -220,6 +222,14 @@ void Listener::on_session_closed() {
   last_id_ = session_->id();
   last_failed_ = session_->failed();
   last_reason_ = session_->end_reason();
+  if (session_->reaping() && !stopping_) {
+    // Its last requests come back warm for the next session; it takes no part in it.
+    session_->on_reaped([this] { uv_timer_start(reap_timer_.get(), [](uv_timer_t* t) {
+                                   static_cast<Listener*>(t->data)->sweep_reaping();
+                                 }, 0, 0); });
+    reaping_.push_back({std::move(session_), uv_hrtime() + kReapDeadlineNs});
+    sweep_reaping();
+  }
   session_.reset();
   marker_.reset();
   ++sessions_done_;
@@ -270,8 +280,23 @@ void Listener::stop(std::function<void()> on_stopped) {
   }
 }
 
+void Listener::sweep_reaping() {
+  const uint64_t now = uv_hrtime();
+  reaping_.remove_if([now](const Reaping& r) { return !r.session->reaping() || now >= r.deadline_ns; });
+  if (reaping_.empty()) {
+    uv_timer_stop(reap_timer_.get());
+    return;
+  }
+  uint64_t next = UINT64_MAX;
+  for (const Reaping& r : reaping_) next = std::min(next, r.deadline_ns);
+  uv_timer_start(reap_timer_.get(), [](uv_timer_t* t) { static_cast<Listener*>(t->data)->sweep_reaping(); },
+                 (next - now) / 1000000 + 1, 0);
+}
+
 void Listener::maybe_stopped() {
   if (session_ || !on_stopped_) return;
+  reaping_.clear();  // cancels what they still run, before the chain and the driver go
+  reap_timer_.close();
   if (chain_) chain_->close();  // before the driver goes: its hop transfers run there
   auto done = std::move(on_stopped_);
   on_stopped_ = nullptr;

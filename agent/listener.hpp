@@ -84,6 +84,16 @@ class Listener {
   bool name_by_port_ = false;
   std::string session_prefix_;  // "8000#" once bound, when named by port
   std::unique_ptr<TunnelSession> session_;
+  // Ended sessions whose last requests still run to their 410 (TunnelSession::reaping), each with
+  // a deadline, after which they are cancelled; the reap timer sweeps them.
+  struct Reaping {
+    std::unique_ptr<TunnelSession> session;
+    uint64_t deadline_ns;
+  };
+  static constexpr uint64_t kReapDeadlineNs = 2'000'000'000;
+  std::list<Reaping> reaping_;
+  UvHandle<uv_timer_t> reap_timer_;
+  void sweep_reaping();
   std::unique_ptr<SessionMarker> marker_;  // while session_ runs: check, run elsewhere, will not probe
   std::list<Waiting> waiting_;  // a list: libuv holds each one's address while it is read
   std::string early_buffer_ = std::string(kEarlyCap, '\0');  // read buffer for waiting connections

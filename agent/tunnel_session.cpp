@@ -863,7 +863,13 @@ void TunnelSession::on_request_done(Request& r, CURLcode result) {
                 "after its disconnect timeout",
                 id_, describe_curl_error(result, r.exchange.error_detail()));
     }
+    target_dropped_ = result == CURLE_OK && r.exchange.status() == 410;
     if (state_ == State::disconnecting) close_local(true);
+    return;
+  }
+  if (state_ == State::closed && !reaping() && on_reaped_) {
+    auto reaped = std::move(on_reaped_);  // it may destroy the session: nothing after it
+    reaped();
     return;
   }
   if (state_ == State::closing || state_ == State::closed) return;
@@ -1297,13 +1303,20 @@ void TunnelSession::finish(std::string why, bool error, bool disconnect_first) {
   close_local(!error);
 }
 
+bool TunnelSession::reaping() const {
+  if (state_ != State::closed) return false;
+  return std::any_of(pool_.begin(), pool_.end(), [](const auto& r) { return r->busy; });
+}
+
 void TunnelSession::close_local(bool flush) {
   if (state_ == State::closed) return;
   const bool already_closing = state_ == State::closing;
   state_ = State::closing;
   if (!already_closing) {
     for (auto& r : pool_) {
-      if (r->busy) {
+      // After the server dropped the target it answers what it held at once: leave those to finish
+      // (reaping()). Otherwise a held request would wait for a long poll: cancel it.
+      if (r->busy && (!target_dropped_ || stopping_)) {
         driver_.cancel(r->exchange.easy());
         r->busy = false;
       }

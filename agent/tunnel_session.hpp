@@ -107,6 +107,12 @@ class TunnelSession {
     if (ns != 0) planner_.observe_exchange(ns);
   }
   bool failed() const { return end_is_error_; }
+  // Once closed: requests still out after the server dropped the target (x-disconnect answered
+  // 410). The server answers each of them 410 at once; left running, not cancelled, their
+  // connections go back to libcurl's pool warm, and the next session needs no TCP handshake, TLS
+  // handshake or proxy CONNECT for them. `on_reaped` hears when the last one is done.
+  bool reaping() const;
+  void on_reaped(std::function<void()> callback) { on_reaped_ = std::move(callback); }
   const std::string& end_reason() const { return end_reason_; }  // once closed: why it ended
   // For the status line: state, bytes each way, the last round trip.
   SessionStatus status() const;
@@ -244,6 +250,8 @@ class TunnelSession {
 
   // Requests in flight.
   std::vector<std::unique_ptr<Request>> pool_;
+  bool target_dropped_ = false;       // the server answered our x-disconnect 410: nothing it holds is ours
+  std::function<void()> on_reaped_;  // see reaping()
   std::unique_ptr<Request> disconnect_;
   std::vector<InFlightRequest> in_flight_;  // scratch for the planner, reused
   UvHandle<uv_timer_t> pump_timer_;         // wakes pump() when the planner wants to look again
