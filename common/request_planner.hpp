@@ -50,6 +50,11 @@ struct PlannerSettings {
   // + the round trip (the fastest exchange seen): a held POST's body is surely read by then. The
   // margin covers a server that reads late (a busy one, or the test server's --body-read-delay-ms 5).
   uint64_t settle_base_ns = 10'000'000;
+  // A GET that left this long ago is held in front of a request sent now: both cross the same path,
+  // so the GET arrives as far ahead as it left; this covers jitter, and grows a little per proxy
+  // hop (a proxy relays a request head as it comes; what it holds back is bodies, which the settle
+  // time covers). No round trip: with one, every reply across a 20 ms link waited a second one.
+  uint64_t lead_base_ns = 10'000'000;
   // + this per MiB of the body: the peer's kernel acknowledges a body it buffered, and the server
   // reads it from there at its own pace (ours about 170 MB/s on 2 idle cores, half that when they
   // are busy), so a big body is read well after it was acknowledged (measured: a 2 MiB body, settled
@@ -95,7 +100,10 @@ class RequestPlanner {
   PostFate fate(const InFlightRequest& post, uint64_t answered_ns) const;
 
   // Something between the agent and the server holds bodies back (a front end found late).
-  void add_settle_margin(uint64_t ns) { settings_.settle_base_ns += ns; }
+  void add_settle_margin(uint64_t ns) {
+    settings_.settle_base_ns += ns;
+    settings_.lead_base_ns += ns;
+  }
   // Feed the duration of every answered exchange: the fastest approximates the round trip.
   void observe_exchange(uint64_t duration_ns) {
     if (duration_ns < fastest_ns_) fastest_ns_ = duration_ns;
@@ -144,9 +152,9 @@ class RequestPlanner {
   static constexpr uint64_t kMaxAnswerDelayNs = 100'000'000;
   static constexpr uint64_t kAssumedRoundTripNs = 250'000'000;
   // How long until a GET sent at `sent_ns` is surely held in front of a request sent now: both
-  // cross the same path, so the GET arrives as far ahead as it left; the margin covers jitter and
-  // proxies (their per-hop margin is in the base), and no round trip (0 once it is; not sent: all).
-  uint64_t lead_wait_ns(uint64_t sent_ns, uint64_t now) const { return wait_past(sent_ns, now, settings_.settle_base_ns); }
+  // cross the same path, so the GET arrives as far ahead as it left (lead_base_ns; 0 once it is;
+  // not sent: all).
+  uint64_t lead_wait_ns(uint64_t sent_ns, uint64_t now) const { return wait_past(sent_ns, now, settings_.lead_base_ns); }
   // How long until a request sent (body included) at `sent_ns` is settled: 0 once it is; the whole
   // settle time when it has not left yet (sent_ns 0).
   uint64_t settle_wait_ns(uint64_t sent_ns, uint64_t now, size_t body_bytes = 0) const {

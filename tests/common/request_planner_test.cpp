@@ -313,6 +313,24 @@ TEST_CASE("(b) across a long round trip a GET is held in front once it left the 
   CHECK(p.settle_ns() == kSettle + 40 * ms);
 }
 
+TEST_CASE("(b) through a proxy a GET's lead grows by its jitter margin, a body's settle by its buffering") {
+  PlannerSettings through_squid;
+  through_squid.settle_base_ns += 50 * ms;  // agent/settings.cpp, per hop
+  through_squid.lead_base_ns += 5 * ms;
+  RequestPlanner p(through_squid);
+  p.observe_exchange(40 * ms);
+  const uint64_t now = 1000 * ms;
+  const auto applied = post(20, now - 200 * ms, now - 200 * ms, true);
+  CHECK(p.next({applied, get(now - 16 * ms)}, upload(now - 1 * ms, true), true, now).next == Next::post);
+  const auto plan = p.next({applied, get(now - 4 * ms)}, upload(now - 1 * ms, true), true, now);
+  CHECK(plan.next == Next::nothing);
+  CHECK(plan.recheck_in_ns == 15 * ms - 4 * ms);
+  CHECK(p.settle_ns() == 60 * ms + 40 * ms);
+  p.add_settle_margin(20 * ms);  // an HTTP/2 front end: both grow
+  CHECK(p.next({applied, get(now - 16 * ms)}, upload(now - 1 * ms, true), true, now).next == Next::nothing);
+  CHECK(p.settle_ns() == 80 * ms + 40 * ms);
+}
+
 TEST_CASE("a body that left but is not acknowledged yet is looked at again soon, whatever else waits") {
   RequestPlanner p;
   const uint64_t now = 1000 * ms;
