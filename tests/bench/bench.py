@@ -187,9 +187,13 @@ def echo_two_way(port, size):
     return {"MB_per_s": round(size / took / 1e6, 2), "bytes": size}
 
 
-def first_byte(port, rounds=20):
+def first_byte(port, rounds=20, between=None):
+    """Median time from connect to the first echoed byte. `between(n)`, if given, runs after the
+    n-th connection closed and before the next one is timed (without it, each connects at once)."""
     samples = []
-    for _ in range(rounds):
+    for n in range(rounds):
+        if between and n > 0:
+            between(n)
         t = time.perf_counter()
         with connect(port) as s:
             s.sendall(b"x")
@@ -250,6 +254,10 @@ class Agent:
         self.agent, self.port = start_agent(self.link.port if link else server_port, *extra, env={"http_proxy": ""})
         self.pid = self.agent.proc.pid
 
+    def between_sessions(self, n):
+        """Returns once session n has ended (its closing line)."""
+        self.agent.wait_for_line(rf"session {n} \(.*\) closed after", timeout=30)
+
     def stop(self):
         self.agent.stop()
         if self.link:
@@ -266,6 +274,9 @@ class Direct:
         self.pid = None
         self.relay = ConnectRelay(proxy, self.link.port) if proxy else None
         self.port = self.relay.port if proxy else self.link.port
+
+    def between_sessions(self, n):
+        pass  # a closed TCP connection is gone at once
 
     def stop(self):
         if self.relay:
@@ -441,10 +452,14 @@ def measure_link(name, make, targets, size, stats, jvm_port=None):
             ("download", "source", lambda port: download(port, size)),
             ("upload", "sink", lambda port: upload(port, size)),
             ("echo", "echo", lambda port: echo_two_way(port, size)),
+            # Each connect right after the last one closed: the agent's next session waits for the
+            # last to end (the server drops its target first: one round trip).
             ("first_byte", "echo", lambda port: first_byte(port, rounds=10)),
+            # Each connect once the last session has ended, as an IDE attaches to an idle agent.
+            ("first_byte_idle", "echo", lambda port: first_byte(port, rounds=10, between=via.between_sessions)),
             # hts serves one tunnel for its life: one jdb session through it
             ("jdb_session", "jvm", lambda port: jdb_session(port, rounds=1 if name == "htc" else 3))):
-        if figure == "first_byte" and name == "htc":
+        if figure.startswith("first_byte") and name == "htc":
             continue  # hts serves one tunnel for its life
         if target == "jvm" and not jvm_port:
             continue
@@ -481,6 +496,7 @@ def link_table(title, stats):
                                       ("upload (MB/s)", "upload", "MB_per_s", 1),
                                       ("two-way echo (MB/s each way)", "echo", "MB_per_s", 1),
                                       ("connect to first byte (ms)", "first_byte", "median_ms", 1),
+                                      ("  the same, agent idle (ms)", "first_byte_idle", "median_ms", 1),
                                       ("jdb session (ms)", "jdb_session", "median_ms", 1)):
         dv, av, hv = get(d, figure, key, scale), get(a, figure, key, scale), get(h, figure, key, scale)
         rows.append((label, dv, av, hv, ratio(av, dv) if dv != "-" and av != "-" else "-"))

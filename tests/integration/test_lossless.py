@@ -14,6 +14,7 @@ import unittest
 from harness import (Process, Target, connect, exchange, server_stats, sha256, start_agent, start_debuggee,
                      start_server, wait_until)
 from link import Link
+from proxies import Squid
 
 # The soak (scripts/soak) sets this to run the long versions.
 LONG = os.environ.get("TUNNEL_LOSSLESS_LONG") == "1"
@@ -22,6 +23,7 @@ LONG = os.environ.get("TUNNEL_LOSSLESS_LONG") == "1"
 class LosslessCase(unittest.TestCase):
     """A target that echoes, the hostile test server, optionally a slow link in front of it, and the agent."""
     link = None  # (delay ms each way, Mbit/s) or None
+    through_squid = False  # the agent reaches the server (or the link) through a squid by CONNECT
     server_args = ("--body-read-delay-ms", "5", "--long-poll-ms", "2000")
 
     def setUp(self):
@@ -29,10 +31,13 @@ class LosslessCase(unittest.TestCase):
         self.server, self.server_port = start_server(self.target.port, *self.server_args)
         self.relay = Link(self.server_port, *self.link) if self.link else None
         endpoint = self.relay.port if self.relay else self.server_port
-        self.agent, self.port = start_agent(endpoint, "-v")
+        self.squid = Squid() if self.through_squid else None
+        self.agent, self.port = start_agent(endpoint, "-v", *(("--proxy", self.squid.url) if self.squid else ()))
 
     def tearDown(self):
         code, _ = self.agent.stop()
+        if self.squid:
+            self.squid.stop()
         if self.relay:
             self.relay.close()
         self.server.stop(signal.SIGKILL)
@@ -92,6 +97,25 @@ class SlowLink(LosslessCase):
                 # Each is a new session: the second one starts from the round trip the first measured.
                 self.echo(mib << 20, timeout=600 if LONG else 120)
         self.assert_nothing_lost()
+
+
+class ThroughSquid(LosslessCase):
+    """Through squid (CONNECT) on this side of a slow link, as a company proxy sits: squid takes a
+    body at loopback speed and it crosses the link long after, while the agent's kernel saw it
+    acknowledged at once; the agent must not take it for read by the server."""
+    through_squid = True
+    link = (20, 100)
+
+    def test_echo_bursts_and_request_reply_through_squid_across_a_slow_link(self):
+        for mib in (1, 2):
+            with self.subTest(mib=mib):
+                self.echo(mib << 20, timeout=180)
+        with connect(self.port) as s:
+            for i in range(100):
+                message = f"command {i} ".encode() * 5
+                self.assertEqual(exchange(s, message, timeout=20), message)
+        stats = self.assert_nothing_lost()
+        self.assertEqual(stats["out_of_order"], 0, "POSTs must reach the server in x-seq order")
 
 
 class Sink:
@@ -237,12 +261,14 @@ class DebuggerStress(unittest.TestCase):
     each hit (each jdb command is several JDWP commands), through the hostile server."""
     hits = 1000 if LONG else 60
 
-    def run_stress(self, link):
+    def run_stress(self, link, through_squid=False):
         self.assertTrue(shutil.which("java") and shutil.which("jdb"), "needs a JDK: scripts/setup installs it")
         jvm, jdwp_port = start_debuggee("StressDebuggee.java")
         server, server_port = start_server(jdwp_port, "--body-read-delay-ms", "5", "--long-poll-ms", "2000")
         relay = Link(server_port, *link) if link else None
-        agent, port = start_agent(relay.port if relay else server_port, "-v")
+        squid = Squid() if through_squid else None
+        agent, port = start_agent(relay.port if relay else server_port, "-v",
+                                  *(("--proxy", squid.url) if squid else ()))
         jdb = Process(["jdb", "-connect", f"com.sun.jdi.SocketAttach:hostname=127.0.0.1,port={port}"], stdin=True)
         try:
             try:
@@ -281,6 +307,8 @@ class DebuggerStress(unittest.TestCase):
         finally:
             jdb.stop(signal.SIGKILL)
             code, _ = agent.stop()
+            if squid:
+                squid.stop()
             if relay:
                 relay.close()
             server.stop(signal.SIGKILL)
@@ -292,6 +320,9 @@ class DebuggerStress(unittest.TestCase):
 
     def test_breakpoints_and_commands_across_a_slow_link(self):
         self.run_stress((20, 100))
+
+    def test_breakpoints_and_commands_through_squid_across_a_slow_link(self):
+        self.run_stress((20, 100), through_squid=True)
 
 
 if __name__ == "__main__":
