@@ -72,7 +72,7 @@ void TunnelSession::start(uint64_t hold_off_ms, const std::string& early, bool e
                                   : "the local client closed the connection");
     return;
   }
-  if (upload_.pending() < settings_.upload_window) set_reading(true);  // the same back-pressure as on_local_data
+  if (upload_.pending() < upload_window()) set_reading(true);  // the same back-pressure as on_local_data
   pump();
 }
 
@@ -135,7 +135,7 @@ void TunnelSession::on_local_data(const char* data, size_t size) {
     finish("out of memory buffering local data", true, true);
     return;
   }
-  if (upload_.pending() >= settings_.upload_window) set_reading(false);
+  if (upload_.pending() >= upload_window()) set_reading(false);
   pump();
 }
 
@@ -381,7 +381,7 @@ void TunnelSession::pump() {
     }
     if (state_ != State::open && state_ != State::draining) return;
   }
-  if (state_ == State::open && !reading_ && !local_input_ended_ && upload_.pending() < settings_.upload_window) {
+  if (state_ == State::open && !reading_ && !local_input_ended_ && upload_.pending() < upload_window()) {
     set_reading(true);
   }
   if (state_ == State::draining && upload_.pending() == 0) drain();
@@ -475,13 +475,20 @@ TunnelSession::Request& TunnelSession::send_get() {
   return r;
 }
 
+size_t TunnelSession::upload_window() const {
+  // Enough unsent bytes for the biggest body an upload may cut.
+  return planner_.long_round_trip() ? std::max(settings_.upload_window, settings_.max_long_link_post_body)
+                                    : settings_.upload_window;
+}
+
 size_t TunnelSession::post_cap() const {
   // While the target talks back, a small POST keeps short the gap that payloads queued behind its
   // body leave; while it is quiet (an upload), bigger POSTs mean fewer settle waits.
   const uint64_t last = download_.last_payload_ns();
   const uint64_t quiet_for = std::max(settings_.quiet_ms * 1000000, 2 * planner_.output_pause_ns());
   const bool quiet = !download_.has_gap() && (last == 0 || uv_hrtime() - last >= quiet_for);
-  const size_t cap = quiet ? settings_.max_quiet_post_body : settings_.max_post_body;
+  const size_t quiet_cap = planner_.long_round_trip() ? settings_.max_long_link_post_body : settings_.max_quiet_post_body;
+  const size_t cap = quiet ? quiet_cap : settings_.max_post_body;
   // Through proxies a big body reaches the server long after libcurl handed it over (each hop
   // buffers), while the round trip stays short: no settle time would cover it. A body that leaves
   // with the request head arrives with it.

@@ -51,6 +51,7 @@ struct SessionSettings {
   uint64_t linger_ms = 2000;
   size_t max_post_body = 256 << 10;    // the most bytes one POST carries while the target talks back
   size_t max_quiet_post_body = 2 << 20;  // ... and while it has been quiet (docs/PROTOCOL-NOTES.md)
+  size_t max_long_link_post_body = 8 << 20;  // ... quiet, across a long round trip (and the upload window)
   uint64_t quiet_ms = 100;             // quiet: no payload from the target for this long
   size_t upload_window = 2 << 20;      // stop reading the local socket with this much unsent
   size_t download_window = 4 << 20;    // stop polling with this much not yet written locally
@@ -188,7 +189,8 @@ class TunnelSession {
   void send_releases();
   void send_post();
   void send_post(Post& post);  // a new POST, or one sent again unchanged
-  size_t post_cap() const;     // the most bytes the next POST may carry
+  size_t post_cap() const;       // the most bytes the next POST may carry
+  size_t upload_window() const;  // stop reading the local socket with this much unsent
   void send_disconnect(uint64_t timeout_ms);
   void write_local(std::vector<char> data);
   void note_jdwp();  // a lifecycle line when the JDWP handshake moved on

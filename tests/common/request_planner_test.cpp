@@ -349,3 +349,19 @@ TEST_CASE("a body that left but is not acknowledged yet is looked at again soon,
   plan = p.next({get(now - 50 * ms), leaving}, none(), true, now);
   CHECK(plan.recheck_in_ns == PlannerSettings{}.ack_poll_ns);
 }
+
+TEST_CASE("a round trip is long once measured or bounded by a release at 10 ms or more") {
+  RequestPlanner p;
+  CHECK_FALSE(p.long_round_trip());  // nothing known yet
+  p.observe_release_bound(41 * ms);  // an upload sees only releases
+  CHECK(p.long_round_trip());
+  RequestPlanner loopback;
+  loopback.observe_release_bound(3 * ms);
+  CHECK_FALSE(loopback.long_round_trip());
+  loopback.observe_exchange(12 * ms);  // a measured round trip counts over the bound
+  CHECK(loopback.long_round_trip());
+  RequestPlanner near;
+  near.observe_exchange(1 * ms);
+  near.observe_release_bound(50 * ms);
+  CHECK_FALSE(near.long_round_trip());
+}

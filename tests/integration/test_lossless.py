@@ -171,7 +171,15 @@ class Upload(LosslessCase):
         self.target.close()
         self.target = Sink()
         self.server, self.server_port = start_server(self.target.port, *self.server_args)
-        self.agent, self.port = start_agent(self.server_port, "-v")
+        if self.relay:
+            self.relay.close()
+            self.relay = Link(self.server_port, *self.link)
+        self.agent, self.port = start_agent(self.relay.port if self.relay else self.server_port, "-v")
+
+    def biggest_body(self):
+        sizes = [int(m.group(1)) for m in map(re.compile(r"sending POST x-seq \d+ \((\d+) bytes\)").search,
+                                                 self.agent.lines) if m]
+        return max(sizes)
 
     def upload(self, size):
         payload = os.urandom(size)
@@ -193,6 +201,22 @@ class Upload(LosslessCase):
         stats = self.assert_nothing_lost()
         self.assertEqual(stats["out_of_order"], 0, "POSTs must reach the server in x-seq order")
         self.assertEqual(stats["duplicates"], 0, stats)
+        self.assertLessEqual(self.biggest_body(), 2 << 20, "on loopback a POST carries at most 2 MiB")
+
+
+class UploadAcrossASlowLink(Upload):
+    """The same across 20 ms each way and 100 Mbit/s, where an upload's POSTs grow to 8 MiB: each
+    POST's fixed cost is a round trip and a settle time, spread over a bigger body."""
+    link = (20, 100)
+
+    def test_uploads_of_16_and_64_mib_arrive_whole_and_in_order(self):
+        for mib in ((16, 64) if LONG else (16, 24)):
+            with self.subTest(mib=mib):
+                self.upload(mib << 20)
+        stats = self.assert_nothing_lost()
+        self.assertEqual(stats["out_of_order"], 0, "POSTs must reach the server in x-seq order")
+        self.assertEqual(stats["duplicates"], 0, stats)
+        self.assertEqual(self.biggest_body(), 8 << 20, "across a 40 ms round trip an upload's POSTs carry 8 MiB")
 
 
 class TargetCloses(LosslessCase):
