@@ -49,6 +49,7 @@ SessionSettings session_settings(const Config& config, const Forward& forward) {
   // (with the body margin, each ping-pong through squid across a 20 ms link took 56 ms, not 41).
   const auto hops = static_cast<uint64_t>(forward.proxy.hops.size());
   s.planner.settle_base_ns += 50'000'000 * hops;
+  s.planner.probe_round_trip = true;
   s.planner.lead_base_ns += 5'000'000 * hops;
   s.http.tls = config.tls;
   s.secret_header = config.secret_header;

@@ -14,6 +14,8 @@ namespace tunnel {
 //    read (the server reads that connection's next request only after), and the other must drain
 //    the target meanwhile, or the three wait on each other until the request timeout kills the
 //    unread GET, whose copy the server then holds and answers into the dead connection;
+//  - while nothing has shown the round trip, two GETs go before the first POST: its release of the
+//    older one bounds the round trip (a first upload's next POSTs need it);
 //  - a needed GET goes before a POST, except before the first words to a target that says nothing
 //    until it has them (a JVM before the handshake): its answer can only come after they were read;
 //  - a new request makes the server release the oldest of two held with 429: only when that one is
@@ -86,8 +88,13 @@ Plan RequestPlanner::plan_next(const std::vector<InFlightRequest>& in_flight, co
   // waits until they are back down to two.
   const bool only_gets = gets == in_flight.size();
   const size_t get_cap = downloading && only_gets && !upload.waiting ? download_gets() : 2;
-  const bool want_get =
-      may_poll && ((gets == 0 && (in_flight.empty() || needs_companion)) || (downloading && gets < get_cap));
+  // Nothing shows the round trip yet (a first session; an upload sees only releases): two GETs go
+  // before the first POST, which then releases the older one, and that 429 bounds the round trip a
+  // round trip after the POST left, where the next POST would otherwise assume a long one.
+  const bool probe_round_trip = settings_.probe_round_trip && upload.waiting && only_gets && gets < 2 &&
+                                !round_trip_known() && release_bound_ns_ == UINT64_MAX;
+  const bool want_get = may_poll && ((gets == 0 && (in_flight.empty() || needs_companion)) ||
+                                     (downloading && gets < get_cap) || probe_round_trip);
   Plan plan;
   if (!want_get && !upload.waiting) {
     if (gets == 0 && may_poll && companion_in != UINT64_MAX) plan.recheck_in_ns = companion_in;

@@ -71,6 +71,9 @@ struct PlannerSettings {
   // next look came a whole settle time later (29 ms for 2 MiB), and the settle counted from there,
   // so every 2 MiB POST waited twice its settle time (upload 84.7 -> 30.5 MB/s).
   uint64_t ack_poll_ns = 1'000'000;
+  // While nothing has shown the round trip, two GETs go before the first POST (request_planner.cpp).
+  // The session turns it on (agent/settings.cpp); off, the rules below are seen one at a time.
+  bool probe_round_trip = false;
   // A round trip this long (or longer) is a long one: see RequestPlanner::long_round_trip().
   uint64_t long_round_trip_ns = 10'000'000;
 };

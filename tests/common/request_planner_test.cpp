@@ -365,3 +365,22 @@ TEST_CASE("a round trip is long once measured or bounded by a release at 10 ms o
   near.observe_release_bound(50 * ms);
   CHECK_FALSE(near.long_round_trip());
 }
+
+TEST_CASE("with no round trip known, two GETs go before the first POST, whose release of one bounds it") {
+  PlannerSettings probing;
+  probing.probe_round_trip = true;
+  RequestPlanner p(probing);
+  const uint64_t now = 1000 * ms;
+  CHECK(p.next({}, upload(), true, now).next == Next::get);
+  CHECK(p.next({get(now - 1 * ms)}, upload(), true, now).next == Next::get);
+  // With two out, the POST (once the newer GET is in front and the target quiet) releases the older.
+  CHECK(p.next({get(now - 40 * ms), get(now - 30 * ms)}, upload(), true, now).next == Next::post);
+  // Nothing to send: one GET is enough.
+  CHECK(p.next({get(now - 1 * ms)}, none(), true, now).next == Next::nothing);
+  // Once a release bounded it, or an exchange measured it, one GET as before.
+  p.observe_release_bound(41 * ms);
+  CHECK(p.next({get(now - 40 * ms)}, upload(), true, now).next == Next::post);
+  RequestPlanner measured(probing);
+  measured.observe_exchange(1 * ms);
+  CHECK(measured.next({get(now - 40 * ms)}, upload(), true, now).next == Next::post);
+}

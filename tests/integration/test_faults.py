@@ -128,7 +128,9 @@ class RecoverableFaults(FaultTestCase):
 
     def test_the_agent_gives_up_after_the_retry_window_naming_the_last_failure(self):
         self.agent_args = ("--request-timeout", "2", "--retry-window", "1.5")
-        self.start("502@3+")  # the first two requests reach the tunnel, all later ones fail
+        # The first three requests reach the tunnel (a first session sends two GETs, then the POST:
+        # its release of a GET bounds the round trip), all later ones fail.
+        self.start("502@4+")
         with connect(self.port) as s:
             self.assertEqual(exchange(s, b"hello"), b"hello")
             s.settimeout(15)
