@@ -130,8 +130,10 @@ class KerberosThroughSspi(test_kerberos.KerberosProxy):
 
     def no_login_line(self, agent, port, hop, host):
         line = test_kerberos.failed_line(agent, port)
+        # What SSPI says comes after the name: Wine's kerberos.dll answers an unknown name with
+        # SEC_E_TARGET_UNKNOWN, and once in CI with SEC_E_INTERNAL_ERROR ("SSPI error 0x80090304").
         self.assertIn(f"proxy {hop} ({host}:{self.squid.port}) requires a Kerberos login (Negotiate): Windows could "
-                      f"not make a Kerberos login for HTTP/{host} (SSPI: ", line)
+                      f"not make a Kerberos login for HTTP/{host} (SSPI", line)
         self.assertIn("log in to Windows with a domain account the proxy accepts", line)
 
     def test_no_ticket_says_to_run_kinit_with_the_realm(self):
