@@ -49,7 +49,9 @@ class PacServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.server_close()
 
 
-class Pac(unittest.TestCase):
+class TwoSquids(unittest.TestCase):
+    """Two squids, two test servers each in front of an echo, and a scratch directory."""
+
     def setUp(self):
         self.stops = []
         self.squids = [Squid(), Squid()]
@@ -61,10 +63,14 @@ class Pac(unittest.TestCase):
             self.stops += [target.close, server.stop]
             self.servers.append(port)
         self.dir = tempfile.mkdtemp(prefix="pac-")
+        self.stops.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
 
     def tearDown(self):
         for stop in reversed(self.stops):
             stop()
+
+
+class Pac(TwoSquids):
 
     @staticmethod
     def script(by_host):
@@ -194,27 +200,13 @@ if __name__ == "__main__":
     unittest.main()
 
 
-class DesktopSettings(unittest.TestCase):
+class DesktopSettings(TwoSquids):
     """--proxy-auto on a desktop follows the proxy settings the user made there."""
 
     def setUp(self):
-        self.stops = []
-        self.squids = [Squid(), Squid()]
-        self.stops += [s.stop for s in self.squids]
-        self.servers = []
-        for _ in range(2):
-            target = Target()
-            server, port = start_server(target.port, "--long-poll-ms", "1000")
-            self.stops += [target.close, server.stop]
-            self.servers.append(port)
-        self.dir = tempfile.mkdtemp(prefix="desktop-")
-        self.stops.append(lambda: shutil.rmtree(self.dir, ignore_errors=True))
+        super().setUp()
         self.urls = [f"http://127.0.0.1:{self.servers[0]}{ENDPOINT_PATH}",
                      f"http://localhost:{self.servers[1]}{ENDPOINT_PATH}"]
-
-    def tearDown(self):
-        for stop in reversed(self.stops):
-            stop()
 
     def gnome(self, groups):
         """GNOME's keys, as GSettings' keyfile backend keeps them: {"system/proxy": {"mode": "'manual'"}}."""
